@@ -1,0 +1,3 @@
+"""LlamaDesk: a desktop chat application for local language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""The one small interface every inference engine implements, and the values it passes around."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from llamadesk.core.sampling import SamplingParams
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # the model ended its turn (end-of-generation token or stop string)
+    LENGTH = "length"  # max tokens or the context length was reached
+    CANCELLED = "cancelled"  # the user pressed Stop
+    ERROR = "error"  # generation failed; the message says why
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model. `chat_template` names a built-in template to use instead of the GGUF's."""
+
+    path: Path
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: physical cores, leaving one for the GUI when there are many
+    n_gpu_layers: int = 0
+    chat_template: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded: shown in the UI and copied into every reply's receipt."""
+
+    path: Path
+    file_name: str
+    size_bytes: int
+    sha256: str
+    architecture: str
+    quantization: str
+    n_ctx: int
+    n_ctx_train: int
+    n_layers: int
+    n_gpu_layers: int
+    n_threads: int
+    template_name: str  # "gguf" for the file's own template, else the built-in's name
+    template_source: str  # "gguf", "architecture" (chosen by architecture) or "user"
+    has_chat_template: bool
+    load_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Figures of one reply. tokens_per_s counts generated tokens after the first, over their time."""
+
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens reused from the previous turn's KV cache
+    generated_tokens: int
+    ttft_s: float
+    tokens_per_s: float
+    total_s: float
+    finish_reason: FinishReason
+    seed: int
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["finish_reason"] = self.finish_reason.value
+        return d
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of reply text (one or more tokens, always whole UTF-8 characters)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last event of a stream."""
+
+    stats: GenerationStats
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+StreamEvent = Token | Done
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+LoadProgress = Callable[[float], bool]  # receives 0..1; return False to cancel the load
+
+
+class Engine(Protocol):
+    """load / stream / stop / stats / capabilities. One thread owns an engine for its whole life;
+    only `request_stop`-style cancellation (a threading.Event) crosses threads."""
+
+    @property
+    def info(self) -> ModelInfo | None: ...
+
+    def capabilities(self) -> dict[str, Any]: ...
+
+    def load(self, options: LoadOptions, progress: LoadProgress | None = None) -> ModelInfo: ...
+
+    def unload(self) -> None: ...
+
+    def count_tokens(self, messages: Sequence[Message]) -> int: ...
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,31 @@
+"""Typed errors of the core; each message is one sentence a user can act on."""
+
+from __future__ import annotations
+
+
+class LlamaDeskError(Exception):
+    """Base of every error the core raises on purpose; str(err) is shown to the user as is."""
+
+
+class InvalidSetting(LlamaDeskError, ValueError):
+    """A setting (sampling value, context length, ...) is outside its allowed range."""
+
+
+class ModelLoadError(LlamaDeskError):
+    """A model could not be loaded (missing file, not GGUF, truncated, unsupported, out of memory)."""
+
+
+class GenerationError(LlamaDeskError):
+    """Generation failed after the model was loaded."""
+
+
+class TemplateError(LlamaDeskError):
+    """The chat template could not be rendered."""
+
+
+class HistoryError(LlamaDeskError):
+    """The conversation history could not be read or written."""
+
+
+class StarterModelError(LlamaDeskError):
+    """The starter model could not be fetched or verified."""
