@@ -1,0 +1,162 @@
+"""Ordered forward migrations of the history schema; the version lives in PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamadesk.core.errors import HistoryError
+from llamadesk.core.history.db import get_user_version, known_error, set_user_version, transaction, translate_error
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step from schema `index` to `index + 1` (MIGRATIONS[0] builds v1 from an empty file).
+
+    `foreign_keys_off`: set it for a step that rebuilds a table (create new, copy, drop old, rename), which
+    SQLite only allows with foreign keys off; the runner then checks every reference before committing.
+    """
+
+    description: str
+    apply: Callable[[sqlite3.Connection], None]
+    foreign_keys_off: bool = False
+
+
+def _statements(*sql: str) -> Callable[[sqlite3.Connection], None]:
+    # One execute() per statement: executescript() would COMMIT first and break the one-transaction rule.
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in sql:
+            conn.execute(statement)
+
+    return apply
+
+
+# The first release schema. Frozen: change the schema only by appending a Migration below, never by editing
+# this one (databases already at v1 would not see the edit). tests/data/history_v1.sql is a dump of it.
+_V1 = _statements(
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        model TEXT,
+        system_prompt TEXT NOT NULL DEFAULT '',
+        sampling_json TEXT NOT NULL DEFAULT '{}',
+        pinned INTEGER NOT NULL DEFAULT 0,
+        leaf_message_id INTEGER NULL
+    )
+    """,
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id INTEGER NULL REFERENCES messages(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'complete'
+            CHECK (status IN ('complete', 'streaming', 'interrupted', 'cancelled', 'error')),
+        finish_reason TEXT NULL,
+        receipt_json TEXT NULL
+    )
+    """,
+    "CREATE INDEX messages_by_conversation ON messages (conversation_id, id)",
+    "CREATE INDEX messages_by_parent ON messages (parent_id)",
+    "CREATE INDEX conversations_by_order ON conversations (pinned DESC, updated_at DESC)",
+)
+
+MIGRATIONS: list[Migration] = [
+    Migration("v1: conversations and messages (first release)", _V1),
+]
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def backup_path(db_path: Path, version: int) -> Path:
+    """Where the copy made before migrating a database at `version` goes: `<db>.v{version}.bak` next to it."""
+    return db_path.with_name(f"{db_path.name}.v{version}.bak")
+
+
+def migrate(conn: sqlite3.Connection, db_path: Path) -> Path | None:
+    """Brings the database to LATEST_VERSION; returns the backup made first, or None when none was needed."""
+    try:
+        version = get_user_version(conn)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, db_path) from exc
+    if version > LATEST_VERSION:
+        raise HistoryError(
+            f"This history was written by a newer LlamaDesk (schema {version}); update LlamaDesk to open it."
+        )
+    if version == LATEST_VERSION:
+        return None
+    backup = None
+    if version == 0:
+        _check_empty(conn, db_path)
+    else:
+        backup = _backup(conn, db_path, version)
+    for target in range(version + 1, LATEST_VERSION + 1):
+        _run(conn, db_path, target)
+    return backup
+
+
+def _check_empty(conn: sqlite3.Connection, db_path: Path) -> None:
+    # Version 0 with tables in it is some other program's database: building ours inside it would mix the two.
+    try:
+        row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()
+    except sqlite3.Error as exc:
+        raise translate_error(exc, db_path) from exc
+    if row[0]:
+        raise HistoryError(
+            f"The file {db_path} is a database of another program, not a LlamaDesk history; move it elsewhere "
+            "and restart LlamaDesk."
+        )
+
+
+def _backup(conn: sqlite3.Connection, db_path: Path, version: int) -> Path:
+    target = backup_path(db_path, version)
+    try:
+        dest = sqlite3.connect(str(target))
+        try:
+            conn.backup(dest)
+            # A single self-contained file (no -wal beside it) is what a user expects to copy or restore.
+            dest.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dest.close()
+    except sqlite3.Error as exc:
+        # Never migrate without a backup: a failed upgrade must leave the user a way back.
+        raise HistoryError(
+            f"The history could not be backed up to {target} before upgrading it; free some space or check "
+            "the permissions of that folder, then restart LlamaDesk."
+        ) from exc
+    return target
+
+
+def _run(conn: sqlite3.Connection, db_path: Path, target: int) -> None:
+    step = MIGRATIONS[target - 1]
+    try:
+        if step.foreign_keys_off:
+            conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction, hence before BEGIN
+        try:
+            with transaction(conn):
+                # Another process may have migrated between our version check and our write lock.
+                if get_user_version(conn) >= target:
+                    return
+                step.apply(conn)
+                if step.foreign_keys_off and conn.execute("PRAGMA foreign_key_check").fetchall():
+                    raise HistoryError(
+                        f"Upgrading the history to schema {target} broke references between messages; "
+                        "restore the backup next to it and report this problem."
+                    )
+                set_user_version(conn, target)
+        finally:
+            if step.foreign_keys_off:
+                conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        # A full disk or a lock is the user's to fix; anything else is a bug in the step itself.
+        raise known_error(exc, db_path) or HistoryError(
+            f"Upgrading the history to schema {target} failed ({exc}); it was left unchanged, so report this "
+            "problem and keep using the previous LlamaDesk version meanwhile."
+        ) from exc

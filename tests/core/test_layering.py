@@ -1,0 +1,41 @@
+"""The house's rules, checked: core is Qt-free and importable without a display; ui never reaches llama_cpp/sqlite3."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "llamadesk"
+
+
+def _imports(folder: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_core_never_imports_qt() -> None:
+    offenders = {p for p, names in _imports(ROOT / "core").items() if names & {"PySide6", "shiboken6"}}
+    assert not offenders
+
+
+def test_ui_never_imports_llama_cpp_or_sqlite() -> None:
+    offenders = {p for p, names in _imports(ROOT / "ui").items() if names & {"llama_cpp", "sqlite3"}}
+    assert not offenders
+
+
+def test_core_and_cli_import_without_loading_qt() -> None:
+    code = (
+        "import sys, llamadesk.cli, llamadesk.core.engine, llamadesk.core.history; "
+        "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,125 @@
+"""The `llamadesk` command as a user runs it: a real subprocess, real llama.cpp, real SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llamadesk import __version__
+
+
+def cli(*args: str, home: Path, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LLAMADESK_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "llamadesk", *args],
+        input=stdin, capture_output=True, text=True, env=env, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def rows(home: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(home / "data" / "history.sqlite3")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_version(llamadesk_home: Path) -> None:
+    result = cli("--version", home=llamadesk_home)
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_chat_streams_and_records_history(llamadesk_home: Path, tiny_model: Path) -> None:
+    result = cli("chat", "--model", str(tiny_model), "--max-tokens", "16", "--seed", "9", "--stats",
+                 "--system", "be brief", "hello model", home=llamadesk_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "generated" in result.stderr and "tokens/s" in result.stderr
+    convs = rows(llamadesk_home, "SELECT title, system_prompt, model FROM conversations")
+    assert convs == [("hello model", "be brief", tiny_model.name)]
+    msgs = rows(llamadesk_home, "SELECT role, content, status, receipt_json FROM messages ORDER BY id")
+    assert [m[0] for m in msgs] == ["user", "assistant"]
+    assert msgs[1][2] == "complete" and msgs[1][1].strip() == result.stdout.strip()
+    assert '"seed": 9' in msgs[1][3]
+
+
+def test_chat_reads_stdin_and_no_history(llamadesk_home: Path, tiny_model: Path) -> None:
+    result = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "--no-history", "-",
+                 home=llamadesk_home, stdin="hello from stdin")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    db = llamadesk_home / "data" / "history.sqlite3"
+    assert not db.exists() or rows(llamadesk_home, "SELECT count(*) FROM messages") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--temperature", "3"], "between 0 and 2"),
+        (["--top-k", "500"], "between 0 and 200"),
+        (["--seed", "-4"], "Seed"),
+        (["--ctx", "10"], "Context length"),
+    ],
+)
+def test_bad_arguments_exit_2_with_the_range(llamadesk_home: Path, tiny_model: Path, args, phrase) -> None:
+    result = cli("chat", "--model", str(tiny_model), *args, "hi", home=llamadesk_home)
+    assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unloadable_model_exits_3_with_one_sentence(llamadesk_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"definitely not a model")
+    result = cli("chat", "--model", str(bad), "hi", home=llamadesk_home)
+    assert result.returncode == 3
+    assert "not a GGUF" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_history_commands(llamadesk_home: Path, tiny_model: Path) -> None:
+    assert cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "first question", home=llamadesk_home).returncode == 0
+    listed = cli("history", "list", home=llamadesk_home)
+    assert listed.returncode == 0 and "first question" in listed.stdout
+    shown = cli("history", "show", "1", home=llamadesk_home)
+    assert "[user]" in shown.stdout and "first question" in shown.stdout
+    assert cli("history", "rm", "1", home=llamadesk_home).returncode == 0
+    assert "first question" not in cli("history", "list", home=llamadesk_home).stdout
+    missing = cli("history", "show", "99", home=llamadesk_home)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+@pytest.mark.starter
+def test_killed_mid_reply_keeps_the_partial_reply(llamadesk_home: Path, starter_model: Path) -> None:
+    """SIGKILL while streaming: the partial reply is on disk (flushed ≤ 0.5 s ago) and marked interrupted.
+    The real starter model streams for seconds (random-weight models end their turn too soon)."""
+    env = {**os.environ, "LLAMADESK_HOME": str(llamadesk_home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamadesk", "chat", "--model", str(starter_model), "--ctx", "2048",
+         "--max-tokens", "1500", "--seed", "1", "Write a very long story about a llama who learns to sail."],
+        stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    printed = b""
+    try:
+        # Wait until well over one flush interval of text has streamed, then kill without warning.
+        db = llamadesk_home / "data" / "history.sqlite3"
+        while True:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, "the reply ended before the test could kill it"
+            printed += chunk
+            if len(printed) > 200 and db.exists():
+                flushed = rows(llamadesk_home, "SELECT length(content) FROM messages WHERE role='assistant'")
+                if flushed and flushed[0][0] > 0:
+                    break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    listed = cli("history", "show", "1", home=llamadesk_home)  # opening the history recovers the reply
+    assert listed.returncode == 0
+    (status, content), = rows(llamadesk_home, "SELECT status, content FROM messages WHERE role='assistant'")
+    assert status == "interrupted" and content
+    assert printed.decode(errors="replace").lstrip().startswith(content.strip()[:20])
+    assert rows(llamadesk_home, "PRAGMA integrity_check") == [("ok",)]
