@@ -1,0 +1,133 @@
+"""`llamadesk chat`: stream one reply to stdout and record the exchange in history."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_LOAD, EXIT_OK, EXIT_USAGE
+from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError
+from llamadesk.core.sampling import MAX_SEED, RANGES, SamplingParams
+from llamadesk.paths import get_paths
+
+CTX_RANGE = (256, 1_048_576)
+
+
+def add_parser(sub: Any) -> None:
+    chat = sub.add_parser("chat", help="stream one reply to stdout and record it in history")
+    chat.add_argument("--model", required=True, type=Path, help="path to a .gguf file")
+    chat.add_argument("--system", default="", help="system prompt")
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens"):
+        rng = RANGES[name]
+        chat.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int if rng.is_int else float,
+            default=None,
+            metavar="N" if rng.is_int else "X",
+            help=f"{rng.help} ({rng.minimum:g}–{rng.maximum:g})",
+        )
+    chat.add_argument("--seed", type=int, default=None, help=f"fixed seed 0–{MAX_SEED} (default: random)")
+    chat.add_argument("--ctx", type=int, default=4096, help=f"context length in tokens ({CTX_RANGE[0]}–{CTX_RANGE[1]})")
+    chat.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    chat.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    chat.add_argument("--template", default=None, help="chat template to use instead of the model's")
+    chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
+    chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
+    chat.add_argument("prompt", help="the message; - reads it from stdin")
+
+
+def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
+    given = {name: getattr(args, name) for name in RANGES if getattr(args, name, None) is not None}
+    return SamplingParams(**given, seed=args.seed)
+
+
+def title_from(text: str, limit: int = 60) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def run(args: argparse.Namespace) -> int:
+    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engine_api import Done, FinishReason, LoadOptions
+
+    try:
+        params = _sampling_from_args(args)
+        if not CTX_RANGE[0] <= args.ctx <= CTX_RANGE[1]:
+            raise InvalidSetting(f"Context length must be between {CTX_RANGE[0]} and {CTX_RANGE[1]} (got {args.ctx}).")
+    except InvalidSetting as exc:
+        print(f"llamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        print("llamadesk chat: the prompt is empty.", file=sys.stderr)
+        return EXIT_USAGE
+
+    engine = LlamaCppEngine()
+    try:
+        info = engine.load(
+            LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
+                        n_gpu_layers=args.gpu_layers, chat_template=args.template)
+        )  # fmt: skip
+    except ModelLoadError as exc:
+        print(f"llamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_LOAD
+
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    history = reply = None
+    if not args.no_history:
+        from llamadesk.core.history import History
+
+        history = History(get_paths().history_db)
+        conv = history.create_conversation(
+            title_from(prompt), model=info.file_name, system_prompt=args.system, sampling=params.to_dict()
+        )
+        history.add_message(conv.id, "user", prompt)
+        reply = history.begin_reply(conv.id)
+
+    cancel = threading.Event()
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    done: Done | None = None
+    try:
+        for event in engine.stream(messages, params, cancel):
+            if isinstance(event, Done):
+                done = event
+            else:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+                if reply is not None:
+                    reply.append(event.text)
+    except LlamaDeskError as exc:
+        if reply is not None:
+            reply.finish(status="error", finish_reason=FinishReason.ERROR.value,
+                         receipt=done.receipt if done else None)  # fmt: skip
+        print(f"\nllamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        engine.close()
+    sys.stdout.write("\n")
+    assert done is not None
+    reason = done.stats.finish_reason
+    if reply is not None and history is not None:
+        status = "cancelled" if reason is FinishReason.CANCELLED else "complete"
+        reply.finish(status=status, finish_reason=reason.value, receipt=done.receipt)
+        history.close()
+    if args.stats:
+        s = done.stats
+        print(
+            f"[{s.prompt_tokens} prompt tokens, {s.generated_tokens} generated, TTFT {s.ttft_s * 1000:.0f} ms, "
+            f"{s.tokens_per_s:.1f} tokens/s, seed {s.seed}, {reason.value}]",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED if reason is FinishReason.CANCELLED else EXIT_OK
