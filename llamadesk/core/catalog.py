@@ -1,0 +1,166 @@
+"""The curated catalog (assets/catalog.json): family → size → quantization, with sizes and a fit for each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.fit import FitEstimate, ModelShape, estimate
+from llamadesk.core.hub import check_remote_name, check_repo_id
+from llamadesk.paths import resource_path
+
+# From smallest to largest file: the order the user picks in.
+QUANT_ORDER = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1",
+               "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "F16", "F32")
+
+
+class CatalogError(LlamaDeskError):
+    """The catalog file is missing or malformed (a packaging bug), or an entry was not found."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    name: str
+    repo: str
+    files: tuple[str, ...]  # several for a split model, first part first
+    size_bytes: int
+    size_approx: bool
+    sha256: tuple[str | None, ...]  # one per file; None where not recorded
+
+    @property
+    def ref(self) -> str:
+        """What `llamadesk models download` takes: REPO:FILE (the first part for a split model)."""
+        return f"{self.repo}:{self.files[0]}"
+
+
+@dataclass(frozen=True)
+class ShapeInfo:
+    n_layers: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+
+
+@dataclass(frozen=True)
+class Size:
+    id: str
+    label: str
+    params: int
+    context_length: int
+    kind: str  # "base" or "instruct"
+    architecture: str
+    license: str
+    shape: ShapeInfo
+    quantizations: tuple[Quantization, ...]
+
+    def quantization(self, name: str) -> Quantization:
+        for q in self.quantizations:
+            if q.name.lower() == name.lower():
+                return q
+        raise CatalogError(f"{self.label} has no {name} file in the catalog; choose one of "
+                           f"{', '.join(q.name for q in self.quantizations)}.")
+
+    def model_shape(self, quant: Quantization) -> ModelShape:
+        s = self.shape
+        return ModelShape.approximate(n_layers=s.n_layers, n_embd=s.n_embd, n_head=s.n_head, n_head_kv=s.n_head_kv,
+                                      head_dim=s.head_dim, n_vocab=s.n_vocab, n_ctx_train=self.context_length,
+                                      weights_bytes=quant.size_bytes)
+
+    def fits(self, n_ctx: int, *, ram_free: int, vram_free: int = 0) -> list[tuple[Quantization, FitEstimate]]:
+        """Every quantization with its verdict at `n_ctx` (capped at the trained context)."""
+        n_ctx = min(n_ctx, self.context_length)
+        return [(q, estimate(self.model_shape(q), n_ctx, ram_free=ram_free, vram_free=vram_free))
+                for q in self.quantizations]
+
+
+@dataclass(frozen=True)
+class Family:
+    id: str
+    name: str
+    publisher: str
+    license: str
+    description: str
+    sizes: tuple[Size, ...]
+
+    def size(self, size_id: str) -> Size:
+        for s in self.sizes:
+            if s.id.lower() == size_id.lower():
+                return s
+        raise CatalogError(f"{self.name} has no size '{size_id}'; choose one of "
+                           f"{', '.join(s.id for s in self.sizes)}.")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    families: tuple[Family, ...]
+    notes: str = ""
+
+    def family(self, family_id: str) -> Family:
+        for f in self.families:
+            if f.id.lower() == family_id.lower():
+                return f
+        raise CatalogError(f"The catalog has no family '{family_id}'.")
+
+    def entries(self) -> list[tuple[Family, Size, Quantization]]:
+        return [(f, s, q) for f in self.families for s in f.sizes for q in s.quantizations]
+
+    def find_file(self, repo: str, filename: str) -> tuple[Family, Size, Quantization] | None:
+        """The catalog entry for a Hub file, to name a download and record its license."""
+        for f, s, q in self.entries():
+            if q.repo.lower() == repo.lower() and filename in q.files:
+                return f, s, q
+        return None
+
+
+def _quant(data: dict[str, Any]) -> Quantization:
+    files = tuple(check_remote_name(f) for f in data["files"])
+    sha = data.get("sha256")
+    hashes: tuple[str | None, ...] = tuple(sha) if isinstance(sha, list) else (sha,) + (None,) * (len(files) - 1)
+    return Quantization(str(data["name"]), check_repo_id(data["repo"]), files, int(data["size_bytes"]),
+                        bool(data.get("size_approx", True)), hashes)
+
+
+def _size(data: dict[str, Any], family_license: str) -> Size:
+    shape = ShapeInfo(**{k: int(v) for k, v in data["shape"].items()})
+    quants = sorted((_quant(q) for q in data["quantizations"]),
+                    key=lambda q: QUANT_ORDER.index(q.name) if q.name in QUANT_ORDER else len(QUANT_ORDER))
+    return Size(str(data["id"]), str(data["label"]), int(data["params"]), int(data["context_length"]),
+                str(data["kind"]), str(data["architecture"]), str(data.get("license") or family_license), shape,
+                tuple(quants))
+
+
+def parse_catalog(data: dict[str, Any]) -> Catalog:
+    try:
+        families = tuple(
+            Family(str(f["id"]), str(f["name"]), str(f["publisher"]), str(f["license"]),
+                   str(f.get("description", "")), tuple(_size(s, str(f["license"])) for s in f["sizes"]))
+            for f in data["families"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"The model catalog is malformed ({type(exc).__name__}: {exc}); reinstall LlamaDesk.") \
+            from exc
+    return Catalog(families, str(data.get("notes", "")))
+
+
+def catalog_path() -> Path:
+    return resource_path("catalog.json")
+
+
+@cache
+def _load(path: Path) -> Catalog:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"The model catalog {path} could not be read ({exc}); reinstall LlamaDesk.") from exc
+    return parse_catalog(data)
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """The shipped catalog (parsed once per process), or the one at `path`."""
+    return _load((path or catalog_path()).resolve())
