@@ -58,8 +58,9 @@ def test_new_database_has_latest_schema_and_pragmas(history: History, db_path: P
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 * 1024 * 1024
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"conversations", "messages", "messages_by_conversation", "messages_by_parent"} <= names
+    assert {"conversations", "messages", "messages_by_conversation", "messages_by_parent", "messages_fts"} <= names
     assert history.backup_path is None
     assert not list(db_path.parent.glob("*.bak"))
 
@@ -490,12 +491,13 @@ def test_migrates_dump(dump: Path, db_path: Path) -> None:
     conn.close()
     assert before_conversations and before_messages
 
-    with History(db_path) as h:
+    with History(db_path, trash_retention_s=None) as h:  # keep the dump's old trash: every row must survive
         migrated = version < LATEST_VERSION
         backup = backup_path(db_path, version)
         assert backup.exists() is migrated
         assert h.backup_path == (backup if migrated else None)
-        assert sorted((c.id, c.title) for c in h.list_conversations()) == before_conversations
+        listed = h.list_conversations() + h.list_trash()
+        assert sorted((c.id, c.title) for c in listed) == before_conversations
         for mid, cid, parent, role, content, status in before_messages:
             m = h.get_message(mid)
             expected_status = "interrupted" if status == "streaming" else status
@@ -506,7 +508,7 @@ def test_migrates_dump(dump: Path, db_path: Path) -> None:
                 content,
                 expected_status,
             )
-        for conv in h.list_conversations():
+        for conv in listed:
             branch = h.messages(conv.id)
             assert (branch[-1].id if branch else None) == conv.leaf_message_id
         assert h.check_integrity() == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,12 @@ from pathlib import Path
 from llamadesk.core.errors import HistoryError
 
 BUSY_TIMEOUT_MS = 5000
+# BEGIN IMMEDIATE is tried this many times, each waiting up to busy_timeout: a long write in another process
+# (an import of thousands of messages) then delays a write by up to ~25 s instead of failing it.
+BEGIN_ATTEMPTS = 5
+# After a big write (an import) the WAL file is truncated back to this size at the next checkpoint, instead of
+# keeping its largest size forever.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 # SQLite's primary result codes (stable C API values); the sqlite3 module only names them from Python 3.11.
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 5, 6, 8, 10, 11
@@ -42,6 +50,7 @@ def connect(path: Path) -> sqlite3.Connection:
         # NORMAL in WAL mode: a power cut may lose the last commits but never corrupts the file;
         # an application crash loses nothing that was committed.
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         conn.close()
@@ -65,7 +74,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         return
     # IMMEDIATE takes the write lock up front (waiting up to busy_timeout for other writers), so two
     # processes can never both read, then both try to write and deadlock.
-    conn.execute("BEGIN IMMEDIATE")
+    begin_immediate(conn)
     try:
         yield conn
     except BaseException:
@@ -76,6 +85,32 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     except BaseException:
         _rollback(conn)
         raise
+
+
+def begin_immediate(conn: sqlite3.Connection, attempts: int = BEGIN_ATTEMPTS) -> None:
+    """BEGIN IMMEDIATE, retried while another process holds the write lock past busy_timeout.
+
+    Retrying is safe here and nowhere later: nothing of the transaction has run yet.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if attempt == attempts or not is_busy(exc):
+                raise
+            # A short pause with jitter: a busy handler may not be called at all in rare states (a WAL being
+            # recovered), and two waiting writers should not retry in lockstep.
+            time.sleep(0.01 * attempt + random.random() * 0.01)
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether the error means "another connection holds the lock" (worth waiting for), not a real failure."""
+    code = _primary_code(exc)
+    if code is not None:
+        return code in (SQLITE_BUSY, SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -68,8 +68,74 @@ _V1 = _statements(
     "CREATE INDEX conversations_by_order ON conversations (pinned DESC, updated_at DESC)",
 )
 
+# v2: full-text search, the trash, and indexes that keep opening a million-message history instant.
+# FTS5 tables with external content store only the index (the text stays in messages/conversations); the
+# triggers keep them in step inside the writer's own transaction, so the index can never lag behind a commit.
+# 'rebuild' backfills the index from rows already there. unicode61 with remove_diacritics 2 lets "creme" find
+# "crème"; everything else about matching is FTS5's default (case-insensitive whole words).
+_V2 = _statements(
+    "ALTER TABLE conversations ADD COLUMN deleted_at REAL NULL",
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    )
+    """,
+    """
+    CREATE VIRTUAL TABLE conversations_fts USING fts5(
+        title, content='conversations', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    )
+    """,
+    """
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END
+    """,
+    # Fires for ON DELETE CASCADE too (deleting a conversation or a parent message).
+    """
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END
+    """,
+    # OF content: a status or receipt change does not re-index the text.
+    """
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END
+    """,
+    """
+    CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
+        INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
+    END
+    """,
+    """
+    CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
+        INSERT INTO conversations_fts (conversations_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    END
+    """,
+    """
+    CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
+        INSERT INTO conversations_fts (conversations_fts, rowid, title) VALUES ('delete', old.id, old.title);
+        INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
+    END
+    """,
+    "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+    "INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')",
+    # The sidebar lists live conversations only; a partial index in exactly the listing order reads the first
+    # page without a sort. It replaces v1's index, which every write would otherwise keep up for nothing.
+    "DROP INDEX conversations_by_order",
+    """
+    CREATE INDEX conversations_live_order ON conversations (pinned DESC, updated_at DESC, id DESC)
+    WHERE deleted_at IS NULL
+    """,
+    "CREATE INDEX conversations_trash ON conversations (deleted_at) WHERE deleted_at IS NOT NULL",
+    # Opening the history looks for replies left 'streaming'; without this a million-row scan on every start.
+    "CREATE INDEX messages_streaming ON messages (id) WHERE status = 'streaming'",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration("v1: conversations and messages (first release)", _V1),
+    Migration("v2: full-text search (FTS5), trash (conversations.deleted_at), indexes for scale", _V2),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -92,6 +158,12 @@ def migrate(conn: sqlite3.Connection, db_path: Path) -> Path | None:
         )
     if version == LATEST_VERSION:
         return None
+    if not fts5_available():
+        # Checked before the backup and the first step: a history is never left half-upgraded for this.
+        raise HistoryError(
+            "This Python's SQLite lacks full-text search (FTS5), which LlamaDesk's history needs; "
+            "run LlamaDesk from its installer or from a Python whose SQLite has FTS5."
+        )
     backup = None
     if version == 0:
         _check_empty(conn, db_path)
@@ -100,6 +172,18 @@ def migrate(conn: sqlite3.Connection, db_path: Path) -> Path | None:
     for target in range(version + 1, LATEST_VERSION + 1):
         _run(conn, db_path, target)
     return backup
+
+
+def fts5_available() -> bool:
+    """Whether this Python's sqlite3 module was built with FTS5 (schema v2 needs it); official builds are."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("CREATE VIRTUAL TABLE probe USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _check_empty(conn: sqlite3.Connection, db_path: Path) -> None:

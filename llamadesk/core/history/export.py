@@ -1,0 +1,290 @@
+"""Export of conversations as Markdown, self-contained HTML, or the documented JSON format (which imports back)."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from llamadesk import __version__
+from llamadesk.core.errors import HistoryError
+from llamadesk.core.history.importer import FORMAT_NAME, FORMAT_VERSION
+from llamadesk.core.history.models import FullConversation, Message
+
+if TYPE_CHECKING:
+    from llamadesk.core.history.repository import History
+
+log = logging.getLogger(__name__)
+
+FORMATS: Final = ("md", "html", "json")
+ROLE_LABELS: Final = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def _finite(value: Any, where: str) -> Any:
+    # JSON has no NaN or infinity; a receipt holding one (a division by a zero duration) exports it as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        log.warning("Exporting a non-finite number in %s as null", where)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v, where) for v in value]
+    return value
+
+
+def conversation_to_json(full: FullConversation) -> dict[str, Any]:
+    """One conversation as the export format's object: every message of every branch, parents first."""
+    c = full.conversation
+    return {
+        "id": c.id,
+        "title": c.title,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "model": c.model,
+        "system_prompt": c.system_prompt,
+        "sampling": _finite(c.sampling, f"conversation {c.id}"),
+        "pinned": c.pinned,
+        "leaf_message_id": c.leaf_message_id,
+        "messages": [
+            {
+                "id": m.id,
+                "parent_id": m.parent_id,
+                "role": m.role,
+                "content": m.content,
+                "created_at": m.created_at,
+                # A reply still streaming in another window is, for the file, cut off where it stands.
+                "status": "interrupted" if m.status == "streaming" else m.status,
+                "finish_reason": m.finish_reason,
+                "receipt": _finite(m.receipt, f"message {m.id}"),
+            }
+            for m in full.messages
+        ],
+    }
+
+
+def write_json(conversations: Iterable[FullConversation], out: TextIO, *, now: float | None = None) -> None:
+    """The export document, written one conversation at a time so exporting everything needs little memory."""
+    header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "exported_at": time.time() if now is None else now,
+        "app_version": __version__,
+    }
+    out.write("{\n")
+    for key, value in header.items():
+        out.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+    out.write('  "conversations": [')
+    for i, full in enumerate(conversations):
+        text = json.dumps(conversation_to_json(full), ensure_ascii=False, allow_nan=False, indent=2)
+        out.write(("," if i else "") + "\n    " + text.replace("\n", "\n    "))
+    out.write("\n  ]\n}\n")
+
+
+def _when(seconds: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.0f} s"  # a date beyond what the C library can show, from a hand-made import
+
+
+def _receipt_line(m: Message) -> str:
+    """A short line under a reply: model, tokens, speed, seed: how it was made."""
+    r = m.receipt or {}
+    parts = []
+    if r.get("model_file"):
+        parts.append(str(r["model_file"]))
+    if isinstance(r.get("generated_tokens"), int):
+        parts.append(f"{r['generated_tokens']} tokens")
+    if isinstance(r.get("tokens_per_s"), (int, float)) and math.isfinite(r["tokens_per_s"]):
+        parts.append(f"{r['tokens_per_s']:.1f} tokens/s")
+    if isinstance(r.get("seed"), int):
+        parts.append(f"seed {r['seed']}")
+    if m.finish_reason and m.finish_reason != "stop":
+        parts.append(f"finish: {m.finish_reason}")
+    return " · ".join(parts)
+
+
+def _heading(m: Message) -> str:
+    label = ROLE_LABELS.get(m.role, m.role)
+    status = "interrupted" if m.status == "streaming" else m.status  # as in JSON: a file cannot keep streaming
+    return label if status == "complete" else f"{label} ({status})"
+
+
+def _other_branches(full: FullConversation) -> int:
+    parents = {m.parent_id for m in full.messages}
+    leaves = sum(1 for m in full.messages if m.id not in parents)
+    return max(0, leaves - 1)
+
+
+def _branch(full: FullConversation) -> list[Message]:
+    """The branch the user was looking at (leaf to root), which is what Markdown and HTML show."""
+    by_id = {m.id: m for m in full.messages}
+    path: list[Message] = []
+    current = full.conversation.leaf_message_id
+    while current is not None and current in by_id and len(path) <= len(by_id):
+        path.append(by_id[current])
+        current = by_id[current].parent_id
+    return path[::-1]
+
+
+def conversation_to_markdown(full: FullConversation) -> str:
+    c = full.conversation
+    title = " ".join(c.title.split()) or "Untitled"
+    lines = [f"# {title}", ""]
+    meta = [f"Created {_when(c.created_at)}", f"last active {_when(c.updated_at)}"]
+    if c.model:
+        meta.append(f"model {c.model}")
+    lines += ["*" + " · ".join(meta) + "*", ""]
+    if c.system_prompt:
+        lines += ["**System prompt:**", "", *(f"> {line}" for line in c.system_prompt.splitlines()), ""]
+    for m in _branch(full):
+        lines += [f"## {_heading(m)}", "", m.content, ""]
+        receipt = _receipt_line(m) if m.role == "assistant" else ""
+        if receipt:
+            lines += [f"*{receipt}*", ""]
+    others = _other_branches(full)
+    if others:
+        lines += [f"*This conversation has {others} other branch(es); export it as JSON to keep them.*", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(conversations: Iterable[FullConversation], out: TextIO) -> None:
+    for i, full in enumerate(conversations):
+        out.write(("\n---\n\n" if i else "") + conversation_to_markdown(full))
+
+
+# Inline only: the page loads nothing (the CSP below forbids it as a second line of defence).
+_CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
+       color: #1d1d1f; background: #fff; }
+h1 { font-size: 1.5rem; margin: 2.5rem 0 .25rem; } nav li { margin: .2rem 0; }
+.meta, .receipt, .note { color: #6e6e73; font-size: .85rem; }
+.message { border-radius: .6rem; padding: .6rem .9rem; margin: .8rem 0; }
+.user { background: #e8f0fe; } .assistant { background: #f5f5f7; } .system { background: #fff8e1; }
+.role { font-weight: 600; font-size: .85rem; margin-bottom: .25rem; }
+.content { white-space: pre-wrap; overflow-wrap: anywhere; font-family: inherit; margin: 0; }
+@media (prefers-color-scheme: dark) {
+  body { color: #f5f5f7; background: #1d1d1f; } .user { background: #1e3050; } .assistant { background: #2c2c2e; }
+  .system { background: #3a3320; } .meta, .receipt, .note { color: #a1a1a6; }
+}
+""".strip()
+
+
+def _esc(text: str) -> str:
+    # Model output is untrusted: every character of it reaches the page as text, never as markup.
+    return html.escape(text, quote=True)
+
+
+def conversation_to_html(full: FullConversation) -> str:
+    c = full.conversation
+    meta = [f"Created {_when(c.created_at)}", f"last active {_when(c.updated_at)}"]
+    if c.model:
+        meta.append(f"model {c.model}")
+    parts = [
+        f'<article id="conversation-{c.id}">',
+        f"<h1>{_esc(c.title or 'Untitled')}</h1>",
+        f'<p class="meta">{_esc(" · ".join(meta))}</p>',
+    ]
+    if c.system_prompt:
+        parts.append(
+            '<div class="message system"><div class="role">System prompt</div>'
+            f'<div class="content">{_esc(c.system_prompt)}</div></div>'
+        )
+    for m in _branch(full):
+        receipt = _receipt_line(m) if m.role == "assistant" else ""
+        parts.append(
+            f'<div class="message {_esc(m.role)}" id="message-{m.id}"><div class="role">{_esc(_heading(m))}</div>'
+            f'<div class="content">{_esc(m.content)}</div>'
+            + (f'<div class="receipt">{_esc(receipt)}</div>' if receipt else "")
+            + "</div>"
+        )
+    others = _other_branches(full)
+    if others:
+        parts.append(
+            f'<p class="note">This conversation has {others} other branch(es); export it as JSON to keep them.</p>'
+        )
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def write_html(
+    conversations: Iterable[FullConversation], out: TextIO, *, contents: Sequence[tuple[int, str]] | None = None
+) -> None:
+    """One page; `contents` (id, title) adds a table of contents, so conversations can stream in after it."""
+    page_title = contents[0][1] if contents and len(contents) == 1 else f"{len(contents or ())} conversations"
+    out.write(
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="LlamaDesk {_esc(__version__)}">\n'
+        f"<title>{_esc(page_title)} — LlamaDesk</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
+    )
+    if contents and len(contents) > 1:
+        out.write("<nav><ul>\n")
+        for cid, title in contents:
+            out.write(f'<li><a href="#conversation-{cid}">{_esc(title or "Untitled")}</a></li>\n')
+        out.write("</ul></nav>\n")
+    for full in conversations:
+        out.write(conversation_to_html(full) + "\n")
+    out.write("</body>\n</html>\n")
+
+
+# -- from the history -----------------------------------------------------------------------------------------
+
+
+def _conversations(history: History, cids: Sequence[int]) -> Iterable[FullConversation]:
+    for cid in cids:
+        yield history.full_conversation(cid)
+
+
+def export_conversations(history: History, cids: Sequence[int] | None, fmt: str, out: TextIO) -> int:
+    """Writes conversations `cids` (None: every one not in the trash, oldest first) to `out`; returns how many.
+
+    Everything is read from one snapshot, so a reply finishing meanwhile cannot make the file inconsistent.
+    """
+    if fmt not in FORMATS:
+        raise HistoryError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    with history.snapshot():
+        if cids is None:
+            listed = sorted(history.list_conversations(), key=lambda c: c.id)
+        else:
+            # Every id is looked up before anything is written: an unknown one fails with nothing in `out`.
+            listed = [history.get_conversation(cid) for cid in dict.fromkeys(cids)]
+        cids = [c.id for c in listed]
+        if fmt == "json":
+            write_json(_conversations(history, cids), out)
+        elif fmt == "md":
+            write_markdown(_conversations(history, cids), out)
+        else:
+            write_html(_conversations(history, cids), out, contents=[(c.id, c.title) for c in listed])
+    return len(cids)
+
+
+def export_to_path(history: History, cids: Sequence[int] | None, fmt: str, path: Path) -> int:
+    """Like `export_conversations`, into `path`, which appears whole or not at all (written beside, then renamed)."""
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise HistoryError(
+            f"The export could not be written to {path} ({exc.strerror or exc}); check the folder."
+        ) from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            count = export_conversations(history, cids, fmt, out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HistoryError(
+            f"The export could not be written to {path} ({exc.strerror or exc}); free some space."
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count

@@ -1,0 +1,136 @@
+"""The history's value types and their mapping from database rows and JSON columns."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+ROLES: Final = ("system", "user", "assistant")
+STATUSES: Final = ("complete", "streaming", "interrupted", "cancelled", "error")
+FINISH_STATUSES: Final = ("complete", "cancelled", "error")
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks a keyword argument as not given, where None is a meaningful value (no parent, no model)."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One chat: its settings and the last message of the branch the user is looking at."""
+
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    model: str | None
+    system_prompt: str
+    sampling: dict[str, Any]
+    pinned: bool
+    leaf_message_id: int | None
+    #: when it was moved to the trash; None for a conversation in the sidebar
+    deleted_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message; `parent_id` links it into the conversation's tree of branches."""
+
+    id: int
+    conversation_id: int
+    parent_id: int | None
+    role: str
+    content: str
+    created_at: float
+    status: str
+    finish_reason: str | None
+    receipt: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FullConversation:
+    """A conversation with every message of every branch, oldest first (parents before children)."""
+
+    conversation: Conversation
+    messages: list[Message]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result; `message_id` is None when the conversation's title matched.
+
+    `snippet` is the matching text with each matched word between MARK_START and MARK_END
+    (see `search.split_marked`); `created_at` is the message's time, or the conversation's last activity for a
+    title hit.
+    """
+
+    conversation_id: int
+    message_id: int | None
+    title: str
+    snippet: str
+    created_at: float
+    role: str | None
+
+
+MESSAGE_COLUMNS: Final = (
+    "id, conversation_id, parent_id, role, content, created_at, status, finish_reason, receipt_json"
+)
+CONVERSATION_COLUMNS: Final = (
+    "id, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf_message_id, deleted_at"
+)
+
+
+def dump_json(value: Mapping[str, Any]) -> str:
+    """The JSON text stored in a *_json column: keys sorted so equal settings give equal text."""
+    return json.dumps(dict(value), ensure_ascii=False, sort_keys=True)
+
+
+def load_json(text: str | None, what: str) -> dict[str, Any] | None:
+    """A JSON column read back; None for NULL and for damaged text (logged), so one bad row breaks nothing."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        log.warning("Ignoring JSON that is not a readable object in %s: %.80r", what, text)
+        return None
+    return value
+
+
+# Rows are plain tuples read by position (the order of *_COLUMNS above): sqlite3.Row and its look-up by name cost
+# a noticeable part of reading a 5,000-message conversation.
+
+
+def conversation_from_row(row: Sequence[Any]) -> Conversation:
+    """A Conversation from a row selected with CONVERSATION_COLUMNS."""
+    cid, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf, deleted_at = row
+    return Conversation(
+        id=cid,
+        title=title,
+        created_at=created_at,
+        updated_at=updated_at,
+        model=model,
+        system_prompt=system_prompt,
+        sampling=load_json(sampling_json, f"conversation {cid}") or {},
+        pinned=bool(pinned),
+        leaf_message_id=leaf,
+        deleted_at=deleted_at,
+    )
+
+
+def message_from_row(row: Sequence[Any]) -> Message:
+    """A Message from a row selected with MESSAGE_COLUMNS."""
+    mid, cid, parent_id, role, content, created_at, status, finish_reason, receipt_json = row
+    receipt = None if receipt_json is None else load_json(receipt_json, f"message {mid}")
+    return Message(mid, cid, parent_id, role, content, created_at, status, finish_reason, receipt)
