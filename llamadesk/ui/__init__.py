@@ -1,0 +1,1 @@
+"""PySide6 widgets of LlamaDesk: the only package that imports Qt."""

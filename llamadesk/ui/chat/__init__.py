@@ -1,0 +1,1 @@
+"""The chat area: message list model, bubble delegate, view and composer."""

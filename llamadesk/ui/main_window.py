@@ -1,0 +1,424 @@
+"""The main window: conversations on the left, the chat in the middle, sampling on the right, model on top."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from llamadesk.core.engine_api import GenerationStats, LoadOptions, ModelInfo
+from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.history import History
+from llamadesk.core.library import LocalModel
+from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.settings import AppSettings, load_settings, save_settings
+from llamadesk.paths import Paths
+from llamadesk.ui.chat.composer import Composer
+from llamadesk.ui.chat.model import MessageListModel
+from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
+from llamadesk.ui.chat.view import ChatView
+from llamadesk.ui.model_picker import ModelPicker
+from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
+from llamadesk.ui.sidebar import Sidebar
+from llamadesk.ui.workers import EngineFactory, EngineHost
+
+log = logging.getLogger(__name__)
+
+SAVE_DELAY_MS = 400
+
+
+def _safe_params(data: dict[str, object] | None) -> SamplingParams:
+    try:
+        return SamplingParams.from_dict(data)
+    except LlamaDeskError as exc:
+        log.warning("Ignoring stored sampling settings: %s", exc)
+        return SamplingParams()
+
+
+class MainWindow(QMainWindow):
+    """Composes the widgets and moves requests between them, the history and the engine thread."""
+
+    def __init__(
+        self, paths: Paths, history: History, *, engine_factory: EngineFactory | None = None, auto_load: bool = True
+    ) -> None:
+        super().__init__()
+        self.paths, self.history = paths, history
+        self.settings: AppSettings = load_settings(paths.settings_file)
+        self.host = EngineHost(engine_factory, self)
+        self.model_info: ModelInfo | None = None
+        self.loaded_model: LocalModel | None = None
+        self.current_cid: int | None = None
+        self._dirty_cid: int | None = None
+        self._closed = False
+        self._build()
+        self._connect()
+        self._restore_settings()
+        self.picker.refresh()
+        self.refresh_conversations(select_first=True)
+        self._update_state()
+        if auto_load:
+            self._auto_load()
+
+    # --- construction ------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.setWindowTitle("LlamaDesk")
+        self.resize(1280, 800)
+        self.chat_model = MessageListModel(self)
+        self.session = ChatSession(self.history, self.host, self.chat_model, self)
+        self.chat_view = ChatView(self.chat_model)
+        self.composer = Composer()
+        self.sidebar = Sidebar()
+        self.picker = ModelPicker(self.host, self.paths.models, self._load_options)
+        self.panel = SamplingPanel()
+
+        chat = QWidget()
+        chat_layout = QVBoxLayout(chat)
+        chat_layout.setContentsMargins(0, 0, 0, 0)
+        chat_layout.setSpacing(0)
+        chat_layout.addWidget(self.chat_view, 1)
+        chat_layout.addWidget(self.composer)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(chat)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
+        self.splitter.setSizes([210, 790])
+        self.setCentralWidget(self.splitter)
+
+        self.settings_dock = SettingsDock(self.panel, self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
+
+        toolbar = QToolBar("Model", self)
+        toolbar.setObjectName("modelToolbar")
+        toolbar.setMovable(False)
+        toolbar.addWidget(self.picker)
+        self.toggle_settings_action = self.settings_dock.toggleViewAction()
+        toolbar.addAction(self.toggle_settings_action)
+        self.addToolBar(toolbar)
+
+        self.new_chat_action = QAction("New chat", self, shortcut=QKeySequence(QKeySequence.StandardKey.New))
+        self.quit_action = QAction("Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.new_chat_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        self.menuBar().addMenu("&View").addAction(self.toggle_settings_action)
+
+        self.speed_label, self.ttft_label, self.context_label = QLabel(), QLabel(), QLabel()
+        for label, tip in (
+            (self.speed_label, "Generation speed of the last reply"),
+            (self.ttft_label, "Time to first token of the last reply"),
+            (self.context_label, "Tokens of the conversation in the model's context"),
+        ):
+            label.setToolTip(tip)
+            label.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(label)
+        self.stop_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
+        self._conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
+
+    def _connect(self) -> None:
+        self.host.worker.tokenCount.connect(self._on_token_count)
+        self.picker.aboutToLoad.connect(self._on_about_to_load)
+        self.picker.modelLoaded.connect(self._on_loaded)
+        self.picker.loadFailed.connect(self._on_load_failed)
+        self.picker.modelUnloaded.connect(self._on_unloaded)
+        self.picker.busyChanged.connect(self._update_state)
+        self.session.busyChanged.connect(self._update_state)
+        self.session.replyEnded.connect(self._on_reply_ended)
+        self.session.problem.connect(self.warn)
+        self.session.notice.connect(self.statusBar().showMessage)
+        self.composer.sendRequested.connect(self.send)
+        self.composer.stopRequested.connect(self.stop_generation)
+        self.stop_shortcut.activated.connect(self.stop_generation)
+        self.sidebar.conversationSelected.connect(self.select_conversation)
+        self.sidebar.newChatRequested.connect(self.new_chat)
+        self.sidebar.renameRequested.connect(self.rename_conversation)
+        self.sidebar.deleteRequested.connect(self.delete_conversation)
+        self.new_chat_action.triggered.connect(self.new_chat)
+        self.quit_action.triggered.connect(self.close)
+        self.panel.paramsChanged.connect(self._on_panel_changed)
+        self.panel.systemPromptChanged.connect(self._on_panel_changed)
+        self.panel.contextLengthChanged.connect(self._on_context_length_changed)
+        self._save_timer.timeout.connect(self.save_settings)
+        self._conv_timer.timeout.connect(self._save_conversation_settings)
+
+    def _restore_settings(self) -> None:
+        self.panel.set_params(_safe_params(self.settings.sampling))
+        self.panel.set_system_prompt(self.settings.system_prompt)
+        self.panel.set_n_ctx(self.settings.n_ctx)
+
+    # --- state ---------------------------------------------------------------------------------------------------
+    @property
+    def is_generating(self) -> bool:
+        return self.session.is_generating
+
+    @property
+    def is_loading(self) -> bool:
+        return self.picker.is_loading
+
+    def _update_state(self, *_: object) -> None:
+        can_send = self.model_info is not None and not self.is_loading and not self.is_generating and not self._closed
+        reason = "Load a model first" if self.model_info is None or self.is_loading else "Wait for the reply to end"
+        self.composer.set_state(can_send=can_send, generating=self.is_generating, reason=reason)
+        self.stop_shortcut.setEnabled(self.is_generating)
+        self.chat_view.set_placeholder(self._empty_text())
+
+    def _empty_text(self) -> str:
+        """What the empty chat area says: the next step to take."""
+        if self.is_loading:
+            return "Loading the model…"
+        if self.model_info is None:
+            if not self.picker.models():
+                return f"No models yet.\nPut a .gguf file in {self.paths.models}, then press Rescan."
+            return "Choose a model above to load it."
+        name = self.loaded_model.name if self.loaded_model else self.model_info.file_name
+        return f"Say hello to {name}."
+
+    def warn(self, title: str, message: str) -> None:
+        """Shows a core error's sentence; the window stays usable."""
+        log.warning("%s: %s", title, message)
+        QMessageBox.warning(self, title, message)
+
+    # --- models ----------------------------------------------------------------------------------------------------
+    def _load_options(self, model: LocalModel) -> LoadOptions:
+        s = self.settings
+        return LoadOptions(
+            path=model.path,
+            n_ctx=self.panel.n_ctx(),
+            n_threads=s.n_threads,
+            n_gpu_layers=s.n_gpu_layers,
+            chat_template=s.chat_template,
+        )
+
+    def _auto_load(self) -> None:
+        models = self.picker.models()
+        last = self.settings.last_model
+        chosen = next((m for m in models if last and str(m.path) == last), models[0] if models else None)
+        if chosen is not None:
+            self.picker.select_path(chosen.path)
+            self.load_model(chosen)
+
+    def load_model(self, model: LocalModel) -> None:
+        if not self._closed:
+            self.picker.load(model)
+
+    def _on_about_to_load(self, model: LocalModel) -> None:
+        self.stop_generation()
+        self.statusBar().showMessage(f"Loading {model.name}…")
+
+    def _on_loaded(self, model: LocalModel | None, info: ModelInfo) -> None:
+        self.model_info, self.loaded_model = info, model
+        self.settings.last_model = str(model.path if model else info.path)
+        self._save_timer.start()
+        if not self.is_loading:
+            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s", 5000)
+        self._refresh_context()
+        self._update_state()
+
+    def _on_load_failed(self, message: str) -> None:
+        self.statusBar().clearMessage()
+        self.warn("Model not loaded", message)
+
+    def _on_unloaded(self) -> None:
+        self.model_info = self.loaded_model = None
+        self.context_label.clear()
+        self._update_state()
+
+    # --- conversations -------------------------------------------------------------------------------------------
+    def refresh_conversations(self, *, select_first: bool = False) -> None:
+        try:
+            conversations = self.history.list_conversations()
+        except LlamaDeskError as exc:
+            self.warn("History not available", str(exc))
+            return
+        if select_first and self.current_cid is None and conversations:
+            self.select_conversation(conversations[0].id)
+        self.sidebar.set_conversations(conversations, self.current_cid)
+        current = next((c for c in conversations if c.id == self.current_cid), None)
+        self.setWindowTitle(f"{current.title} — LlamaDesk" if current else "LlamaDesk")
+
+    def select_conversation(self, cid: int | None) -> None:
+        self._save_conversation_settings()
+        self.current_cid = cid
+        if cid is not None:
+            try:
+                conv = self.history.get_conversation(cid)
+            except LlamaDeskError as exc:
+                self.warn("Conversation not opened", str(exc))
+                self.current_cid = None
+                self.refresh_conversations()
+                return
+            self.panel.set_params(_safe_params(conv.sampling) if conv.sampling else self.panel.params())
+            self.panel.set_system_prompt(conv.system_prompt)
+        if self.sidebar.current_id() != cid:
+            self.refresh_conversations()
+        self.setWindowTitle(f"{conv.title} — LlamaDesk" if cid is not None else "LlamaDesk")
+        self._show_messages()
+        self._refresh_context()
+
+    def _show_messages(self) -> None:
+        self.session.show(self.current_cid)
+        self.chat_view.follow()
+
+    def new_chat(self) -> None:
+        if self.current_cid is not None and self.chat_model.rowCount() == 0:
+            self.composer.edit.setFocus()
+            return
+        self._save_conversation_settings()
+        try:
+            conv = self.history.create_conversation(
+                NEW_TITLE,
+                model=self.loaded_model.name if self.loaded_model else None,
+                system_prompt=self.panel.system_prompt(),
+                sampling=self.panel.params().to_dict(),
+            )
+        except LlamaDeskError as exc:
+            self.warn("Conversation not created", str(exc))
+            return
+        self.current_cid = None
+        self.select_conversation(conv.id)
+        self.refresh_conversations()
+        self.composer.edit.setFocus()
+
+    def rename_conversation(self, cid: int, title: str) -> None:
+        try:
+            self.history.rename_conversation(cid, title)
+        except LlamaDeskError as exc:
+            self.warn("Conversation not renamed", str(exc))
+        self.refresh_conversations()
+
+    def delete_conversation(self, cid: int) -> None:
+        self.session.forget_conversation(cid)
+        if self._dirty_cid == cid:
+            self._dirty_cid = None
+        try:
+            self.history.delete_conversation(cid)
+            remaining = self.history.list_conversations(limit=1)
+        except LlamaDeskError as exc:
+            self.warn("Conversation not deleted", str(exc))
+            remaining = []
+        if cid == self.current_cid:
+            self.current_cid = None
+            self.select_conversation(remaining[0].id if remaining else None)
+        self.refresh_conversations()
+
+    def _ensure_conversation(self) -> int:
+        if self.current_cid is None:
+            self.new_chat()
+        if self.current_cid is None:
+            raise LlamaDeskError("A new conversation could not be created.")
+        return self.current_cid
+
+    # --- generation --------------------------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        text = text.strip()
+        if not text or self.model_info is None or self.is_generating or self.is_loading or self._closed:
+            return
+        try:
+            cid = self._ensure_conversation()
+        except LlamaDeskError as exc:
+            self.warn("Message not sent", str(exc))
+            return
+        self._save_conversation_settings()
+        model = self.loaded_model.name if self.loaded_model else self.model_info.file_name
+        if self.session.start(cid, text, self.panel.params(), self.panel.system_prompt(), model):
+            self.composer.clear()
+            self.chat_view.follow()
+            self.refresh_conversations()
+            self.statusBar().showMessage("Generating…")
+
+    def stop_generation(self) -> None:
+        if self.is_generating:
+            self.session.stop()
+            self.statusBar().showMessage("Stopping…", 2000)
+
+    def _on_reply_ended(self, cid: int, stats: GenerationStats | None) -> None:
+        if stats is not None:
+            self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
+            ttft = f"{stats.ttft_s * 1000:.0f} ms" if stats.ttft_s < 1 else f"{stats.ttft_s:.2f} s"
+            self.ttft_label.setText(f"TTFT {ttft}")
+            self._on_token_count(stats.prompt_tokens + stats.generated_tokens)
+            self.statusBar().showMessage("Stopped" if stats.finish_reason.value == "cancelled" else "Done", 3000)
+        self.refresh_conversations()
+
+    def _refresh_context(self) -> None:
+        if self.model_info is None or self._closed:
+            self.context_label.clear()
+            return
+        if self.current_cid is None:
+            self._on_token_count(0)
+            return
+        try:
+            self.host.count_tokens(self.session.prompt_messages(self.current_cid, self.panel.system_prompt()))
+        except LlamaDeskError as exc:
+            log.info("Context not counted: %s", exc)
+
+    def _on_token_count(self, count: int) -> None:
+        n_ctx = self.model_info.n_ctx if self.model_info else 0
+        self.context_label.setText(f"{count} / {n_ctx} tokens" if n_ctx else "")
+
+    # --- settings ----------------------------------------------------------------------------------------------
+    def _on_panel_changed(self, *_: object) -> None:
+        """Your latest values become the defaults for new chats and belong to the shown conversation."""
+        self.settings.sampling = self.panel.params().to_dict()
+        self.settings.system_prompt = self.panel.system_prompt()
+        self._save_timer.start()
+        if self.current_cid is not None:
+            self._dirty_cid = self.current_cid
+            self._conv_timer.start()
+
+    def _on_context_length_changed(self, n_ctx: int) -> None:
+        self.settings.n_ctx = n_ctx
+        self._save_timer.start()
+        if self.model_info is not None and n_ctx != self.model_info.n_ctx:
+            self.statusBar().showMessage("The new context length applies when the model is loaded again.", 5000)
+
+    def _save_conversation_settings(self) -> None:
+        self._conv_timer.stop()
+        cid, self._dirty_cid = self._dirty_cid, None
+        if cid is None or cid != self.current_cid:
+            return
+        try:
+            self.history.update_conversation(
+                cid, system_prompt=self.panel.system_prompt(), sampling=self.panel.params().to_dict()
+            )
+        except LlamaDeskError as exc:
+            self.warn("Conversation settings not saved", str(exc))
+
+    def save_settings(self) -> None:
+        self._save_timer.stop()
+        self.settings.n_ctx = self.panel.n_ctx()
+        try:
+            save_settings(self.paths.settings_file, self.settings)
+        except LlamaDeskError as exc:
+            log.warning("Settings not saved: %s", exc)
+            self.statusBar().showMessage(str(exc), 10000)
+
+    # --- closing -----------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stops generation, closes the engine in its thread, waits for the thread to end, then saves."""
+        if self._closed:
+            return
+        self._closed = True
+        self._update_state()
+        self.host.shutdown()
+        # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
+        self.session.abandon_all()
+        self._save_conversation_settings()
+        self.save_settings()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        event.accept()

@@ -1,0 +1,1 @@
+"""Settings widgets: the sampling panel now, the settings dialog later."""

@@ -1,0 +1,313 @@
+"""The sampling panel, built from core.sampling.RANGES: a slider and a spin box per setting, kept in sync."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from llamadesk.core.sampling import MAX_SEED, PRESETS, RANGES, SEED_HELP, Range, SamplingParams
+
+CUSTOM = "Custom"
+PRESET_KEEPS = ("max_tokens", "seed")  # a preset changes how tokens are picked, not how long replies are
+N_CTX_MIN, N_CTX_MAX, N_CTX_STEP = 256, 131072, 256
+DEFAULTS = SamplingParams()
+
+
+def _decimals(step: float) -> int:
+    text = f"{step:g}"
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+class RangeRow:
+    """One setting: label, spin box, reset button and slider; the spin box holds the value."""
+
+    def __init__(self, rng: Range, parent: QWidget) -> None:
+        self.range = rng
+        self.default = getattr(DEFAULTS, rng.name)
+        self.label = QLabel(rng.label, parent)
+        self.label.setToolTip(rng.help)
+        self.spin: QSpinBox | QDoubleSpinBox
+        if rng.is_int:
+            spin = QSpinBox(parent)
+            spin.setRange(int(rng.minimum), int(rng.maximum))
+            spin.setSingleStep(int(rng.step))
+            self.spin = spin
+        else:
+            dspin = QDoubleSpinBox(parent)
+            dspin.setDecimals(_decimals(rng.step))
+            dspin.setRange(rng.minimum, rng.maximum)
+            dspin.setSingleStep(rng.step)
+            self.spin = dspin
+        self.spin.setObjectName(f"spin_{rng.name}")
+        self.spin.setAccessibleName(rng.label)
+        self.spin.setToolTip(rng.help)
+        self.spin.setKeyboardTracking(False)
+        self.spin.setMinimumWidth(84)
+        self.slider = QSlider(Qt.Orientation.Horizontal, parent)
+        self.slider.setObjectName(f"slider_{rng.name}")
+        self.slider.setAccessibleName(f"{rng.label} slider")
+        self.slider.setToolTip(rng.help)
+        self.slider.setRange(0, round((rng.maximum - rng.minimum) / rng.step))
+        self.slider.setPageStep(max(1, self.slider.maximum() // 20))
+        self.reset = QToolButton(parent)
+        self.reset.setObjectName(f"reset_{rng.name}")
+        self.reset.setText("↺")
+        self.reset.setAutoRaise(True)
+        self.reset.setToolTip(f"Reset {rng.label} to {self.default:g}")
+        self.reset.setAccessibleName(f"Reset {rng.label}")
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.spin.valueChanged.connect(self._spin_changed)
+        self.reset.clicked.connect(lambda: self.set_value(self.default))
+        self.set_value(self.default)
+
+    def value(self) -> float | int:
+        v = self.spin.value()
+        return int(v) if self.range.is_int else round(float(v), _decimals(self.range.step) + 1)
+
+    def set_value(self, value: float) -> None:
+        self.spin.setValue(value)  # type: ignore[arg-type]
+        self._spin_changed()
+
+    def _position(self, value: float) -> int:
+        return round((value - self.range.minimum) / self.range.step)
+
+    def _slider_moved(self, position: int) -> None:
+        value = self.range.minimum + position * self.range.step
+        if self._position(self.spin.value()) != position:
+            self.spin.setValue(round(value) if self.range.is_int else value)  # type: ignore[arg-type]
+
+    def _spin_changed(self, *_: object) -> None:
+        position = self._position(self.spin.value())
+        if self.slider.value() != position:
+            self.slider.blockSignals(True)
+            self.slider.setValue(position)
+            self.slider.blockSignals(False)
+        self.reset.setEnabled(self.value() != self.default)
+
+
+class SamplingPanel(QWidget):
+    """System prompt, preset, every sampling setting, seed and context length. Emits on user changes only."""
+
+    paramsChanged = Signal(object)  # SamplingParams
+    systemPromptChanged = Signal(str)
+    contextLengthChanged = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("samplingPanel")
+        self._updating = False
+
+        prompt_box = QGroupBox("System prompt", self)
+        self.system_prompt_edit = QPlainTextEdit(prompt_box)
+        self.system_prompt_edit.setObjectName("systemPrompt")
+        self.system_prompt_edit.setAccessibleName("System prompt")
+        self.system_prompt_edit.setPlaceholderText("Instructions the model gets before every conversation turn")
+        self.system_prompt_edit.setFixedHeight(96)
+        self.system_prompt_edit.setTabChangesFocus(True)
+        QVBoxLayout(prompt_box).addWidget(self.system_prompt_edit)
+
+        sampling_box = QGroupBox("Sampling", self)
+        grid = QGridLayout(sampling_box)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(2)
+        grid.setColumnStretch(0, 1)
+        self.preset_combo = QComboBox(sampling_box)
+        self.preset_combo.setObjectName("presetCombo")
+        self.preset_combo.setAccessibleName("Preset")
+        self.preset_combo.addItems([CUSTOM, *PRESETS])
+        self.preset_combo.setToolTip("Sets temperature, top-p, top-k, min-p and penalties together.")
+        grid.addWidget(QLabel("Preset", sampling_box), 0, 0)
+        grid.addWidget(self.preset_combo, 0, 1, 1, 2)
+        self.rows: dict[str, RangeRow] = {}
+        line = 1
+        for name, rng in RANGES.items():
+            row = RangeRow(rng, sampling_box)
+            self.rows[name] = row
+            grid.addWidget(row.label, line, 0)
+            grid.addWidget(row.spin, line, 1)
+            grid.addWidget(row.reset, line, 2)
+            grid.addWidget(row.slider, line + 1, 0, 1, 3)
+            grid.setRowMinimumHeight(line + 1, 22)
+            line += 2
+            row.spin.valueChanged.connect(self._on_value_changed)
+
+        seed_box = QGroupBox("Seed", self)
+        seed_layout = QHBoxLayout(seed_box)
+        self.random_seed = QCheckBox("Random seed", seed_box)
+        self.random_seed.setObjectName("randomSeed")
+        self.random_seed.setToolTip(SEED_HELP)
+        self.random_seed.setChecked(True)
+        # A double spin box with no decimals: QSpinBox stops at 2**31 - 1, seeds go up to 2**32 - 2.
+        self.seed_spin = QDoubleSpinBox(seed_box)
+        self.seed_spin.setObjectName("seedSpin")
+        self.seed_spin.setAccessibleName("Seed")
+        self.seed_spin.setDecimals(0)
+        self.seed_spin.setRange(0, MAX_SEED)
+        self.seed_spin.setToolTip(SEED_HELP)
+        self.seed_spin.setEnabled(False)
+        self.seed_spin.setKeyboardTracking(False)
+        seed_layout.addWidget(self.random_seed)
+        seed_layout.addWidget(self.seed_spin, 1)
+
+        model_box = QGroupBox("Model", self)
+        model_layout = QGridLayout(model_box)
+        self.n_ctx_spin = QSpinBox(model_box)
+        self.n_ctx_spin.setObjectName("contextLength")
+        self.n_ctx_spin.setAccessibleName("Context length")
+        self.n_ctx_spin.setRange(N_CTX_MIN, N_CTX_MAX)
+        self.n_ctx_spin.setSingleStep(N_CTX_STEP)
+        self.n_ctx_spin.setValue(4096)
+        self.n_ctx_spin.setSuffix(" tokens")
+        self.n_ctx_spin.setKeyboardTracking(False)
+        help_text = "How many tokens the model can see at once: prompt, history and reply together."
+        self.n_ctx_spin.setToolTip(help_text)
+        ctx_label = QLabel("Context length", model_box)
+        ctx_label.setToolTip(help_text)
+        note = QLabel("Applies the next time a model is loaded.", model_box)
+        note.setObjectName("contextNote")
+        note.setWordWrap(True)
+        small = QFont(note.font())
+        small.setPointSizeF(max(small.pointSizeF() * 0.9, 7.0))
+        note.setFont(small)
+        note.setEnabled(False)
+        model_layout.addWidget(ctx_label, 0, 0)
+        model_layout.addWidget(self.n_ctx_spin, 0, 1)
+        model_layout.addWidget(note, 1, 0, 1, 2)
+        model_layout.setColumnStretch(0, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(10)
+        layout.addWidget(prompt_box)
+        layout.addWidget(sampling_box)
+        layout.addWidget(seed_box)
+        layout.addWidget(model_box)
+        layout.addStretch(1)
+
+        self.preset_combo.activated.connect(self._on_preset)
+        self.random_seed.toggled.connect(self._on_seed_toggled)
+        self.seed_spin.valueChanged.connect(self._on_value_changed)
+        self.system_prompt_edit.textChanged.connect(self._on_prompt_changed)
+        self.n_ctx_spin.valueChanged.connect(self._on_ctx_changed)
+        self._sync_preset()
+
+    # --- values ----------------------------------------------------------------------------------------------
+    def params(self) -> SamplingParams:
+        values = {name: row.value() for name, row in self.rows.items()}
+        seed = None if self.random_seed.isChecked() else int(self.seed_spin.value())
+        return SamplingParams(**values, seed=seed)  # type: ignore[arg-type]
+
+    def set_params(self, params: SamplingParams) -> None:
+        """Shows `params` without emitting paramsChanged."""
+        self._updating = True
+        try:
+            for name, row in self.rows.items():
+                row.set_value(getattr(params, name))
+            self.random_seed.setChecked(params.seed is None)
+            if params.seed is not None:
+                self.seed_spin.setValue(params.seed)
+            self.seed_spin.setEnabled(params.seed is not None)
+        finally:
+            self._updating = False
+        self._sync_preset()
+
+    def system_prompt(self) -> str:
+        return self.system_prompt_edit.toPlainText()
+
+    def set_system_prompt(self, text: str) -> None:
+        if text == self.system_prompt():
+            return
+        self._updating = True
+        try:
+            self.system_prompt_edit.setPlainText(text)
+        finally:
+            self._updating = False
+
+    def n_ctx(self) -> int:
+        return int(self.n_ctx_spin.value())
+
+    def set_n_ctx(self, value: int) -> None:
+        self._updating = True
+        try:
+            self.n_ctx_spin.setValue(max(N_CTX_MIN, min(N_CTX_MAX, int(value))))
+        finally:
+            self._updating = False
+
+    # --- reactions ---------------------------------------------------------------------------------------------
+    def _on_value_changed(self, *_: object) -> None:
+        self._sync_preset()
+        if not self._updating:
+            self.paramsChanged.emit(self.params())
+
+    def _on_seed_toggled(self, random: bool) -> None:
+        self.seed_spin.setEnabled(not random)
+        self._on_value_changed()
+
+    def _on_prompt_changed(self) -> None:
+        if not self._updating:
+            self.systemPromptChanged.emit(self.system_prompt())
+
+    def _on_ctx_changed(self, value: int) -> None:
+        if not self._updating:
+            self.contextLengthChanged.emit(int(value))
+
+    def _on_preset(self, index: int) -> None:
+        name = self.preset_combo.itemText(index)
+        preset = PRESETS.get(name)
+        if preset is None:
+            return
+        current = self.params()
+        keep = {k: getattr(current, k) for k in PRESET_KEEPS}
+        self.set_params(preset.replace(**keep))
+        self.paramsChanged.emit(self.params())
+
+    def _sync_preset(self) -> None:
+        current = dataclasses.replace(self.params(), **{k: getattr(DEFAULTS, k) for k in PRESET_KEEPS})
+        match = CUSTOM
+        for name, preset in PRESETS.items():
+            if dataclasses.replace(preset, **{k: getattr(DEFAULTS, k) for k in PRESET_KEEPS}) == current:
+                match = name
+                break
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.setCurrentText(match)
+        self.preset_combo.blockSignals(False)
+
+
+class SettingsDock(QDockWidget):
+    """The panel in a scrolling, closable dock on the window's right."""
+
+    def __init__(self, panel: SamplingPanel, parent: QWidget | None = None) -> None:
+        super().__init__("Settings", parent)
+        self.setObjectName("settingsDock")
+        scroll = QScrollArea(self)
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(panel.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.setWidget(scroll)
+        self.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetClosable | QDockWidget.DockWidgetFeature.DockWidgetMovable
+        )
+        action = self.toggleViewAction()
+        action.setText("Settings")
+        action.setToolTip("Show or hide the sampling settings (Ctrl+,)")
+        action.setShortcut("Ctrl+,")

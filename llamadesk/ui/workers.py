@@ -1,0 +1,259 @@
+"""The one place threads are made: a QThread that owns the inference engine for its whole life."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from llamadesk.core.engine_api import Done, Engine, LoadOptions, Message, Token
+from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.sampling import SamplingParams
+
+log = logging.getLogger(__name__)
+
+BATCH_INTERVAL_S = 0.016  # coalesce tokens to the display rate (~60 Hz): never one signal per token
+PROGRESS_INTERVAL_S = 0.03
+SHUTDOWN_WAIT_MS = 60_000
+
+EngineFactory = Callable[[], Engine]
+
+
+def default_engine_factory() -> Engine:
+    """The in-process llama.cpp engine; imported here so that the import happens in the worker thread."""
+    from llamadesk.core.engine import LlamaCppEngine
+
+    return LlamaCppEngine()
+
+
+class EngineWorker(QObject):
+    """Lives in the engine thread and owns the engine; every slot runs there, every signal is queued out."""
+
+    loadProgress = Signal(float)
+    loaded = Signal(object)  # ModelInfo
+    loadFailed = Signal(str)
+    loadCancelled = Signal()
+    unloaded = Signal()
+    tokens = Signal(int, str)  # request id, a batch of reply text
+    finished = Signal(int, object, object)  # request id, GenerationStats, receipt dict
+    failed = Signal(int, str)  # request id, a sentence
+    tokenCount = Signal(int)
+    closed = Signal()
+
+    def __init__(self, engine_factory: EngineFactory) -> None:
+        super().__init__()
+        self._factory = engine_factory
+        self._engine: Engine | None = None
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._factory()
+        return self._engine
+
+    @Slot(object, object)
+    def load(self, options: LoadOptions, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            self.loadCancelled.emit()
+            return
+        last = 0.0
+
+        def progress(fraction: float) -> bool:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL_S or fraction >= 1.0:
+                last = now
+                self.loadProgress.emit(float(fraction))
+            return not cancel.is_set()
+
+        try:
+            engine = self._get_engine()
+            info = engine.load(options, progress)
+        except LlamaDeskError as exc:
+            self._after_failed_load(cancel, str(exc))
+            return
+        except Exception as exc:  # a bug or an unexpected library error: log it, show a sentence
+            log.exception("Loading %s failed", options.path)
+            self._after_failed_load(cancel, f"The model could not be loaded: {exc}.")
+            return
+        self.loaded.emit(info)
+
+    def _after_failed_load(self, cancel: threading.Event, message: str) -> None:
+        if cancel.is_set():
+            self.loadCancelled.emit()
+        else:
+            self.loadFailed.emit(message)
+        if self._engine is None or self._engine.info is None:
+            self.unloaded.emit()
+
+    @Slot(int, object, object, object)
+    def generate(
+        self, request_id: int, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event
+    ) -> None:
+        pending: list[str] = []
+        last_emit = 0.0  # the first text goes out at once (time to first token), the rest at the display rate
+
+        def flush() -> None:
+            nonlocal last_emit
+            if pending:
+                self.tokens.emit(request_id, "".join(pending))
+                pending.clear()
+            last_emit = time.monotonic()
+
+        events = None
+        try:
+            events = self._get_engine().stream(messages, params, cancel)
+            for event in events:
+                if isinstance(event, Token):
+                    pending.append(event.text)
+                    if time.monotonic() - last_emit >= BATCH_INTERVAL_S:
+                        flush()
+                elif isinstance(event, Done):
+                    flush()
+                    # A failed reply also ends with Done (finish_reason ERROR, stats.error): one report only.
+                    self.finished.emit(request_id, event.stats, dict(event.receipt))
+                    return
+            flush()
+            self.failed.emit(request_id, "Generation ended without a result.")
+        except LlamaDeskError as exc:
+            flush()
+            self.failed.emit(request_id, str(exc))
+        except Exception as exc:
+            log.exception("Generation %d failed", request_id)
+            flush()
+            self.failed.emit(request_id, f"Generation failed unexpectedly: {exc}.")
+        finally:
+            if events is not None and hasattr(events, "close"):
+                events.close()
+
+    @Slot(object)
+    def countTokens(self, messages: Sequence[Message]) -> None:
+        if self._engine is None or self._engine.info is None:
+            return
+        try:
+            self.tokenCount.emit(int(self._engine.count_tokens(messages)))
+        except LlamaDeskError as exc:
+            log.info("Could not count tokens: %s", exc)
+        except Exception:
+            log.exception("Counting tokens failed")
+
+    @Slot()
+    def unload(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.unload()
+            except Exception:
+                log.exception("Unloading failed")
+        self.unloaded.emit()
+
+    @Slot()
+    def close(self) -> None:
+        """Closes the engine in its own thread, then ends the thread's event loop."""
+        try:
+            if self._engine is not None:
+                self._engine.close()
+        except Exception:
+            log.exception("Closing the engine failed")
+        finally:
+            self._engine = None
+            self.closed.emit()
+            thread = self.thread()
+            if thread is not None:
+                thread.quit()
+
+
+_live_hosts: weakref.WeakSet[EngineHost] = weakref.WeakSet()
+
+
+class EngineHost(QObject):
+    """Makes the engine thread and its worker; the GUI talks to the engine only through this object."""
+
+    _loadRequested = Signal(object, object)
+    _generateRequested = Signal(int, object, object, object)
+    _countRequested = Signal(object)
+    _unloadRequested = Signal()
+    _closeRequested = Signal()
+
+    def __init__(self, engine_factory: EngineFactory | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("llamadesk-engine")
+        self.worker = EngineWorker(engine_factory or default_engine_factory)
+        self.worker.moveToThread(self._thread)
+        self._loadRequested.connect(self.worker.load)
+        self._generateRequested.connect(self.worker.generate)
+        self._countRequested.connect(self.worker.countTokens)
+        self._unloadRequested.connect(self.worker.unload)
+        self._closeRequested.connect(self.worker.close)
+        self._ids = itertools.count(1)
+        self._cancels: dict[int, threading.Event] = {}
+        self._load_cancel: threading.Event | None = None
+        self._shut_down = False
+        self.worker.finished.connect(self._forget)
+        self.worker.failed.connect(self._forget)
+        self._thread.start()
+        _live_hosts.add(self)
+
+    @property
+    def thread_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def load(self, options: LoadOptions) -> threading.Event:
+        """Asks for a load; a load still in progress is cancelled. Returns the event that cancels this one."""
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+        cancel = threading.Event()
+        self._load_cancel = cancel
+        self._loadRequested.emit(options, cancel)
+        return cancel
+
+    def cancel_load(self) -> None:
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+
+    def generate(self, messages: Sequence[Message], params: SamplingParams) -> tuple[int, threading.Event]:
+        request_id = next(self._ids)
+        cancel = threading.Event()
+        self._cancels[request_id] = cancel
+        self._generateRequested.emit(request_id, [dict(m) for m in messages], params, cancel)
+        return request_id, cancel
+
+    def stop(self, request_id: int | None = None) -> None:
+        """Sets the cancel event of one request, or of all of them."""
+        for rid, cancel in self._cancels.items():
+            if request_id is None or rid == request_id:
+                cancel.set()
+
+    def count_tokens(self, messages: Sequence[Message]) -> None:
+        self._countRequested.emit([dict(m) for m in messages])
+
+    def unload(self) -> None:
+        self._unloadRequested.emit()
+
+    def _forget(self, request_id: int, *_: Any) -> None:
+        self._cancels.pop(request_id, None)
+
+    def shutdown(self, wait_ms: int = SHUTDOWN_WAIT_MS) -> bool:
+        """Cancels everything, closes the engine in its thread and waits for the thread to end."""
+        if self._shut_down:
+            return not self._thread.isRunning()
+        self._shut_down = True
+        self.cancel_load()
+        self.stop()
+        if self._thread.isRunning():
+            self._closeRequested.emit()
+            if not self._thread.wait(wait_ms):
+                log.error("The engine thread did not stop within %d ms", wait_ms)
+                return False
+        _live_hosts.discard(self)
+        return True
+
+
+def live_hosts() -> list[EngineHost]:
+    """Hosts whose thread has not been shut down (tests assert that none is left)."""
+    return [h for h in _live_hosts if h.thread_running]
