@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 from llamadesk.core.errors import TemplateError
 
@@ -119,16 +123,62 @@ def choose_template(
     return ChosenTemplate(t.name, "architecture", t.source, t.stop)
 
 
+RENDER_SECONDS = 2.0  # a chat template that runs longer is stuck or hostile
+MAX_PROMPT_CHARS = 16 * 1024 * 1024  # far beyond any context window; stops templates that build huge strings
+
+
+class _RenderLimit(Exception):
+    """Raised inside a template's frames when it runs past its deadline."""
+
+
+def _limited_environment() -> Any:
+    """Jinja's immutable sandbox, configured like llama-cpp-python's Jinja2ChatFormatter (same extensions and
+    filters, so templates render identically), plus a cap on string/number operators that can explode."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    class LimitedSandbox(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise TemplateError("The chat template computes a huge number; choose a built-in template instead.")
+            if operator == "*" and isinstance(left, (str, list)) and isinstance(right, int):
+                if len(left) * right > MAX_PROMPT_CHARS:
+                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
+            if operator == "*" and isinstance(right, (str, list)) and isinstance(left, int):
+                if len(right) * left > MAX_PROMPT_CHARS:
+                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
+            if operator == "+" and isinstance(left, str) and isinstance(right, str):
+                if len(left) + len(right) > MAX_PROMPT_CHARS:
+                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
+            return super().call_binop(context, operator, left, right)
+
+    env = LimitedSandbox(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[Jinja2ChatFormatter.IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = Jinja2ChatFormatter.tojson
+    env.globals["strftime_now"] = Jinja2ChatFormatter.strftime_now
+    return env
+
+
 class TemplateRenderer:
-    """Renders a conversation with one template in Jinja's immutable sandbox."""
+    """Renders a conversation with one template in Jinja's immutable sandbox, within a time and size limit.
 
-    def __init__(self, template: ChosenTemplate, bos_token: str, eos_token: str) -> None:
-        # Imported here so that importing core.templates stays cheap for the CLI's --help.
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    The sandbox blocks access to Python internals; the deadline is enforced by a trace function on the
+    template's own frames (Jinja compiles templates to Python code named "<template>"), which is the only
+    way to stop a loop that produces no output without a subprocess per message."""
 
+    def __init__(self, template: ChosenTemplate, bos_token: str, eos_token: str, *, seconds: float = RENDER_SECONDS):
         self.template = template
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self.seconds = seconds
         try:
-            self._formatter = Jinja2ChatFormatter(template.jinja, eos_token=eos_token, bos_token=bos_token)
+            self._compiled = _limited_environment().from_string(template.jinja)
         except Exception as exc:  # jinja2.TemplateSyntaxError and friends
             raise TemplateError(
                 f"The chat template '{template.name}' is not valid ({exc}); choose a built-in template instead."
@@ -136,9 +186,43 @@ class TemplateRenderer:
         self.stop = tuple(s for s in (*template.stop, eos_token) if s)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        def raise_exception(message: str) -> None:
+            raise TemplateError(f"The chat template refused the conversation: {message}.")
+
+        deadline = time.monotonic() + self.seconds
+
+        def local_trace(frame: FrameType, event: str, arg: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise _RenderLimit
+            return local_trace
+
+        def global_trace(frame: FrameType, event: str, arg: Any) -> Any:
+            return local_trace if frame.f_code.co_filename == "<template>" else None
+
+        previous = sys.gettrace()
+        sys.settrace(global_trace)
         try:
-            return self._formatter(messages=[dict(m) for m in messages]).prompt
-        except Exception as exc:  # a template may raise_exception(), fail in the sandbox, or hit a bug
+            prompt = self._compiled.render(
+                messages=[dict(m) for m in messages],
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                add_generation_prompt=True,
+                raise_exception=raise_exception,
+            )
+        except TemplateError:
+            raise
+        except _RenderLimit:
             raise TemplateError(
-                f"The chat template '{self.template.name}' failed: {exc}. Choose a built-in template instead."
+                f"The chat template '{self.template.name}' took longer than {self.seconds:g} s and was stopped; "
+                "choose a built-in template instead."
+            ) from None
+        except Exception as exc:  # SecurityError, TypeError, UndefinedError, MemoryError, ...
+            raise TemplateError(
+                f"The chat template '{self.template.name}' failed: {str(exc).rstrip('.')}. "
+                "Choose a built-in template instead."
             ) from exc
+        finally:
+            sys.settrace(previous)
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise TemplateError(f"The chat template '{self.template.name}' produced a prompt too large to use.")
+        return str(prompt)
