@@ -131,6 +131,18 @@ class _RenderLimit(Exception):
     """Raised inside a template's frames when it runs past its deadline."""
 
 
+def _result_length(operator: str, left: Any, right: Any) -> int:
+    """The length a string/list operation would produce, computed before doing it (0 for other operations)."""
+    sized = (str, list)
+    if operator == "*" and isinstance(left, sized) and isinstance(right, int):
+        return len(left) * right
+    if operator == "*" and isinstance(right, sized) and isinstance(left, int):
+        return len(right) * left
+    if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        return len(left) + len(right)
+    return 0
+
+
 def _limited_environment() -> Any:
     """Jinja's immutable sandbox, configured like llama-cpp-python's Jinja2ChatFormatter (same extensions and
     filters, so templates render identically), plus a cap on string/number operators that can explode."""
@@ -144,15 +156,8 @@ def _limited_environment() -> Any:
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int) and abs(right) > 64:
                 raise TemplateError("The chat template computes a huge number; choose a built-in template instead.")
-            if operator == "*" and isinstance(left, (str, list)) and isinstance(right, int):
-                if len(left) * right > MAX_PROMPT_CHARS:
-                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
-            if operator == "*" and isinstance(right, (str, list)) and isinstance(left, int):
-                if len(right) * left > MAX_PROMPT_CHARS:
-                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
-            if operator == "+" and isinstance(left, str) and isinstance(right, str):
-                if len(left) + len(right) > MAX_PROMPT_CHARS:
-                    raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
+            if _result_length(operator, left, right) > MAX_PROMPT_CHARS:
+                raise TemplateError("The chat template builds a huge string; choose a built-in template instead.")
             return super().call_binop(context, operator, left, right)
 
     env = LimitedSandbox(
