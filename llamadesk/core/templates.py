@@ -150,7 +150,7 @@ def _limited_environment() -> Any:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    class LimitedSandbox(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+    class LimitedSandbox(ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset({"*", "**", "+"})
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
