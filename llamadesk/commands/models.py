@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from llamadesk.core.library import disk_usage, list_local_models
+    from llamadesk.bundled import list_models
+    from llamadesk.core.library import disk_usage
 
     paths = get_paths().ensure()
-    found = list_local_models(paths.models)
+    found = list_models(paths.models)
     for m in found:
         where = "in place" if m.external else m.license or "-"
         print(f"{m.name}\t{m.size_bytes / 1e6:.0f} MB\t{where}\t{m.path}")
@@ -95,11 +96,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _starter(args: argparse.Namespace) -> int:
+    from llamadesk import bundled
     from llamadesk.core import starter
-    from llamadesk.core.library import list_local_models
 
     paths = get_paths().ensure()
-    if args.if_none and list_local_models(paths.models):
+    if args.if_none and bundled.list_models(paths.models):
+        return EXIT_OK
+    shipped = bundled.bundled_model(starter.STARTER.file_name)
+    if shipped is not None and not starter.is_installed(paths.models):
+        print(f"Starter model ready: {shipped} (comes with LlamaDesk)")
         return EXIT_OK
     started = time.monotonic()
     path = starter.ensure_starter(paths.models, paths.cache / "starter")

@@ -9,8 +9,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
+from llamadesk.bundled import list_models
 from llamadesk.core.engine_api import LoadOptions, ModelInfo
-from llamadesk.core.library import LocalModel, list_local_models
+from llamadesk.core.library import LocalModel
 from llamadesk.ui.workers import EngineHost
 
 PathRole = Qt.ItemDataRole.UserRole + 1
@@ -189,7 +190,7 @@ class ModelPicker(QWidget):
     def refresh(self) -> None:
         """Reads the models folder again, keeping the loaded (or chosen) model selected."""
         current = self.loaded_model or self.current_model()
-        models = list_local_models(self.models_dir)
+        models = list_models(self.models_dir)
         self.set_models(models, current.path if current else None, models_dir=self.models_dir)
 
     # --- the list ----------------------------------------------------------------------------------------------
