@@ -13,6 +13,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from llamadesk import __version__
+from llamadesk.core import crashreport
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.paths import APP_ID, APP_NAME, get_paths, resource_path
@@ -35,12 +36,14 @@ def _make_excepthook(app: QApplication) -> ExceptHook:
         if issubclass(kind, KeyboardInterrupt):
             app.quit()
             return
+        report = crashreport.write_report(get_paths().logs, kind, exc, tb)
         if showing:
             return
         showing = True
         try:
             sentence = str(exc) if isinstance(exc, LlamaDeskError) else f"Something went wrong: {exc or kind.__name__}."
-            QMessageBox.warning(app.activeWindow(), APP_NAME, f"{sentence}\nDetails were written to the log.")
+            where = f"A report was saved to {report}." if report else "Details were written to the log."
+            QMessageBox.warning(app.activeWindow(), APP_NAME, f"{sentence}\n{where}")
         finally:
             showing = False
 

@@ -60,3 +60,22 @@ def test_many_signal_emits_do_not_crash(qtbot: QtBot) -> None:
     if sys.version_info < (3, 12):  # immortal from 3.12 on: their counts mean nothing there
         assert abs(sys.getrefcount(True) - before_true) < 50
         assert abs(sys.getrefcount(None) - before_none) < 50
+
+
+def test_an_unexpected_error_leaves_a_local_crash_report_without_secrets(
+    qtbot: QtBot, dialogs: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    hook = _make_excepthook(app)
+    try:
+        raise RuntimeError("the engine thread vanished")
+    except RuntimeError as exc:
+        hook(type(exc), exc, exc.__traceback__)
+    reports = sorted(get_paths().logs.glob("crash-*.txt"))
+    assert len(reports) == 1
+    text = reports[0].read_text()
+    assert "the engine thread vanished" in text and "LlamaDesk" in text
+    assert "hf_secret_token_value" not in text
+    assert str(reports[0]) in dialogs.warnings[-1][1]

@@ -1,0 +1,95 @@
+"""Reads an untrusted model's vocabulary in a child process first: some malformed files make llama.cpp abort
+the whole process (GGML_ASSERT), which must never take the window and its conversation down with it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from llamadesk.core.errors import ModelLoadError
+from llamadesk.paths import get_paths
+
+log = logging.getLogger(__name__)
+PROBE_FLAG = "--probe-model"  # hidden first argument of the llamadesk entry point: run the child side
+_lock = threading.Lock()
+
+
+def _key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _command(path: Path) -> list[str]:
+    if getattr(sys, "frozen", False):  # a PyInstaller build: the executable is LlamaDesk itself
+        return [sys.executable, PROBE_FLAG, str(path)]
+    return [sys.executable, "-m", "llamadesk", PROBE_FLAG, str(path)]
+
+
+def probe_model(path: Path, *, timeout: float = 120.0, cache_file: Path | None = None) -> None:
+    """Raises ModelLoadError with a sentence if llama.cpp cannot read `path`'s vocabulary, crash included.
+    A file that passed is remembered by (path, size, modification time) and not probed again."""
+    cache_file = cache_file or get_paths().cache / "probed.json"
+    key = _key(path)
+    with _lock:
+        try:
+            known = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
+    if known.get(key) is True:
+        return
+    try:
+        result = subprocess.run(_command(path), capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelLoadError(f"{path.name} could not be read within {timeout:.0f} s; it may be damaged.") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{path.name} could not be checked: {exc.strerror or exc}.") from exc
+    if result.returncode < 0 or result.returncode == 134:
+        number = -result.returncode if result.returncode < 0 else int(signal.SIGABRT)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        log.warning("Probe of %s ended with %s: %s", path, name, result.stderr[-4000:])
+        raise ModelLoadError(
+            f"{path.name} is malformed: llama.cpp stopped while reading it ({name}), so it was not loaded."
+        )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise ModelLoadError(lines[-1] if lines else f"{path.name} could not be loaded.")
+    with _lock:
+        known[key] = True
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known), encoding="utf-8")
+            os.replace(tmp, cache_file)
+        except OSError as exc:  # only costs another probe next time
+            log.warning("Could not remember the probe of %s: %s", path, exc)
+
+
+def child_main(path_text: str) -> int:
+    """The child side: load only the vocabulary (fast, no weights) and report a failure as one sentence."""
+    import contextlib
+    import io
+
+    import llama_cpp
+
+    from llamadesk.core import llama_log
+
+    llama_log.install()
+    path = Path(path_text)
+    mark = llama_log.mark()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            llama = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=True)
+        llama.close()
+    except (ValueError, RuntimeError, OSError):
+        reason = (llama_log.reason_since(mark) or "llama.cpp could not read it").rstrip(".")
+        print(f"{path.name} could not be loaded: {reason}.", file=sys.stderr)
+        return 1
+    return 0
