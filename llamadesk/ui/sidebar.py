@@ -1,163 +1,415 @@
-"""The conversation list: New chat, select, rename in place (F2 or the context menu), delete with a question."""
+"""The conversation list: lazy pages, pinned first, date headings, rename, pin, delete with undo."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import time
+from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QEvent, QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QEnterEvent, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QListWidget,
-    QListWidgetItem,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
     QMenu,
     QMessageBox,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-IdRole = Qt.ItemDataRole.UserRole + 1
-TITLE_MAX = 200
+from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.history import History
+from llamadesk.ui.conversation_list import (
+    PAGE_SIZE,
+    ConversationLike,
+    ConversationList,
+    ConversationListModel,
+    Fetch,
+    IdRole,
+    PinnedRole,
+    SidebarDelegate,
+    SidebarItem,
+)
+
+SEEK_LIMIT = 5_000  # select()/set_current() load pages up to this many conversations to find one
+UNDO_TIMEOUT_MS = 10_000
 
 
-class ConversationLike(Protocol):
-    @property
-    def id(self) -> int: ...
+class UndoBar(QFrame):
+    """The "Conversation deleted — Undo" line under the list, shown for a few seconds."""
 
-    @property
-    def title(self) -> str: ...
-
-
-class ConversationList(QListWidget):
-    """F2 renames, Delete asks and deletes; the widget edits titles in place."""
-
-    deletePressed = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() == Qt.Key.Key_F2 and self.currentItem() is not None:
-            self.editItem(self.currentItem())
-            event.accept()
-            return
-        if event.key() == Qt.Key.Key_Delete and self.currentItem() is not None:
-            self.deletePressed.emit()
-            event.accept()
-            return
-        super().keyPressEvent(event)
-
-
-class Sidebar(QWidget):
-    """Shows conversations newest first and reports what you ask for; the window does the history work."""
-
-    conversationSelected = Signal(int)
-    newChatRequested = Signal()
-    renameRequested = Signal(int, str)
-    deleteRequested = Signal(int)
+    undoRequested = Signal()
+    expired = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("undoBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setBackgroundRole(QPalette.ColorRole.ToolTipBase)
+        self.setAutoFillBackground(True)
+        self.label = QLabel(self)
+        self.label.setForegroundRole(QPalette.ColorRole.ToolTipText)
+        self.label.setWordWrap(True)  # a narrow sidebar wraps the sentence rather than cut it
+        self.undo_button = QToolButton(self)
+        self.undo_button.setText("Undo")
+        font = self.undo_button.font()
+        font.setBold(True)
+        self.undo_button.setFont(font)
+        self.undo_button.setAccessibleName("Undo delete")
+        self.undo_button.setToolTip("Bring the conversation back (Ctrl+Z)")
+        self.close_button = QToolButton(self)
+        self.close_button.setText("×")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setAccessibleName("Dismiss")
+        self.close_button.setToolTip("Dismiss")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.undo_button)
+        layout.addWidget(self.close_button)
+        self.timer = QTimer(self, singleShot=True)
+        self.timer.timeout.connect(self._expire)
+        self._timeout_ms = 0
+        self.undo_button.clicked.connect(self.undoRequested)
+        self.close_button.clicked.connect(self._expire)
+        self.hide()
+
+    def show_message(self, text: str, timeout_ms: int) -> None:
+        self.label.setText(text)
+        self.setAccessibleDescription(text)
+        self.show()
+        self._timeout_ms = timeout_ms
+        if not self.underMouse():
+            self.timer.start(timeout_ms)
+
+    # The time runs only while the pointer is elsewhere: reaching for Undo must not race the clock.
+    def enterEvent(self, event: QEnterEvent) -> None:
+        self.timer.stop()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:
+        if self.isVisible():
+            self.timer.start(self._timeout_ms)
+        super().leaveEvent(event)
+
+    def dismiss(self) -> None:
+        self.timer.stop()
+        self.hide()
+
+    def _expire(self) -> None:
+        self.dismiss()
+        self.expired.emit()
+
+
+class Sidebar(QWidget):
+    """The conversation list. Given a History (`set_history`), it pages through it and renames, pins, trashes and
+    restores by itself, reporting each change; without one it shows the list it is given and asks the window."""
+
+    conversationSelected = Signal(int)
+    newChatRequested = Signal()
+    searchRequested = Signal()
+    renameRequested = Signal(int, str)  # without a history: the window renames
+    deleteRequested = Signal(int)  # without a history: the window deletes (after the question)
+    conversationRenamed = Signal(int, str)
+    conversationPinned = Signal(int, bool)
+    conversationTrashed = Signal(int)  # after the sidebar selected a neighbour (if it was the current one)
+    conversationRestored = Signal(int)  # after the sidebar selected it again
+    problem = Signal(str, str)  # (title, sentence) of a history error
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        history: History | None = None,
+        clock: Callable[[], float] = time.time,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        super().__init__(parent)
         self.setObjectName("sidebar")
+        self.undo_timeout_ms = UNDO_TIMEOUT_MS
+        self._history: History | None = None
+        self._filling = False
+        self._refresh_pending = False
+        self._trashed: list[int] = []  # what Undo brings back
+
         self.new_button = QPushButton("New chat", self)
         self.new_button.setObjectName("newChatButton")
+        self.new_button.setAccessibleName("New chat")
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
+        self.search_button = QToolButton(self)
+        self.search_button.setObjectName("searchButton")
+        self.search_button.setText("Search")
+        self.search_button.setAccessibleName("Search conversations")
+        self.search_button.setToolTip("Search all conversations (Ctrl+Shift+F)")
+        self.model = ConversationListModel(self, page_size=page_size, clock=clock)
         self.list = ConversationList(self)
         self.list.setObjectName("conversationList")
         self.list.setAccessibleName("Conversations")
+        self.list.setModel(self.model)
+        self.delegate = SidebarDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.list.setUniformItemSizes(True)
-        self.list.setStyleSheet("QListWidget::item { padding: 5px 4px; }")
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.undo_bar = UndoBar(self)
+        top = QHBoxLayout()
+        top.setSpacing(4)
+        top.addWidget(self.new_button, 1)
+        top.addWidget(self.search_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 4, 8)
         layout.setSpacing(6)
-        layout.addWidget(self.new_button)
+        layout.addLayout(top)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.undo_bar)
         self.setMinimumWidth(150)
+        self.undo_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Undo), self)
+        self.undo_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
-        self._filling = False
         self.new_button.clicked.connect(self.newChatRequested)
-        self.list.currentItemChanged.connect(self._on_current_changed)
-        self.list.itemChanged.connect(self._on_item_changed)
+        self.search_button.clicked.connect(self.searchRequested)
+        self.list.selectionModel().currentChanged.connect(self._on_current_changed)
         self.list.customContextMenuRequested.connect(self._show_menu)
+        self.list.menuRequested.connect(self._show_menu)
         self.list.deletePressed.connect(self.delete_current)
+        self.delegate.closeEditor.connect(self._on_editor_closed)
+        self.model.renameRequested.connect(self._on_renamed)
+        self.model.failed.connect(lambda sentence: self.problem.emit("History not available", sentence))
+        self.undo_bar.undoRequested.connect(self.undo_delete)
+        self.undo_bar.expired.connect(self._trashed.clear)
+        self.undo_shortcut.activated.connect(self.undo_delete)
+        if history is not None:
+            self.set_history(history)
 
-    def current_id(self) -> int | None:
-        item: QListWidgetItem | None = self.list.currentItem()
-        return None if item is None else int(item.data(IdRole))
+    # --- the list -------------------------------------------------------------------------------------------------
+    @property
+    def history(self) -> History | None:
+        return self._history
+
+    def set_history(self, history: History | None) -> None:
+        """Pages through `history` from now on (None: back to lists given by `set_conversations`)."""
+        self._history = history
+        self.model.set_source(None)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reads the history again down to the bottom of the view (and the current row), keeping the current
+        conversation and the scroll; deferred while a title is being edited."""
+        if self._history is None:
+            return
+        if self.list.state() == QAbstractItemView.State.EditingState:
+            self._refresh_pending = True  # after the editor closes: a reset now would throw your typing away
+            return
+        self._refresh_now()
+
+    def _refresh_now(self) -> None:
+        if self._history is None:
+            return
+        history = self._history
+        # Read again what is on screen or above it and the current row, not every page ever loaded: a refresh comes
+        # after each reply, and 5,000 rows take ~130 ms. A row count bounds the conversations (headings are rows).
+        view = self.list
+        bottom = view.indexAt(QPoint(1, view.viewport().height() - 1)).row()
+        keep = max(bottom if bottom >= 0 else self.model.rowCount() - 1, view.currentIndex().row()) + 1
+        self._reload(lambda limit, offset: history.list_conversations(limit, offset), keep)
+
+    def _reload(self, fetch: Fetch, first: int, current: int | None = None, *, keep_current: bool = True) -> None:
+        current = self.current_id() if keep_current else current
+        bar = self.list.verticalScrollBar()
+        scroll = bar.value()
+        try:
+            self.model.set_source(fetch, first=first)
+        except LlamaDeskError as exc:
+            self.problem.emit("History not available", str(exc))
+            return
+        self.list.doItemsLayout()  # the scroll range now, not at the next paint
+        bar.setValue(scroll)
+        self.set_current(current, seek=False)
 
     def set_conversations(self, conversations: Sequence[ConversationLike], current: int | None) -> None:
-        """Fills the list without emitting conversationSelected."""
+        """Shows `conversations` without emitting conversationSelected. With a history the list is ignored (it
+        would be the same) and the history is read again, lazily."""
+        self._refresh_pending = False
+        if self._history is not None:
+            self.refresh()
+            self.set_current(current)
+            return
+        convs = list(conversations)
+        self._reload(lambda limit, offset: convs[offset : offset + limit], len(convs), current, keep_current=False)
+
+    def current_id(self) -> int | None:
+        cid = self.list.currentIndex().data(IdRole)
+        return None if cid is None else int(cid)
+
+    def first_id(self) -> int | None:
+        """The conversation at the top of the list (pinned or the most recent), if any."""
+        ids = self.model.ids()
+        return ids[0] if ids else None
+
+    def _seek(self, cid: int, seek: bool) -> int:
+        row = self.model.row_of(cid)
+        if row < 0 and seek and self._history is not None:
+            self._refresh_now()  # new or just active: at the top now, not in a later page
+            row = self.model.row_of(cid)
+        while seek and row < 0 and self.model.canFetchMore() and self.model.conversation_count() < SEEK_LIMIT:
+            self.model.fetchMore()
+            row = self.model.row_of(cid)
+        return row
+
+    def set_current(self, cid: int | None, *, seek: bool = True) -> None:
+        """Marks `cid` as the conversation shown, loading pages to reach it, without emitting conversationSelected."""
+        row = -1 if cid is None else self._seek(cid, seek)
         self._filling = True
         try:
-            self.list.clear()
-            for conv in conversations:
-                item = QListWidgetItem(conv.title or "Untitled")
-                item.setData(IdRole, conv.id)
-                item.setToolTip(conv.title)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-                self.list.addItem(item)
-                if conv.id == current:
-                    self.list.setCurrentItem(item)
+            if row < 0:
+                self.list.selectionModel().clear()
+            else:
+                self.list.setCurrentIndex(self.model.index(row, 0))
         finally:
             self._filling = False
 
     def select(self, cid: int) -> None:
-        for i in range(self.list.count()):
-            item = self.list.item(i)
-            if int(item.data(IdRole)) == cid:
-                self.list.setCurrentItem(item)
-                return
+        """Selects `cid` as if clicked: conversationSelected is emitted when it changes the selection."""
+        row = self._seek(cid, True)
+        if row >= 0:
+            self.list.setCurrentIndex(self.model.index(row, 0))
 
-    def item_for(self, cid: int) -> QListWidgetItem | None:
-        for i in range(self.list.count()):
-            item = self.list.item(i)
-            if int(item.data(IdRole)) == cid:
-                return item
-        return None
+    def item_for(self, cid: int) -> SidebarItem | None:
+        r = self.model.conversation_at(self.model.row_of(cid))
+        return None if r is None else SidebarItem(r.cid, r.title, r.pinned)
 
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        cid = current.data(IdRole)
+        if not self._filling and cid is not None:
+            self.conversationSelected.emit(int(cid))
+
+    # --- rename, pin ----------------------------------------------------------------------------------------------
     def rename_current(self) -> None:
-        item: QListWidgetItem | None = self.list.currentItem()
-        if item is not None:
-            self.list.editItem(item)
+        index = self.list.currentIndex()
+        if index.isValid():
+            self.list.edit(index)
 
+    def _on_renamed(self, cid: int, title: str) -> None:
+        if self._history is None:
+            self.renameRequested.emit(cid, title)
+            return
+        try:
+            self._history.rename_conversation(cid, title)
+        except LlamaDeskError as exc:
+            self._refresh_pending = True  # the old title comes back once the editor has closed
+            self.problem.emit("Conversation not renamed", str(exc))
+            return
+        self.conversationRenamed.emit(cid, title)
+
+    def _on_editor_closed(self, *_: object) -> None:
+        if self._refresh_pending:
+            self._refresh_pending = False
+            QTimer.singleShot(0, self.refresh)  # after the view has left its editing state
+
+    def set_pinned(self, cid: int, pinned: bool) -> None:
+        if self._history is None:
+            return
+        try:
+            self._history.set_pinned(cid, pinned)
+        except LlamaDeskError as exc:
+            self.problem.emit("Conversation not pinned" if pinned else "Conversation not unpinned", str(exc))
+            return
+        self._refresh_now()
+        self.list.scrollTo(self.list.currentIndex())
+        self.conversationPinned.emit(cid, pinned)
+
+    # --- delete and undo --------------------------------------------------------------------------------------------
     def delete_current(self) -> None:
-        item: QListWidgetItem | None = self.list.currentItem()
-        if item is None:
+        index = self.list.currentIndex()
+        cid = index.data(IdRole)
+        if cid is None:
+            return
+        if self._history is not None:
+            self.trash(int(cid))
             return
         answer = QMessageBox.question(
             self,
             "Delete conversation",
-            f"Delete “{item.text()}” and all its messages? This cannot be undone.",
+            f"Delete “{index.data()}” and all its messages? This cannot be undone.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Yes:
-            self.deleteRequested.emit(int(item.data(IdRole)))
+            self.deleteRequested.emit(int(cid))
 
-    def _on_current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
-        if not self._filling and current is not None:
-            self.conversationSelected.emit(int(current.data(IdRole)))
-
-    def _on_item_changed(self, item: QListWidgetItem) -> None:
-        if self._filling:
+    def trash(self, cid: int) -> None:
+        """Moves `cid` to the history's trash; if it was current, the next one down (or up) becomes current."""
+        if self._history is None:
             return
-        title = " ".join(item.text().split())[:TITLE_MAX]
-        cid = int(item.data(IdRole))
-        if title and title != item.toolTip():
-            self.renameRequested.emit(cid, title)
-        else:  # empty or unchanged: put the old title back
-            self._filling = True
-            item.setText(item.toolTip())
-            self._filling = False
+        was_current, row = cid == self.current_id(), self.model.row_of(cid)
+        try:
+            self._history.trash_conversation(cid)
+        except LlamaDeskError as exc:
+            self.problem.emit("Conversation not deleted", str(exc))
+            return
+        self._trashed.append(cid)
+        self._refresh_now()
+        if was_current:
+            below = [self.model.conversation_at(r) for r in range(row, self.model.rowCount())]
+            above = [self.model.conversation_at(r) for r in range(min(row, self.model.rowCount()) - 1, -1, -1)]
+            neighbour = next((r for r in below + above if r is not None), None)
+            if neighbour is None:
+                self.set_current(None)
+            else:
+                self.select(neighbour.cid)
+        n = len(self._trashed)
+        self.undo_bar.show_message(
+            "Conversation deleted" if n == 1 else f"{n} conversations deleted", self.undo_timeout_ms
+        )
+        self.conversationTrashed.emit(cid)
 
+    def undo_delete(self) -> None:
+        """Brings back what the undo bar offers and selects the first of it."""
+        if self._history is None or not self._trashed:
+            return
+        trashed, self._trashed[:] = list(self._trashed), []
+        self.undo_bar.dismiss()
+        restored: list[int] = []
+        for cid in reversed(trashed):
+            try:
+                self._history.restore_conversation(cid)
+            except LlamaDeskError as exc:
+                self.problem.emit("Conversation not restored", str(exc))
+                continue
+            restored.append(cid)
+        self._refresh_now()
+        if restored:
+            self.select(restored[-1])
+            self.list.scrollTo(self.list.currentIndex())
+        for cid in restored:
+            self.conversationRestored.emit(cid)
+
+    # --- menu -------------------------------------------------------------------------------------------------------
     def _show_menu(self, pos: QPoint) -> None:
-        item: QListWidgetItem | None = self.list.itemAt(pos)
-        if item is None:
+        index = self.list.indexAt(pos)
+        cid = index.data(IdRole)
+        if cid is None:
             return
-        self.list.setCurrentItem(item)
+        self.list.setCurrentIndex(index)
         menu = QMenu(self)
-        menu.addAction("Rename", self.rename_current)
-        menu.addAction("Delete…", self.delete_current)
+        pinned = bool(index.data(PinnedRole))
+        entries: list[tuple[str, QKeySequence | None, Callable[[], None]]] = [
+            ("Rename", QKeySequence(Qt.Key.Key_F2), self.rename_current)
+        ]
+        if self._history is not None:
+            entries.append(("Unpin" if pinned else "Pin to top", None, lambda: self.set_pinned(int(cid), not pinned)))
+        entries.append(("Delete" if self._history else "Delete…", QKeySequence(Qt.Key.Key_Delete), self.delete_current))
+        for text, keys, slot in entries:
+            action = menu.addAction(text)
+            action.triggered.connect(slot)
+            if keys is not None:  # shown as a hint; the list handles the keys itself
+                action.setShortcut(keys)
+                action.setShortcutVisibleInContextMenu(True)
+        self._menu = menu  # for tests; replaced by the next one
         menu.exec(self.list.viewport().mapToGlobal(pos))
