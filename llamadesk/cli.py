@@ -1,4 +1,4 @@
-"""The one entry point: no arguments opens the GUI; subcommands chat, models, history."""
+"""The one entry point: no arguments opens the GUI; subcommands chat, models, history, doctor."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from llamadesk import __version__, logsetup
-from llamadesk.commands import EXIT_FAIL, chat, history, models
+from llamadesk.commands import EXIT_FAIL, chat, doctor, history, models
+from llamadesk.core import crashreport, probe
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.paths import get_paths
 
-COMMANDS = {"chat": chat, "models": models, "history": history}
+COMMANDS = {"chat": chat, "models": models, "history": history, "doctor": doctor}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [probe.PROBE_FLAG] and len(argv) == 2:  # the child side of probe.probe_model()
+        return probe.child_main(argv[1])
     args = build_parser().parse_args(argv)
     paths = get_paths().ensure()
     logsetup.configure(paths.logs, verbose=args.verbose)
+    crashreport.enable_native_crash_log(paths.logs)
     try:
         if args.command in COMMANDS:
             return int(COMMANDS[args.command].run(args))

@@ -18,8 +18,9 @@ from typing import Any
 import psutil
 
 from llamadesk import __version__
-from llamadesk.core import fileinfo, llama_log
+from llamadesk.core import fileinfo, hardware, llama_log
 from llamadesk.core.engine_api import (
+    GPU_LAYERS_ALL,
     Done,
     FinishReason,
     GenerationStats,
@@ -30,7 +31,7 @@ from llamadesk.core.engine_api import (
     StreamEvent,
     Token,
 )
-from llamadesk.core.errors import GenerationError, ModelLoadError, TemplateError
+from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.templates import TemplateRenderer, choose_template
@@ -46,9 +47,11 @@ def default_threads() -> int:
     return cores - 1 if cores > 4 else cores
 
 
-class _ProgressHook:
-    """Llama() has no progress_callback argument, but reads llama_model_default_params() once while
-    loading: this wraps that function so the loading thread's callback (thread-local) is installed."""
+class _ParamsHook:
+    """Llama() takes neither a progress callback nor flash attention "auto": it reads
+    llama_model_default_params() and passes its context params to llama_init_from_model(). Both are
+    wrapped (in llama_cpp.llama_cpp, the module Llama() calls them through) to apply the loading thread's
+    settings, kept thread-local."""
 
     _local = threading.local()
     _installed = False
@@ -57,41 +60,67 @@ class _ProgressHook:
     def install(cls) -> None:
         if cls._installed:
             return
-        import llama_cpp
+        import llama_cpp.llama_cpp as lcpp
 
-        original = llama_cpp.llama_model_default_params
+        default_params, init_from_model = lcpp.llama_model_default_params, lcpp.llama_init_from_model
 
-        def default_params() -> Any:
-            params = original()
+        def model_default_params() -> Any:
+            params = default_params()
             callback = getattr(cls._local, "callback", None)
             if callback is not None:
                 params.progress_callback = callback
             return params
 
-        llama_cpp.llama_model_default_params = default_params
+        def init_context(model: Any, params: Any) -> Any:
+            flash_attn_type = getattr(cls._local, "flash_attn_type", None)
+            if flash_attn_type is not None:
+                params.flash_attn_type = flash_attn_type
+            return init_from_model(model, params)
+
+        lcpp.llama_model_default_params = model_default_params
+        lcpp.llama_init_from_model = init_context
         cls._installed = True
 
     @classmethod
     @contextlib.contextmanager
-    def active(cls, progress: LoadProgress | None) -> Iterator[None]:
+    def active(cls, progress: LoadProgress | None, flash_attn: bool | None) -> Iterator[None]:
         import llama_cpp
-
-        if progress is None:
-            yield
-            return
 
         def on_progress(value: float, _data: ctypes.c_void_p) -> bool:
             try:
-                return bool(progress(min(max(value, 0.0), 1.0)))
+                return bool(progress(min(max(value, 0.0), 1.0))) if progress is not None else True
             except Exception:  # an exception must not unwind through C
                 log.exception("Load progress callback failed")
                 return True
 
-        cls._local.callback = llama_cpp.llama_progress_callback(on_progress)
+        cls._local.callback = llama_cpp.llama_progress_callback(on_progress) if progress is not None else None
+        cls._local.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if flash_attn is None else None
         try:
             yield
         finally:
             cls._local.callback = None
+            cls._local.flash_attn_type = None
+
+
+@contextlib.contextmanager
+def _llama_log_lines(lines: list[str], down_to: int) -> Iterator[None]:
+    """Collects llama.cpp's log lines down to level `down_to` into `lines` while loading (where layers and
+    buffers went, whether flash attention is on, a cancel); the logger passes on only what it did before.
+    Layer placement is logged at DEBUG, about 2,000 lines for a small model: asked for only with GPU layers."""
+    logger = llama_log.log
+    threshold, level = logger.getEffectiveLevel(), logger.level
+
+    def keep(record: logging.LogRecord) -> bool:
+        lines.append(record.getMessage())
+        return record.levelno >= threshold
+
+    logger.addFilter(keep)
+    logger.setLevel(min(threshold, down_to))
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+        logger.setLevel(level)
 
 
 class _StopText:
@@ -134,6 +163,7 @@ class LlamaCppEngine:
         self._renderer: TemplateRenderer | None = None
         self._cancel: threading.Event | None = None
         self._abort_cb: Any = None
+        self._no_abort: Any = None
 
     @property
     def info(self) -> ModelInfo | None:
@@ -145,7 +175,8 @@ class LlamaCppEngine:
         return {
             "kind": "llama.cpp in-process",
             "llama_cpp_python": llama_cpp.__version__,
-            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            # not llama_supports_gpu_offload(): it is true on CPU builds that have the RPC backend
+            "gpu_offload": any(d.can_offload for d in hardware.list_devices()),
             "streaming": True,
             "stop_during_prompt": True,
         }
@@ -156,35 +187,29 @@ class LlamaCppEngine:
         path = Path(options.path)
         if not MIN_CTX <= options.n_ctx <= MAX_CTX:
             raise ModelLoadError(f"Context length must be between {MIN_CTX} and {MAX_CTX} tokens.")
+        try:
+            options.check()
+        except InvalidSetting as exc:  # every load failure is a ModelLoadError for callers; same sentence
+            raise ModelLoadError(str(exc)) from exc
         header = validate_model_file(path)  # raises ModelLoadError with a sentence for broken files
         self.unload()
-        import llama_cpp
-
         llama_log.install()
-        _ProgressHook.install()
+        _ParamsHook.install()
         n_threads = options.n_threads or default_threads()
         started = time.perf_counter()
-        mark = llama_log.mark()
-        captured = io.StringIO()
-        try:
-            # verbose=True keeps Llama() from dup2()-ing the whole process's stdout/stderr to /dev/null;
-            # the few lines it prints with Python's print() are captured here and logged at debug level.
-            with _ProgressHook.active(progress), contextlib.redirect_stderr(captured):
-                llama = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=options.n_ctx,
-                    n_threads=n_threads,
-                    n_threads_batch=n_threads,
-                    n_gpu_layers=options.n_gpu_layers,
-                    verbose=True,
-                )
-        except (ValueError, RuntimeError, OSError) as exc:
-            reason = llama_log.reason_since(mark)
-            if progress is not None and reason and "cancelled" in reason.lower():
-                raise ModelLoadError(f"Loading {path.name} was cancelled.") from exc
-            raise ModelLoadError(_load_failure_sentence(path, reason, options)) from exc
-        finally:
-            log.debug("llama_cpp.Llama() printed: %s", captured.getvalue()[:20000])
+        n_all = (header.n_layers or 0) + 1  # llama.cpp counts the output layer as one more
+        asked = n_all if options.n_gpu_layers == GPU_LAYERS_ALL and header.n_layers else options.n_gpu_layers
+        gpus = [d.name for d in hardware.list_devices() if d.can_offload] if asked != 0 else []
+        # Out of GPU memory: try again with fewer layers (halving, then 0); without a GPU retrying cannot help.
+        attempts = hardware.fallback_layers(min(asked, n_all)) if asked > 0 and gpus else [asked]
+        for n_gpu in attempts:
+            try:
+                llama, placement = self._new_llama(path, options, n_threads, n_gpu, progress)
+                break
+            except _LoadFailed as failed:
+                if n_gpu == attempts[-1] or not hardware.is_memory_failure(failed.reason):
+                    raise ModelLoadError(_load_failure_sentence(path, failed.reason, options)) from failed.cause
+                log.warning("%s did not fit with %d GPU layers (%s); trying fewer", path.name, n_gpu, failed.reason)
         llama.verbose = False  # from here on, no per-request prints to stderr
 
         try:
@@ -206,6 +231,9 @@ class LlamaCppEngine:
             raise
         self._install_abort_callback(llama)
         self._llama = llama
+        placed = (
+            placement.gpu_layers if placement.layer_devices or not gpus else (n_all if n_gpu < 0 else min(n_gpu, n_all))
+        )
         self._info = ModelInfo(
             path=path,
             file_name=path.name,
@@ -216,15 +244,62 @@ class LlamaCppEngine:
             n_ctx=llama.n_ctx(),
             n_ctx_train=header.n_ctx_train or 0,
             n_layers=header.n_layers or 0,
-            n_gpu_layers=options.n_gpu_layers,
+            n_gpu_layers=placed,
             n_threads=n_threads,
             template_name=template.name,
             template_source=template.source,
             has_chat_template=header.chat_template is not None,
             load_seconds=time.perf_counter() - started,
+            n_gpu_layers_requested=options.n_gpu_layers,
+            offload_note=hardware.offload_note(
+                asked, placed, n_all, placement.gpu_devices or gpus, out_of_memory=n_gpu != attempts[0]
+            ),
+            flash_attn=placement.flash_attn if options.flash_attn is None else ("on" if options.flash_attn else "off"),
+            type_k=options.type_k,
+            type_v=options.type_v,
+            use_mmap=options.use_mmap,
+            use_mlock=options.use_mlock,
+            gpu_buffers={k: v for k, v in placement.buffers.items() if not k.startswith("CPU")},
         )
         log.info("Loaded %s in %.2f s (template %s)", path.name, self._info.load_seconds, template.name)
+        if self._info.offload_note:
+            log.info("%s", self._info.offload_note)
         return self._info
+
+    def _new_llama(
+        self, path: Path, options: LoadOptions, n_threads: int, n_gpu_layers: int, progress: LoadProgress | None
+    ) -> tuple[Any, hardware.Placement]:
+        import llama_cpp
+
+        mark = llama_log.mark()
+        captured = io.StringIO()
+        lines: list[str] = []
+        try:
+            # verbose=True keeps Llama() from dup2()-ing the whole process's stdout/stderr to /dev/null;
+            # the few lines it prints with Python's print() are captured here and logged at debug level.
+            with _ParamsHook.active(progress, options.flash_attn), contextlib.redirect_stderr(captured), \
+                    _llama_log_lines(lines, logging.DEBUG if n_gpu_layers else logging.INFO):  # fmt: skip
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=options.n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                    flash_attn=bool(options.flash_attn),  # None ("auto") is set by _ParamsHook
+                    type_k=_GGML_TYPES[options.type_k],
+                    type_v=_GGML_TYPES[options.type_v],
+                    use_mmap=options.use_mmap,
+                    use_mlock=options.use_mlock,
+                    verbose=True,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            reason = llama_log.reason_since(mark)
+            if progress is not None and any("cancelled model load" in line for line in lines):
+                raise ModelLoadError(f"Loading {path.name} was cancelled.") from exc
+            raise _LoadFailed(reason, exc) from exc
+        finally:
+            log.debug("llama_cpp.Llama() printed: %s", captured.getvalue()[:20000])
+        return llama, hardware.Placement.parse(lines)
 
     def _install_abort_callback(self, llama: Any) -> None:
         """Lets a Stop interrupt a long prompt evaluation inside llama_decode (it then returns 2)."""
@@ -235,6 +310,7 @@ class LlamaCppEngine:
             return cancel is not None and cancel.is_set()
 
         self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
+        self._no_abort = llama_cpp.ggml_abort_callback()  # a NULL function pointer: no callback
         llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_cb, None)
 
     def unload(self) -> None:
@@ -295,6 +371,8 @@ class LlamaCppEngine:
         at_start = True
         started = time.perf_counter()
         self._cancel = cancel
+        if self._abort_cb is not None:  # for the prompt's evaluation
+            llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_cb, None)
         gen = llama.generate(
             tokens,
             top_k=params.top_k,
@@ -317,6 +395,11 @@ class LlamaCppEngine:
                     if generated == 0:
                         first_at = time.perf_counter()
                         ttft = first_at - started
+                        # The prompt is evaluated: from here a Stop is seen between tokens. The callback runs in
+                        # Python for every graph node (with the GIL, while the other threads wait): ~5 % of the
+                        # decode speed, more when the GUI thread holds the GIL.
+                        if self._no_abort is not None:
+                            llama_cpp.llama_set_abort_callback(llama.ctx, self._no_abort, None)
                     if llama_cpp.llama_vocab_is_eog(vocab, token):
                         reason = FinishReason.STOP
                         break
@@ -393,6 +476,15 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+class _LoadFailed(Exception):
+    def __init__(self, reason: str | None, cause: Exception) -> None:
+        super().__init__(reason or str(cause))
+        self.reason, self.cause = reason, cause
+
+
+_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8}  # enum ggml_type
 
 
 def _load_failure_sentence(path: Path, reason: str | None, options: LoadOptions) -> str:

@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.sampling import SamplingParams
 
 
@@ -19,15 +20,41 @@ class FinishReason(str, Enum):
     ERROR = "error"  # generation failed; the message says why
 
 
+KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+GPU_LAYERS_ALL = -1
+
+
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load a model. `chat_template` names a built-in template to use instead of the GGUF's."""
+    """How to load a model. `chat_template` names a built-in template to use instead of the GGUF's.
+    The rest are advanced settings: n_gpu_layers (-1: all), flash attention (None: llama.cpp decides per
+    device), the KV cache types (a quantized V cache needs flash attention), mmap and mlock."""
 
     path: Path
     n_ctx: int = 4096
     n_threads: int | None = None  # None: physical cores, leaving one for the GUI when there are many
     n_gpu_layers: int = 0
     chat_template: str | None = None
+    flash_attn: bool | None = None
+    type_k: str = "f16"
+    type_v: str = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
+
+    def check(self) -> None:
+        """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""
+        for name, value in (("K", self.type_k), ("V", self.type_v)):
+            if value not in KV_CACHE_TYPES:
+                raise InvalidSetting(
+                    f"The {name} cache type must be one of {', '.join(KV_CACHE_TYPES)}, not {value!r}."
+                )
+        if self.type_v != "f16" and self.flash_attn is False:
+            raise InvalidSetting(
+                f"A quantized V cache ({self.type_v}) needs flash attention; "
+                "turn flash attention on (or to auto), or use an f16 V cache."
+            )
+        if self.n_gpu_layers < GPU_LAYERS_ALL:
+            raise InvalidSetting(f"GPU layers must be -1 (all), 0 or more, not {self.n_gpu_layers}.")
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,14 @@ class ModelInfo:
     template_source: str  # "gguf", "architecture" (chosen by architecture) or "user"
     has_chat_template: bool
     load_seconds: float = 0.0
+    n_gpu_layers_requested: int = 0  # what LoadOptions asked for (-1: all); n_gpu_layers is what was placed
+    offload_note: str = ""  # one sentence on where the layers went, and why when fewer than asked
+    flash_attn: str = "off"  # "on" or "off" as llama.cpp resolved it ("auto" if it did not say)
+    type_k: str = "f16"
+    type_v: str = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
+    gpu_buffers: dict[str, float] = field(default_factory=dict)  # model weights per buffer, MiB ("CUDA0": 812.5)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,0 +1,121 @@
+"""The hardware snapshot read from ggml's backend registry, and the offload fallback arithmetic."""
+
+from __future__ import annotations
+
+import platform
+
+import psutil
+import pytest
+
+from llamadesk.core import hardware
+from llamadesk.core.doctor import GPU_BACKENDS
+
+
+@pytest.fixture(scope="module")
+def snap() -> hardware.HardwareSnapshot:
+    return hardware.snapshot()
+
+
+def test_cpu_backend_and_device_come_from_the_registry(snap: hardware.HardwareSnapshot) -> None:
+    assert "CPU" in snap.backend_names
+    cpu = [d for d in snap.devices if d.kind == "CPU"]
+    assert len(cpu) == 1 and cpu[0].backend == "CPU" and cpu[0].name == "CPU"
+    assert cpu[0].description  # the CPU's model name as ggml reads it
+    cpu_backend = next(b for b in snap.backends if b.name == "CPU")
+    assert cpu_backend.n_devices == 1
+
+
+def test_no_gpu_without_a_gpu_backend(snap: hardware.HardwareSnapshot) -> None:
+    if set(snap.backend_names) & GPU_BACKENDS:
+        pytest.skip("this llama.cpp build has a GPU backend")
+    assert snap.gpus == [] and snap.vram_free == 0
+    assert all(not d.can_offload for d in snap.devices)
+
+
+def test_memory_figures_agree_with_psutil(snap: hardware.HardwareSnapshot) -> None:
+    mem = psutil.virtual_memory()
+    assert snap.ram_total == mem.total
+    assert abs(snap.ram_available - mem.available) < max(1 << 30, mem.total // 10)
+    cpu = next(d for d in snap.devices if d.kind == "CPU")
+    assert abs(cpu.total_bytes - mem.total) <= mem.total * 0.05
+    # ggml says "all free" for the CPU on Linux/macOS; the snapshot reports the available memory instead
+    assert 0 < cpu.free_bytes <= cpu.total_bytes
+    assert abs(cpu.free_bytes - mem.available) < max(1 << 30, mem.total // 10)
+    assert snap.cpu_physical >= 1 and snap.cpu_logical >= snap.cpu_physical
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 feature names")
+def test_cpu_features_from_system_info(snap: hardware.HardwareSnapshot) -> None:
+    assert snap.system_info.startswith("CPU :") or "CPU :" in snap.system_info
+    assert "AVX2" in snap.cpu_features  # -DGGML_NATIVE=OFF builds still compile the AVX2 baseline
+    cpu_backend = next(b for b in snap.backends if b.name == "CPU")
+    assert cpu_backend.features.get("AVX2") == "1"  # the registry's own feature list agrees
+
+
+def test_cpu_features_parse_only_the_cpu_part() -> None:
+    info = "CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 = 1 | AVX512 = 0 | AVX2 = 1 | REPACK = 1 |"
+    assert hardware.cpu_features(info) == ["SSE3", "AVX2", "REPACK"]
+    assert hardware.cpu_features("") == []
+
+
+def test_versions() -> None:
+    version, commit = hardware.ggml_version()
+    assert version.count(".") == 2 and commit
+
+
+def test_snapshot_without_devices_does_not_touch_llama_cpp() -> None:
+    s = hardware.snapshot(with_devices=False)
+    assert s.devices == [] and s.backends == [] and s.ram_total > 0
+
+
+@pytest.mark.parametrize(
+    ("n", "ladder"),
+    [(33, [33, 16, 8, 4, 2, 1, 0]), (3, [3, 1, 0]), (1, [1, 0]), (0, [0])],
+)
+def test_fallback_halves_then_zero(n: int, ladder: list[int]) -> None:
+    assert hardware.fallback_layers(n) == ladder
+
+
+def test_placement_reads_devices_buffers_and_flash_attention() -> None:
+    lines = [
+        "load_tensors: layer   0 assigned to device CPU, is_swa = 0",
+        "load_tensors: layer   1 assigned to device CUDA0, is_swa = 0",
+        "load_tensors: layer   2 assigned to device CUDA0, is_swa = 0",
+        "load_tensors: offloaded 3/3 layers to GPU",  # not trusted: printed with no GPU when RPC is compiled in
+        "load_tensors:   CPU_Mapped model buffer size =     0.49 MiB",
+        "load_tensors:        CUDA0 model buffer size =   812.50 MiB",
+        "llama_context: flash_attn            = auto",
+        "resolve_fused_ops: Flash Attention enabled",
+    ]
+    p = hardware.Placement.parse(lines)
+    assert p.gpu_layers == 2 and p.gpu_devices == ["CUDA0"]
+    assert p.buffers == {"CPU_Mapped": 0.49, "CUDA0": 812.5}
+    assert p.flash_attn == "on"
+    assert hardware.Placement.parse(["x: Flash Attention not supported, set to disabled"]).flash_attn == "off"
+    assert hardware.Placement.parse(["llama_context: flash_attn            = disabled"]).flash_attn == "off"
+    assert hardware.Placement.parse([]).flash_attn == "auto"
+
+
+def test_offload_notes() -> None:
+    assert hardware.offload_note(0, 0, 31, []) == ""
+    assert hardware.offload_note(99, 0, 31, []).startswith("No GPU device was found")
+    assert hardware.offload_note(-1, 31, 31, ["CUDA0"]) == "31 of 31 layers run on CUDA0."
+    partial = hardware.offload_note(-1, 15, 31, ["CUDA0"], out_of_memory=True)
+    assert partial == "31 layers did not fit in GPU memory, so 15 of 31 run on CUDA0, the rest on the CPU."
+    assert "all layers run on the CPU" in hardware.offload_note(8, 0, 31, ["CUDA0"], out_of_memory=True)
+    silent = hardware.offload_note(8, 0, 31, ["CUDA0"])  # fewer than asked, with no memory failure
+    assert silent == "llama.cpp put 0 of 31 layers on CUDA0, not the 8 asked for; the rest run on the CPU."
+
+
+@pytest.mark.parametrize(
+    ("reason", "memory"),
+    [
+        ("unable to allocate CUDA0 buffer", True),
+        ("cudaMalloc failed: out of memory", True),
+        ("failed to allocate compute pp buffers", True),
+        ("tensor 'blk.0.attn_q.weight' data is not within the file bounds", False),
+        (None, False),
+    ],
+)
+def test_memory_failures_are_recognised(reason: str | None, memory: bool) -> None:
+    assert hardware.is_memory_failure(reason) is memory
