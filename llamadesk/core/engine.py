@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from llamadesk import __version__
-from llamadesk.core import fileinfo, hardware, llama_log
+from llamadesk.core import fileinfo, hardware, llama_log, probe
 from llamadesk.core.engine_api import (
     GPU_LAYERS_ALL,
     Done,
@@ -192,6 +192,9 @@ class LlamaCppEngine:
         except InvalidSetting as exc:  # every load failure is a ModelLoadError for callers; same sentence
             raise ModelLoadError(str(exc)) from exc
         header = validate_model_file(path)  # raises ModelLoadError with a sentence for broken files
+        # Some malformed files make llama.cpp abort the whole process: read the vocabulary in a child first
+        # (once per file version; remembered in the cache folder).
+        probe.probe_model(path)
         self.unload()
         llama_log.install()
         _ParamsHook.install()

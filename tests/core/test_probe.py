@@ -45,3 +45,16 @@ def test_a_good_file_is_probed_once(tiny_model: Path) -> None:
     started = time.perf_counter()
     probe_model(tiny_model)  # remembered: no child process this time
     assert time.perf_counter() - started < 0.05
+
+
+def test_the_engine_refuses_such_a_file_and_keeps_working(tmp_path: Path, tiny_model: Path) -> None:
+    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engine_api import LoadOptions
+
+    engine = LlamaCppEngine()
+    try:
+        with pytest.raises(ModelLoadError, match="malformed"):
+            engine.load(LoadOptions(write_duplicate_vocab(tmp_path / "dup.gguf"), n_threads=1))
+        assert engine.load(LoadOptions(tiny_model, n_ctx=256, n_threads=1)).file_name == tiny_model.name
+    finally:
+        engine.close()
