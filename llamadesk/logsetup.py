@@ -16,17 +16,18 @@ def configure(log_dir: Path, *, verbose: bool = False) -> Path | None:
     for handler in list(root.handlers):
         if getattr(handler, "_llamadesk", False):
             root.removeHandler(handler)
-    path: Path | None = log_dir / LOG_FILE_NAME
+    path: Path | None = None
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         file_handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+            log_dir / LOG_FILE_NAME, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         file_handler._llamadesk = True  # type: ignore[attr-defined]
         root.addHandler(file_handler)
+        path = log_dir / LOG_FILE_NAME
     except OSError:
-        path = None  # a read-only log folder must not stop the app
+        pass  # a read-only log folder must not stop the app
     if verbose:
         stream = logging.StreamHandler()
         stream.setLevel(logging.INFO)

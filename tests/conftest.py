@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gguf_factory import write_tiny_llama  # noqa: E402
+from gguf_factory import write_tiny_llama
 
 pytest_plugins = ["fakehub.plugin"]  # fake_hub, loopback_only: a Hub-compatible server on 127.0.0.1
 

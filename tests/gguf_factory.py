@@ -14,11 +14,67 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_WORDS = (
-    "the a an and or of to in is it you he she we they this that for on with as at by from be are was were "
-    "hello world model chat reply token answer question four two plus equals yes no good bad local desk llama "
-    "python qt window stream stop seed sample test file data cache history"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "of",
+    "to",
+    "in",
+    "is",
+    "it",
+    "you",
+    "he",
+    "she",
+    "we",
+    "they",
+    "this",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "at",
+    "by",
+    "from",
+    "be",
+    "are",
+    "was",
+    "were",
+    "hello",
+    "world",
+    "model",
+    "chat",
+    "reply",
+    "token",
+    "answer",
+    "question",
+    "four",
+    "two",
+    "plus",
+    "equals",
+    "yes",
+    "no",
+    "good",
+    "bad",
+    "local",
+    "desk",
+    "llama",
+    "python",
+    "qt",
+    "window",
+    "stream",
+    "stop",
+    "seed",
+    "sample",
+    "test",
+    "file",
+    "data",
+    "cache",
+    "history",
+]
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:

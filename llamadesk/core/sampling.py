@@ -94,9 +94,9 @@ class SamplingParams:
     def __post_init__(self) -> None:
         for name, rng in RANGES.items():
             object.__setattr__(self, name, rng.check(getattr(self, name)))
-        if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-                raise InvalidSetting(f"Seed must be a whole number between 0 and {MAX_SEED}, or random.")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+            raise InvalidSetting(f"Seed must be a whole number between 0 and {MAX_SEED}, or random.")
 
     def replace(self, **changes: Any) -> SamplingParams:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

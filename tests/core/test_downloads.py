@@ -33,7 +33,6 @@ from llamadesk.core.downloads import (
 from llamadesk.core.hub import BadNameError
 from llamadesk.core.library import list_local_models, read_sidecar
 
-
 REPO = "tester/Medium-GGUF"
 FILE = "medium-F32.gguf"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, stall_timeout=0.5)

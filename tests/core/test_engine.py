@@ -50,7 +50,7 @@ def test_load_reports_model_info(engine: LlamaCppEngine, tiny_model: Path) -> No
 
 
 def test_stream_reports_stats_and_receipt(engine: LlamaCppEngine) -> None:
-    text, done = run(engine, HELLO, SamplingParams(max_tokens=12, seed=7))
+    _, done = run(engine, HELLO, SamplingParams(max_tokens=12, seed=7))
     s = done.stats
     assert s.finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
     assert 0 < s.generated_tokens <= 12

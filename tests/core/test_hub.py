@@ -17,7 +17,6 @@ from gguf_factory import write_tiny_llama
 from llamadesk.core import hub, remote
 from llamadesk.core.hub import BadNameError, HubError, RemoteFile
 
-
 REPO = "tester/Tiny-GGUF"
 
 

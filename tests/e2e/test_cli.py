@@ -80,7 +80,8 @@ def test_unloadable_model_exits_3_with_one_sentence(llamadesk_home: Path, tmp_pa
 
 
 def test_history_commands(llamadesk_home: Path, tiny_model: Path) -> None:
-    assert cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "first question", home=llamadesk_home).returncode == 0
+    first = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "first question", home=llamadesk_home)
+    assert first.returncode == 0
     listed = cli("history", "list", home=llamadesk_home)
     assert listed.returncode == 0 and "first question" in listed.stdout
     shown = cli("history", "show", "1", home=llamadesk_home)

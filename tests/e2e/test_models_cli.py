@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakehub import FakeHub, wait_until
 from gguf_factory import write_tiny_llama
 
-
 REPO = "tester/Medium-GGUF"
 FILE = "medium-F32.gguf"
 
