@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QLabel,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -16,20 +15,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.engine_api import GenerationStats, LoadOptions, ModelInfo
+from llamadesk.core.engine_api import LoadOptions, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.core.library import LocalModel
+from llamadesk.core.presets import PresetStore
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.settings import AppSettings, load_settings, save_settings
 from llamadesk.paths import Paths
+from llamadesk.ui.chat.appearance import ChatAppearance
 from llamadesk.ui.chat.composer import Composer
+from llamadesk.ui.chat.context_meter import ReplyFigures
+from llamadesk.ui.chat.controller import ChatController
 from llamadesk.ui.chat.model import MessageListModel
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
+from llamadesk.ui.shortcuts import build_menus
 from llamadesk.ui.sidebar import Sidebar
+from llamadesk.ui.theme import ThemeManager, UiPrefs
 from llamadesk.ui.workers import EngineFactory, EngineHost
 
 log = logging.getLogger(__name__)
@@ -48,12 +53,16 @@ def _safe_params(data: dict[str, object] | None) -> SamplingParams:
 class MainWindow(QMainWindow):
     """Composes the widgets and moves requests between them, the history and the engine thread."""
 
+    find_requested = Signal()  # Ctrl+F: the find bar (built elsewhere) connects here
+
     def __init__(
         self, paths: Paths, history: History, *, engine_factory: EngineFactory | None = None, auto_load: bool = True
     ) -> None:
         super().__init__()
         self.paths, self.history = paths, history
         self.settings: AppSettings = load_settings(paths.settings_file)
+        self.prefs = UiPrefs(paths.config / "ui.ini")
+        self.theme = ThemeManager(self.prefs.theme, self)
         self.host = EngineHost(engine_factory, self)
         self.model_info: ModelInfo | None = None
         self.loaded_model: LocalModel | None = None
@@ -79,7 +88,7 @@ class MainWindow(QMainWindow):
         self.composer = Composer()
         self.sidebar = Sidebar()
         self.picker = ModelPicker(self.host, self.paths.models, self._load_options)
-        self.panel = SamplingPanel()
+        self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
         chat = QWidget()
         chat_layout = QVBoxLayout(chat)
@@ -106,36 +115,26 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.toggle_settings_action)
         self.addToolBar(toolbar)
 
-        self.new_chat_action = QAction("New chat", self, shortcut=QKeySequence(QKeySequence.StandardKey.New))
-        self.quit_action = QAction("Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(self.new_chat_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        self.menuBar().addMenu("&View").addAction(self.toggle_settings_action)
+        self.window_actions = build_menus(self, self.toggle_settings_action)
+        self.new_chat_action, self.quit_action = self.window_actions.new_chat, self.window_actions.quit
+        self.stop_shortcut = self.window_actions.stop
 
-        self.speed_label, self.ttft_label, self.context_label = QLabel(), QLabel(), QLabel()
-        for label, tip in (
-            (self.speed_label, "Generation speed of the last reply"),
-            (self.ttft_label, "Time to first token of the last reply"),
-            (self.context_label, "Tokens of the conversation in the model's context"),
-        ):
-            label.setToolTip(tip)
-            label.setContentsMargins(8, 0, 8, 0)
-            self.statusBar().addPermanentWidget(label)
-        self.stop_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        self.figures = ReplyFigures()
+        self.statusBar().addPermanentWidget(self.figures)
+        self.speed_label, self.ttft_label = self.figures.speed_label, self.figures.ttft_label
+        self.context_meter = self.figures.meter
+        self.context_label = self.context_meter.label
+        self.chat = ChatController(self)
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
 
     def _connect(self) -> None:
-        self.host.worker.tokenCount.connect(self._on_token_count)
         self.picker.aboutToLoad.connect(self._on_about_to_load)
         self.picker.modelLoaded.connect(self._on_loaded)
         self.picker.loadFailed.connect(self._on_load_failed)
         self.picker.modelUnloaded.connect(self._on_unloaded)
         self.picker.busyChanged.connect(self._update_state)
         self.session.busyChanged.connect(self._update_state)
-        self.session.replyEnded.connect(self._on_reply_ended)
         self.session.problem.connect(self.warn)
         self.session.notice.connect(self.statusBar().showMessage)
         self.composer.sendRequested.connect(self.send)
@@ -147,6 +146,10 @@ class MainWindow(QMainWindow):
         self.sidebar.deleteRequested.connect(self.delete_conversation)
         self.new_chat_action.triggered.connect(self.new_chat)
         self.quit_action.triggered.connect(self.close)
+        self.window_actions.find.triggered.connect(self.find_requested)
+        self.window_actions.focus_composer.triggered.connect(self.focus_composer)
+        self.panel.presets.notice.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.panel.context_box.policyChanged.connect(self._on_policy_changed)
         self.panel.paramsChanged.connect(self._on_panel_changed)
         self.panel.systemPromptChanged.connect(self._on_panel_changed)
         self.panel.contextLengthChanged.connect(self._on_context_length_changed)
@@ -157,6 +160,14 @@ class MainWindow(QMainWindow):
         self.panel.set_params(_safe_params(self.settings.sampling))
         self.panel.set_system_prompt(self.settings.system_prompt)
         self.panel.set_n_ctx(self.settings.n_ctx)
+        self.panel.context_box.set_policy(self.prefs.overflow_policy)
+        self.chat.set_policy(self.panel.context_box.policy().value)
+        self.appearance = ChatAppearance(
+            self.prefs, self.theme, self.chat_view, self.composer.edit, self.panel.appearance_box
+        )
+        self.window_actions.larger_text.triggered.connect(lambda: self.appearance.step_font_size(+1))
+        self.window_actions.smaller_text.triggered.connect(lambda: self.appearance.step_font_size(-1))
+        self.window_actions.default_text.triggered.connect(lambda: self.appearance.set_font_size(0))
 
     # --- state ---------------------------------------------------------------------------------------------------
     @property
@@ -172,6 +183,7 @@ class MainWindow(QMainWindow):
         reason = "Load a model first" if self.model_info is None or self.is_loading else "Wait for the reply to end"
         self.composer.set_state(can_send=can_send, generating=self.is_generating, reason=reason)
         self.stop_shortcut.setEnabled(self.is_generating)
+        self.window_actions.regenerate.setEnabled(can_send)  # with nothing to regenerate it does nothing
         self.chat_view.set_placeholder(self._empty_text())
 
     def _empty_text(self) -> str:
@@ -215,6 +227,7 @@ class MainWindow(QMainWindow):
 
     def _on_about_to_load(self, model: LocalModel) -> None:
         self.stop_generation()
+        self.chat.forget_counts()
         self.statusBar().showMessage(f"Loading {model.name}…")
 
     def _on_loaded(self, model: LocalModel | None, info: ModelInfo) -> None:
@@ -232,7 +245,7 @@ class MainWindow(QMainWindow):
 
     def _on_unloaded(self) -> None:
         self.model_info = self.loaded_model = None
-        self.context_label.clear()
+        self.context_meter.clear()
         self._update_state()
 
     # --- conversations -------------------------------------------------------------------------------------------
@@ -322,51 +335,31 @@ class MainWindow(QMainWindow):
 
     # --- generation --------------------------------------------------------------------------------------------
     def send(self, text: str) -> None:
-        text = text.strip()
-        if not text or self.model_info is None or self.is_generating or self.is_loading or self._closed:
-            return
-        try:
-            cid = self._ensure_conversation()
-        except LlamaDeskError as exc:
-            self.warn("Message not sent", str(exc))
-            return
-        self._save_conversation_settings()
-        model = self.loaded_model.name if self.loaded_model else self.model_info.file_name
-        if self.session.start(cid, text, self.panel.params(), self.panel.system_prompt(), model):
-            self.composer.clear()
-            self.chat_view.follow()
-            self.refresh_conversations()
-            self.statusBar().showMessage("Generating…")
+        """Sends your message (or, while editing an earlier one, starts a new branch with it)."""
+        self.chat.send(text)
 
     def stop_generation(self) -> None:
         if self.is_generating:
             self.session.stop()
             self.statusBar().showMessage("Stopping…", 2000)
 
-    def _on_reply_ended(self, cid: int, stats: GenerationStats | None) -> None:
-        if stats is not None:
-            self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
-            ttft = f"{stats.ttft_s * 1000:.0f} ms" if stats.ttft_s < 1 else f"{stats.ttft_s:.2f} s"
-            self.ttft_label.setText(f"TTFT {ttft}")
-            self._on_token_count(stats.prompt_tokens + stats.generated_tokens)
-            self.statusBar().showMessage("Stopped" if stats.finish_reason.value == "cancelled" else "Done", 3000)
-        self.refresh_conversations()
+    def focus_composer(self) -> None:
+        self.composer.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def _refresh_context(self) -> None:
-        if self.model_info is None or self._closed:
-            self.context_label.clear()
-            return
-        if self.current_cid is None:
-            self._on_token_count(0)
-            return
-        try:
-            self.host.count_tokens(self.session.prompt_messages(self.current_cid, self.panel.system_prompt()))
-        except LlamaDeskError as exc:
-            log.info("Context not counted: %s", exc)
+        self.chat.refresh_context()
 
-    def _on_token_count(self, count: int) -> None:
-        n_ctx = self.model_info.n_ctx if self.model_info else 0
-        self.context_label.setText(f"{count} / {n_ctx} tokens" if n_ctx else "")
+    # --- appearance --------------------------------------------------------------------------------------------
+    def font_size(self) -> float:
+        return self.appearance.font_size()
+
+    def set_font_size(self, points: int) -> None:
+        self.appearance.set_font_size(points)
+
+    def _on_policy_changed(self, value: str) -> None:
+        self.prefs.overflow_policy = value
+        self.chat.set_policy(value)
+        self._refresh_context()
 
     # --- settings ----------------------------------------------------------------------------------------------
     def _on_panel_changed(self, *_: object) -> None:
@@ -418,6 +411,8 @@ class MainWindow(QMainWindow):
         self.session.abandon_all()
         self._save_conversation_settings()
         self.save_settings()
+        self.prefs.sync()
+        self.theme.restore()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

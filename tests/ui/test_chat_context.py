@@ -61,9 +61,10 @@ def test_dropping_the_oldest_turns_keeps_the_system_prompt_and_marks_what_was_le
     reply = history.messages(cid)[-1]
     assert reply.status == "complete", reply.receipt
     receipt = reply.receipt or {}
-    excluded = receipt["excluded_ids"]
     branch = history.messages(cid)
-    assert excluded == [m.id for m in branch[: len(excluded)]] and len(excluded) % 2 == 0  # whole, oldest turns
+    (start, end), = receipt["excluded_spans"]  # one run, from the first message: whole, oldest turns
+    assert start == 0 and end % 2 == 0 and receipt["excluded_count"] == end
+    excluded = [m.id for m in branch[:end]]
     assert receipt["prompt_tokens"] < 768 and receipt["context_policy"] == "drop_oldest"
     assert receipt["system_prompt"] == "You are a careful assistant."
     rows = window.chat_model.rows()
@@ -88,8 +89,9 @@ def test_dropping_the_middle_keeps_the_first_turn(window: MainWindow, history: H
     send_and_wait(window, qtbot, "the newest question")
     reply = history.messages(cid)[-1]
     assert reply.status == "complete"
-    excluded = set((reply.receipt or {})["excluded_ids"])
     branch = history.messages(cid)
+    (start, end), = (reply.receipt or {})["excluded_spans"]
+    excluded = {m.id for m in branch[start:end]}
     assert branch[0].id not in excluded and branch[1].id not in excluded  # the first turn stays
     assert branch[2].id in excluded and branch[-2].id not in excluded
 
@@ -104,3 +106,24 @@ def test_stop_refuses_a_conversation_that_no_longer_fits(window: MainWindow, his
     send_and_wait(window, qtbot, "one more")
     reply = history.messages(cid)[-1]
     assert reply.status == "error" and "context" in (reply.receipt or {}).get("error", "")
+
+
+def test_plans_leave_out_whole_turns_and_record_them_as_spans() -> None:
+    from llamadesk.ui.chat.context import Entry, OverflowPolicy, ids_in_spans, plan_prompt
+
+    entries = [Entry(100 + i, "user" if i % 2 == 0 else "assistant", "x" * 100, i) for i in range(10)]
+    fits = plan_prompt("sys", entries, policy=OverflowPolicy.DROP_OLDEST, n_ctx=10_000, reserve=10)
+    assert fits.excluded == set() and len(fits.messages) == 11 and fits.spans == []
+    oldest = plan_prompt("sys", entries, policy=OverflowPolicy.DROP_OLDEST, n_ctx=200, reserve=10,
+                         tokens_per_char=0.5)  # fmt: skip
+    assert oldest.messages[0] == {"role": "system", "content": "sys"}
+    assert oldest.spans == [[0, 8]] and oldest.excluded == {100 + i for i in range(8)}
+    middle = plan_prompt("", entries, policy=OverflowPolicy.DROP_MIDDLE, n_ctx=300, reserve=10, tokens_per_char=0.5)
+    assert middle.spans == [[2, 8]] and len(middle.messages) == 4
+    stop = plan_prompt("", entries, policy=OverflowPolicy.STOP, n_ctx=100, reserve=10, tokens_per_char=0.5)
+    assert stop.excluded == set() and len(stop.messages) == 10
+    again = plan_prompt("", entries, policy=OverflowPolicy.STOP, n_ctx=0, reserve=0, excluded={100, 101})
+    assert len(again.messages) == 8 and again.spans == [[0, 2]]  # a reproduction leaves out the same
+    ids = [100 + i for i in range(10)]
+    assert ids_in_spans(ids, [[0, 2], [5, 6]]) == {100, 101, 105}
+    assert ids_in_spans(ids, "nonsense") == set() and ids_in_spans(ids, [[0], ["a", 2]]) == set()

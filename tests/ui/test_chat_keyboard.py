@@ -20,14 +20,23 @@ REPLY_TIMEOUT_MS = 60_000
 CTRL = Qt.KeyboardModifier.ControlModifier
 
 
+def _inside(widget: QWidget, kinds: tuple[type, ...]) -> bool:
+    parent = widget.parentWidget()
+    while parent is not None:
+        if isinstance(parent, kinds):
+            return True
+        parent = parent.parentWidget()
+    return False
+
+
 def unnamed_controls(root: QWidget) -> list[str]:
     """Focusable widgets under `root` that a screen reader could not name."""
     missing = []
     for w in root.findChildren(QWidget):
         if w.focusPolicy() == Qt.FocusPolicy.NoFocus or w.objectName().startswith("qt_"):
             continue
-        if isinstance(w.parent(), (QAbstractSpinBox, QComboBox)):
-            continue  # the line edit inside a spin box or combo box: named through its owner
+        if _inside(w, (QAbstractSpinBox, QComboBox)):
+            continue  # the line edit or popup list of a spin box or combo box: named through its owner
         name = w.accessibleName() or (w.text() if isinstance(w, QAbstractButton) else "")
         if not name.strip():
             missing.append(f"{type(w).__name__} {w.objectName()!r}")
@@ -61,7 +70,7 @@ def test_enter_sends_escape_stops_and_ctrl_r_regenerates(endless_window: MainWin
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
     assert window.chat_model.row(1).status == "cancelled"
-    assert window.actions.regenerate.isEnabled()
+    assert window.window_actions.regenerate.isEnabled()
     qtbot.keyClick(window, Qt.Key.Key_R, CTRL)
     qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
     assert window.chat_model.row(1).alternatives == 2
@@ -91,6 +100,8 @@ def test_text_size_changes_with_ctrl_plus_and_is_remembered(
     make_window: Callable[..., MainWindow], models_dir: Path, qtbot: QtBot
 ) -> None:
     window = make_window(auto_load=False)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)  # shortcuts reach the active window only
     base = window.font_size()
     qtbot.keyClick(window, Qt.Key.Key_Plus, CTRL)
     qtbot.keyClick(window, Qt.Key.Key_Plus, CTRL)
@@ -99,6 +110,8 @@ def test_text_size_changes_with_ctrl_plus_and_is_remembered(
     window.close()
     again = make_window(auto_load=False)
     assert again.font_size() == round(base) + 2
+    again.activateWindow()
+    qtbot.waitUntil(again.isActiveWindow)
     qtbot.keyClick(again, Qt.Key.Key_0, CTRL)
     assert again.font_size() == QApplication.font().pointSizeF()
 

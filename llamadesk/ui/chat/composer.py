@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 MIN_LINES = 2
 MAX_LINES = 10
@@ -62,36 +62,61 @@ class ComposerEdit(QPlainTextEdit):
 
 
 class Composer(QWidget):
-    """The editor with its Send and Stop buttons. It only signals; the window decides what happens."""
+    """The editor with its Send and Stop buttons. It only signals; the window decides what happens.
+    Editing an earlier message puts its text here with a banner: sending it starts a new branch."""
 
     sendRequested = Signal(str)
     stopRequested = Signal()
+    editCancelled = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.editing_id: int | None = None
+        self._draft = ""
         self.edit = ComposerEdit(self)
         self.send_button = QPushButton("Send", self)
         self.send_button.setObjectName("sendButton")
+        self.send_button.setAccessibleName("Send")
         self.send_button.setToolTip("Send the message (Enter)")
         self.send_button.setDefault(False)
         self.stop_button = QPushButton("Stop", self)
         self.stop_button.setObjectName("stopButton")
+        self.stop_button.setAccessibleName("Stop")
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.setEnabled(False)
+        self.edit_banner = QWidget(self)
+        self.edit_banner.setObjectName("editBanner")
+        banner = QHBoxLayout(self.edit_banner)
+        banner.setContentsMargins(0, 0, 0, 0)
+        self.edit_label = QLabel("Editing an earlier message: sending it starts a new branch; the old one is kept.")
+        self.edit_label.setWordWrap(True)
+        self.cancel_edit_button = QPushButton("Cancel edit", self.edit_banner)
+        self.cancel_edit_button.setObjectName("cancelEdit")
+        self.cancel_edit_button.setAccessibleName("Cancel edit")
+        self.cancel_edit_button.setToolTip("Keep the message as it was (Esc)")
+        banner.addWidget(self.edit_label, 1)
+        banner.addWidget(self.cancel_edit_button)
+        self.edit_banner.hide()
+        self._generating = False
 
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
-        layout = QHBoxLayout(self)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addWidget(self.edit, 1)
+        row.addLayout(buttons)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 6, 12, 12)
-        layout.setSpacing(8)
-        layout.addWidget(self.edit, 1)
-        layout.addLayout(buttons)
+        layout.setSpacing(4)
+        layout.addWidget(self.edit_banner)
+        layout.addLayout(row)
 
         self.edit.submitted.connect(self._submit)
-        self.edit.stopRequested.connect(self.stopRequested)
+        self.edit.stopRequested.connect(self._on_escape)
+        self.cancel_edit_button.clicked.connect(self.cancel_edit)
         self.send_button.clicked.connect(self._submit)
         self.stop_button.clicked.connect(self.stopRequested)
         self._can_send = False
@@ -101,10 +126,40 @@ class Composer(QWidget):
 
     def clear(self) -> None:
         self.edit.clear()
+        self._end_edit()
+
+    def begin_edit(self, message_id: int, text: str) -> None:
+        """Puts an earlier message here for editing; what you were typing comes back if you cancel."""
+        if self.editing_id is None:
+            self._draft = self.text()
+        self.editing_id = message_id
+        self.edit.setPlainText(text)
+        self.edit_banner.show()
+        self.edit.setFocus()
+        self.edit.moveCursor(self.edit.textCursor().MoveOperation.End)
+
+    def cancel_edit(self) -> None:
+        if self.editing_id is None:
+            return
+        self.edit.setPlainText(self._draft)
+        self._end_edit()
+        self.editCancelled.emit()
+
+    def _end_edit(self) -> None:
+        self.editing_id = None
+        self._draft = ""
+        self.edit_banner.hide()
+
+    def _on_escape(self) -> None:
+        if self.editing_id is not None and not self._generating:
+            self.cancel_edit()
+        else:
+            self.stopRequested.emit()
 
     def set_state(self, *, can_send: bool, generating: bool, reason: str = "") -> None:
         """Send is off while no model is loaded or a reply is coming; the editor always stays editable."""
         self._can_send = can_send
+        self._generating = generating
         self.send_button.setEnabled(can_send)
         self.send_button.setToolTip("Send the message (Enter)" if can_send else reason or "Send the message (Enter)")
         self.stop_button.setEnabled(generating)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ FooterRole = Qt.ItemDataRole.UserRole + 4
 KeyRole = Qt.ItemDataRole.UserRole + 5  # (message id, revision): changes whenever the row must be laid out anew
 MessageIdRole = Qt.ItemDataRole.UserRole + 6
 ShownTextRole = Qt.ItemDataRole.UserRole + 7  # what the bubble shows: the content, plus the error of a failed reply
+_REVISIONS = itertools.count(1)
+RowRole = Qt.ItemDataRole.UserRole + 8  # the ChatRow itself: one call gives the delegate everything it paints
 
 
 @dataclass
@@ -29,7 +32,16 @@ class ChatRow:
     finish_reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-    revision: int = 0
+    revision: int = field(default_factory=lambda: next(_REVISIONS))  # unique across rows: a layout cache key
+    parent_id: int | None = None
+    alternative: int = 1  # this message's place among its siblings (regenerations, edits), from 1
+    alternatives: int = 1
+    excluded: bool = False  # left out of the last prompt by the context policy
+
+
+EXCLUDED_NOTE = "left out of the prompt"
+_SHOWN_FIELDS: tuple[str, ...] = ("role", "content", "status", "finish_reason", "stats", "error")
+_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded")
 
 
 def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
@@ -78,6 +90,7 @@ class MessageListModel(QAbstractListModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[ChatRow] = []
+        self._index: dict[int, int] = {}
 
     # --- Qt model interface -------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
@@ -92,7 +105,12 @@ class MessageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.AccessibleTextRole:
             who = {"user": "You", "assistant": "Assistant", "system": "System"}.get(row.role, row.role)
             footer = footer_text(row)
-            return f"{who}: {shown_text(row)}" + (f" ({footer})" if footer else "")
+            extra = [footer] if footer else []
+            if row.alternatives > 1:
+                extra.append(f"alternative {row.alternative} of {row.alternatives}")
+            if row.excluded:
+                extra.append(EXCLUDED_NOTE)
+            return f"{who}: {shown_text(row)}" + (f" ({'; '.join(extra)})" if extra else "")
         if role == ShownTextRole:
             return shown_text(row)
         if role == RoleRole:
@@ -105,6 +123,8 @@ class MessageListModel(QAbstractListModel):
             return (row.message_id, row.revision)
         if role == MessageIdRole:
             return row.message_id
+        if role == RowRole:
+            return row
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
@@ -122,22 +142,49 @@ class MessageListModel(QAbstractListModel):
     def set_rows(self, rows: list[ChatRow]) -> None:
         self.beginResetModel()
         self._rows = list(rows)
+        self._index = {r.message_id: i for i, r in enumerate(self._rows)}
         self.endResetModel()
 
     def clear(self) -> None:
         self.set_rows([])
 
+    def sync_rows(self, rows: list[ChatRow]) -> None:
+        """Shows `rows` with the fewest changes: rows kept from the current list are updated in place, the
+        tail that differs is removed and the new one inserted, so the rows above are not laid out again."""
+        keep = 0
+        for old, new in zip(self._rows, rows, strict=False):
+            if old.message_id != new.message_id:
+                break
+            keep += 1
+        if keep == 0:
+            self.set_rows(rows)
+            return
+        if keep < len(self._rows):
+            self.beginRemoveRows(QModelIndex(), keep, len(self._rows) - 1)
+            del self._rows[keep:]
+            self.endRemoveRows()
+        for i in range(keep):
+            old, new = self._rows[i], rows[i]
+            if old is not new and any(getattr(old, f) != getattr(new, f) for f in _SHOWN_FIELDS):
+                for f in _SHOWN_FIELDS:
+                    setattr(old, f, getattr(new, f))
+                self._changed(i)
+        if len(rows) > keep:
+            self.beginInsertRows(QModelIndex(), keep, len(rows) - 1)
+            self._rows.extend(rows[keep:])
+            self.endInsertRows()
+        self._index = {r.message_id: i for i, r in enumerate(self._rows)}
+
     def append_row(self, row: ChatRow) -> None:
         n = len(self._rows)
         self.beginInsertRows(QModelIndex(), n, n)
         self._rows.append(row)
+        self._index[row.message_id] = n
         self.endInsertRows()
 
     def find(self, message_id: int) -> int:
-        for i in range(len(self._rows) - 1, -1, -1):
-            if self._rows[i].message_id == message_id:
-                return i
-        return -1
+        i = self._index.get(message_id, -1)
+        return i if 0 <= i < len(self._rows) and self._rows[i].message_id == message_id else -1
 
     def append_text(self, message_id: int, text: str) -> None:
         """Adds streamed text to a row and signals that one row only."""
@@ -157,7 +204,23 @@ class MessageListModel(QAbstractListModel):
             setattr(row, name, value)
         self._changed(i)
 
+    def row_of(self, message_id: int) -> ChatRow | None:
+        i = self.find(message_id)
+        return self._rows[i] if i >= 0 else None
+
+    def set_excluded(self, message_ids: set[int]) -> None:
+        """Marks the rows the context policy left out of the prompt (and unmarks the others)."""
+        changed = []
+        for i, row in enumerate(self._rows):
+            excluded = row.message_id in message_ids
+            if row.excluded != excluded:
+                row.excluded = excluded  # drawn dimmed with a note; the text's layout stays as it is
+                changed.append(i)
+        if changed:
+            top, bottom = self.index(changed[0], 0), self.index(changed[-1], 0)
+            self.dataChanged.emit(top, bottom, [RowRole, Qt.ItemDataRole.AccessibleTextRole])
+
     def _changed(self, i: int) -> None:
-        self._rows[i].revision += 1
+        self._rows[i].revision = next(_REVISIONS)
         index = self.index(i, 0)
-        self.dataChanged.emit(index, index, [ContentRole, FooterRole, StatusRole, KeyRole])
+        self.dataChanged.emit(index, index, [ContentRole, FooterRole, StatusRole, KeyRole, RowRole])

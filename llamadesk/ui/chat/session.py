@@ -1,10 +1,8 @@
-"""Sending and streaming: history writes, engine requests by id, and the chat rows of the shown conversation."""
+"""Sending and streaming: history writes, engine requests by id, branches, and the rows of the shown conversation."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -12,30 +10,46 @@ from PySide6.QtCore import QObject, Signal
 from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
+from llamadesk.core.history.models import UNSET
+from llamadesk.core.history.models import Message as StoredMessage
+from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.ui.chat.branches import Tree
+from llamadesk.ui.chat.context import (
+    DEFAULT_TOKENS_PER_CHAR,
+    MAX_TOKENS_PER_CHAR,
+    MIN_TOKENS_PER_CHAR,
+    Entry,
+    OverflowPolicy,
+    Plan,
+    ids_in_spans,
+    plan_prompt,
+    reply_reserve,
+)
 from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
+from llamadesk.ui.chat.pending import PendingReply, merge_continuation, ratio_after_overflow
 from llamadesk.ui.workers import EngineHost
 
 log = logging.getLogger(__name__)
 
 NEW_TITLE = "New chat"
 TITLE_CHARS = 48
+FIT_RETRIES = 3  # a dropping policy tries again this often when its estimate was too optimistic
+TAIL_LOOKUP = 50  # messages read one by one below the rows shown before reading the whole branch instead
+
+
+def _id(message: StoredMessage | ChatRow) -> int:
+    return message.message_id if isinstance(message, ChatRow) else message.id
+
+
+def left_out(receipt: dict[str, Any], branch_ids: list[int]) -> set[int]:
+    """The ids a reply's prompt left out; `branch_ids` is the branch from the first message to its parent."""
+    return ids_in_spans(branch_ids, receipt.get("excluded_spans"))
 
 
 def title_from(text: str) -> str:
     first = " ".join(text.split())
     return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1] + "…"
-
-
-@dataclass
-class PendingReply:
-    """A reply being generated, kept by request id so it lands in its own conversation wherever you look."""
-
-    cid: int
-    reply: StreamingReply
-    cancel: threading.Event
-    deleted: bool = False
-    write_error_shown: bool = False
 
 
 class ChatSession(QObject):
@@ -52,6 +66,9 @@ class ChatSession(QObject):
         self.shown_cid: int | None = None
         self.requests: dict[int, PendingReply] = {}
         self.active_request: int | None = None
+        self.policy = OverflowPolicy.STOP
+        self.n_ctx = 0
+        self.tokens_per_char = DEFAULT_TOKENS_PER_CHAR
         worker = host.worker
         worker.tokens.connect(self._on_tokens)
         worker.finished.connect(self._on_finished)
@@ -63,61 +80,302 @@ class ChatSession(QObject):
 
     # --- what is shown ---------------------------------------------------------------------------------------
     def show(self, cid: int | None) -> None:
-        """Fills the chat model with a conversation; a reply still streaming into it shows its text so far."""
+        """Fills the chat model with the branch shown; a reply still streaming into it shows its text so far."""
         self.shown_cid = cid
         if cid is None:
             self.chat_model.clear()
             return
         try:
-            stored = self.history.messages(cid)
+            leaf = self.history.get_conversation(cid).leaf_message_id
+            tree = Tree.build(self.history.all_messages(cid))
         except LlamaDeskError as exc:
             self.problem.emit("Messages not read", str(exc))
-            stored = []
+            self.chat_model.clear()
+            return
         streaming = {p.reply.message_id: p for p in self.requests.values() if p.cid == cid and not p.deleted}
+        branch = tree.branch(leaf)
+        excluded = self._excluded_for(branch, streaming)
         rows: list[ChatRow] = []
-        for m in stored:
+        for m in branch:
             receipt = m.receipt or {}
             row = ChatRow(m.id, m.role, m.content, m.status, m.finish_reason, stats_from_receipt(receipt))
             row.error = str(receipt.get("error") or "")
+            row.parent_id = m.parent_id
+            row.alternative, row.alternatives = tree.alternative(m)
+            row.excluded = m.id in excluded
             if m.id in streaming:
-                row.content, row.status = streaming.pop(m.id).reply.content, "streaming"
+                row.content, row.status = streaming[m.id].reply.content, "streaming"
             rows.append(row)
-        rows += [ChatRow(mid, "assistant", p.reply.content, "streaming") for mid, p in streaming.items()]
-        self.chat_model.set_rows(rows)
+        self.chat_model.sync_rows(rows)
 
-    def prompt_messages(self, cid: int, system_prompt: str) -> list[Message]:
-        """[system prompt] + the conversation's active branch, without replies still streaming or failed."""
-        messages: list[Message] = []
-        if system_prompt.strip():
-            messages.append({"role": "system", "content": system_prompt.strip()})
-        for m in self.history.messages(cid):
-            if m.content and m.status not in ("streaming", "error") and m.role in ("user", "assistant"):
-                messages.append({"role": m.role, "content": m.content})
-        return messages
+    @staticmethod
+    def _excluded_for(branch: list[StoredMessage], streaming: dict[int, PendingReply]) -> set[int]:
+        """The ids the last prompt of this branch left out: from the reply in flight, else the last receipt."""
+        for k in range(len(branch) - 1, -1, -1):
+            m = branch[k]
+            if m.id in streaming:
+                return set(streaming[m.id].excluded_ids)
+            if m.role == "assistant":
+                return left_out(m.receipt or {}, [b.id for b in branch[:k]])
+        return set()
+
+    def branch_to(self, cid: int, message_id: int | None) -> list[StoredMessage | ChatRow]:
+        """The messages from the root down to `message_id` (None: the branch shown). For the conversation on
+        screen the rows shown are used, plus the few messages below them: no reading of a long history."""
+        if cid == self.shown_cid and self.chat_model.rowCount():
+            rows = self.chat_model.rows()
+            if message_id is None:
+                return list(rows)
+            tail: list[StoredMessage] = []
+            current: int | None = message_id
+            while current is not None and self.chat_model.find(current) < 0 and len(tail) < TAIL_LOOKUP:
+                message = self.history.get_message(current)
+                tail.append(message)
+                current = message.parent_id
+            if current is not None and self.chat_model.find(current) >= 0:
+                return [*rows[: self.chat_model.find(current) + 1], *reversed(tail)]
+            if current is None:
+                return list(reversed(tail))
+        branch = self.history.messages(cid)
+        if message_id is None:
+            return list(branch)
+        ids = [m.id for m in branch]
+        if message_id in ids:
+            return list(branch[: ids.index(message_id) + 1])
+        return list(Tree.build(self.history.all_messages(cid)).branch(message_id))
+
+    def plan(
+        self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None
+    ) -> Plan:
+        """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied."""
+        entries = [
+            Entry(_id(m), m.role, m.content, position)
+            for position, m in enumerate(self.branch_to(cid, upto))
+            if m.content and m.status not in ("streaming", "error") and m.role in ("user", "assistant")
+        ]
+        return plan_prompt(
+            system_prompt,
+            entries,
+            policy=self.policy,
+            n_ctx=self.n_ctx,
+            reserve=reply_reserve(self.n_ctx, max_tokens),
+            tokens_per_char=self.tokens_per_char,
+            excluded=excluded,
+        )
+
+    def prompt_messages(self, cid: int, system_prompt: str, max_tokens: int = 0) -> list[Message]:
+        """[system prompt] + the branch shown, as the next reply would get it (the policy applied)."""
+        return self.plan(cid, system_prompt, None, max_tokens).messages
+
+    def calibrate(self, tokens: int, messages: list[Message]) -> None:
+        """A real count of `messages` came back: estimates of what fits follow it from now on."""
+        chars = sum(len(m["content"]) for m in messages)
+        if tokens > 0 and chars >= 200:
+            self.tokens_per_char = min(MAX_TOKENS_PER_CHAR, max(MIN_TOKENS_PER_CHAR, tokens / chars))
 
     # --- sending -------------------------------------------------------------------------------------------------
-    def start(self, cid: int, text: str, params: SamplingParams, system_prompt: str, model: str | None) -> bool:
-        """Saves your message, opens the reply in the history and asks the engine for it. False: nothing sent."""
+    def start(
+        self, cid: int, text: str, params: SamplingParams, system_prompt: str, model: str | None,
+        *, parent_id: int | object | None = UNSET,
+    ) -> bool:  # fmt: skip
+        """Saves your message (under `parent_id`: editing starts a new branch) and asks for the reply."""
         if self.is_generating:
             return False
         try:
-            self.history.add_message(cid, "user", text)
+            kwargs: dict[str, Any] = {} if parent_id is UNSET else {"parent_id": parent_id}
+            user = self.history.add_message(cid, "user", text, **kwargs)
             if self.history.get_conversation(cid).title == NEW_TITLE:
                 self.history.rename_conversation(cid, title_from(text))
             self.history.update_conversation(cid, model=model)
-            messages = self.prompt_messages(cid, system_prompt)
-            reply = self.history.begin_reply(cid)
         except LlamaDeskError as exc:
             self.problem.emit("Message not sent", str(exc))
             return False
-        request_id, cancel = self.host.generate(messages, params)
-        self.requests[request_id] = PendingReply(cid, reply, cancel)
-        self.active_request = request_id
-        if cid == self.shown_cid:
-            self.show(cid)
-        self.busyChanged.emit(True)
+        return self._generate(cid, user.id, params, system_prompt)
+
+    def regenerate(self, cid: int, message_id: int, params: SamplingParams, system_prompt: str) -> bool:
+        """A new alternative for a reply (or a reply to a user message), beside the ones kept."""
+        if self.is_generating:
+            return False
+        try:
+            message = self.history.get_message(message_id)
+        except LlamaDeskError as exc:
+            self.problem.emit("Reply not regenerated", str(exc))
+            return False
+        parent = message.id if message.role == "user" else message.parent_id
+        if parent is None:
+            return False
+        return self._generate(cid, parent, params, system_prompt)
+
+    def reproduce(self, cid: int, message_id: int) -> bool:
+        """Generates the reply again with its receipt's settings, seed, system prompt and left-out turns."""
+        if self.is_generating:
+            return False
+        try:
+            message = self.history.get_message(message_id)
+            receipt = message.receipt or {}
+            params = SamplingParams.from_dict(receipt.get("sampling")).replace(seed=int(receipt["seed"]))
+        except (LlamaDeskError, KeyError, TypeError, ValueError) as exc:
+            self.problem.emit("Reply not reproduced", f"The receipt of this reply is incomplete ({exc}).")
+            return False
+        if message.parent_id is None:
+            return False
+        try:
+            excluded = left_out(receipt, [_id(m) for m in self.branch_to(cid, message.parent_id)])
+        except LlamaDeskError as exc:
+            self.problem.emit("Reply not reproduced", str(exc))
+            return False
+        system = str(receipt.get("system_prompt", ""))
+        return self._generate(cid, message.parent_id, params, system, excluded=excluded, reproduces=message_id)
+
+    def continue_reply(self, cid: int, message_id: int, params: SamplingParams, system_prompt: str) -> bool:
+        """Extends a reply that stopped at the token limit, in place: the model sees it as its unfinished turn."""
+        if self.is_generating:
+            return False
+        try:
+            message = self.history.get_message(message_id)
+            conversation = self.history.get_conversation(cid)
+        except LlamaDeskError as exc:
+            self.problem.emit("Reply not continued", str(exc))
+            return False
+        if message.role != "assistant" or conversation.leaf_message_id != message_id:
+            self.notice.emit("Only the last reply can be continued.", 5000)
+            return False
+        plan = self.plan(cid, system_prompt, message_id, params.max_tokens)
+        reply = StreamingReply(self.history, message, DEFAULT_FLUSH_INTERVAL_S)
+        reply.append(message.content)
+        extra = self._extra(plan, system_prompt)
+        pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}))
+        pending.replan = (cid, message_id, params, system_prompt)
         return True
 
+    def _generate(
+        self, cid: int, parent_id: int, params: SamplingParams, system_prompt: str,
+        *, excluded: set[int] | None = None, reproduces: int | None = None,
+    ) -> bool:  # fmt: skip
+        try:
+            plan = self.plan(cid, system_prompt, parent_id, params.max_tokens, excluded)
+            reply = self.history.begin_reply(cid, parent_id=parent_id)
+        except LlamaDeskError as exc:
+            self.problem.emit("Message not sent", str(exc))
+            return False
+        extra = self._extra(plan, system_prompt)
+        if reproduces is not None:
+            extra["reproduces"] = reproduces
+        pending = self._request(cid, reply, plan, params, extra)
+        if excluded is None:
+            pending.replan = (cid, parent_id, params, system_prompt)
+        return True
+
+    def _extra(self, plan: Plan, system_prompt: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {"system_prompt": system_prompt.strip(), "context_policy": self.policy.value}
+        if plan.excluded:
+            extra["excluded_spans"], extra["excluded_count"] = plan.spans, len(plan.excluded)
+        return extra
+
+    def _request(
+        self, cid: int, reply: StreamingReply, plan: Plan, params: SamplingParams, extra: dict[str, Any],
+        continued: dict[str, Any] | None = None,
+    ) -> PendingReply:  # fmt: skip
+        request_id, cancel = self.host.generate(plan.messages, params)
+        pending = PendingReply(cid, reply, cancel, extra=extra, continued=continued, base_chars=len(reply.content))
+        pending.excluded_ids = plan.excluded
+        pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
+        self.requests[request_id] = pending
+        self.active_request = request_id
+        self._announce(plan)
+        self._show_new(pending)
+        self.busyChanged.emit(True)
+        return pending
+
+    def _show_new(self, pending: PendingReply) -> None:
+        """Shows a reply just asked for without reading the whole conversation again: the rows above its
+        parent stay, the new messages (your message, the reply) come from a few look-ups."""
+        cid, reply_id = pending.cid, pending.reply.message_id
+        if cid != self.shown_cid:
+            return
+        model = self.chat_model
+        try:
+            tail: list[StoredMessage] = []
+            current: int | None = reply_id
+            while current is not None and model.find(current) < 0 and len(tail) < TAIL_LOOKUP:
+                message = self.history.get_message(current)
+                tail.append(message)
+                current = message.parent_id
+            if current is None or model.find(current) < 0:
+                self.show(cid)
+                return
+            rows = model.rows()[: model.find(current) + 1]
+            for m in reversed(tail):
+                siblings = [s.id for s in self.history.children(cid, m.parent_id)]
+                row = ChatRow(m.id, m.role, m.content, m.status, m.finish_reason, parent_id=m.parent_id)
+                row.alternative, row.alternatives = siblings.index(m.id) + 1, len(siblings)
+                rows.append(row)
+        except (LlamaDeskError, ValueError):
+            self.show(cid)
+            return
+        model.sync_rows(rows)
+        model.update_row(reply_id, status="streaming", content=pending.reply.content)
+        model.set_excluded(pending.excluded_ids)
+
+    def _announce(self, plan: Plan) -> None:
+        if plan.excluded:
+            self.notice.emit(f"{len(plan.excluded)} earlier messages were left out of the prompt to fit.", 8000)
+
+    def _fit_again(self, request_id: int, pending: PendingReply, message: str) -> bool:
+        """The engine found the prompt too long (our estimate was low): learn its real size, leave out more,
+        ask again for the same reply. Only with a dropping policy, only before any text came."""
+        if (
+            pending.replan is None or self.policy is OverflowPolicy.STOP or pending.retries >= FIT_RETRIES
+            or pending.deleted or len(pending.reply.content) != pending.base_chars or "context" not in message
+        ):  # fmt: skip
+            return False
+        cid, upto, params, system_prompt = pending.replan
+        self.tokens_per_char = ratio_after_overflow(message, pending.prompt_chars, self.tokens_per_char)
+        try:
+            plan = self.plan(cid, system_prompt, upto, params.max_tokens)
+        except LlamaDeskError:
+            return False
+        self.requests.pop(request_id, None)
+        new_id, cancel = self.host.generate(plan.messages, params)
+        pending.cancel, pending.retries = cancel, pending.retries + 1
+        pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
+        kept = {k: v for k, v in pending.extra.items() if k not in ("excluded_spans", "excluded_count")}
+        pending.extra = {**kept, **self._extra(plan, system_prompt)}
+        pending.excluded_ids = plan.excluded
+        self.requests[new_id] = pending
+        self.active_request = new_id
+        self._announce(plan)
+        if pending.cid == self.shown_cid:
+            self.show(pending.cid)
+        return True
+
+    # --- branches --------------------------------------------------------------------------------------------
+    def switch_alternative(self, cid: int, message_id: int, step: int) -> bool:
+        """Shows the previous (-1) or next (+1) alternative of a message, with the newest branch below it."""
+        try:
+            message = self.history.get_message(message_id)
+            siblings = self.history.children(cid, message.parent_id)
+        except LlamaDeskError as exc:
+            self.problem.emit("Alternative not shown", str(exc))
+            return False
+        ids = [m.id for m in siblings]
+        target = ids.index(message_id) + step if message_id in ids else -1
+        if not 0 <= target < len(ids):
+            return False
+        return self.show_branch_of(cid, ids[target])
+
+    def show_branch_of(self, cid: int, message_id: int) -> bool:
+        """Makes the branch through `message_id` the one shown (and the one the next message continues)."""
+        try:
+            self.history.set_leaf(cid, self.history.leaf_for(message_id))
+        except LlamaDeskError as exc:
+            self.problem.emit("Branch not shown", str(exc))
+            return False
+        if cid == self.shown_cid:
+            self.show(cid)
+        return True
+
+    # --- stopping --------------------------------------------------------------------------------------------
     def stop(self) -> None:
         if self.active_request is not None:
             self.host.stop(self.active_request)
@@ -157,13 +415,17 @@ class ChatSession(QObject):
             self.busyChanged.emit(False)
         return pending
 
-    def _finish(self, pending: PendingReply, status: str, reason: str, receipt: dict[str, Any]) -> None:
+    def _finish(self, pending: PendingReply, status: str, reason: str, receipt: dict[str, Any]) -> dict[str, Any]:
+        full = {**receipt, **pending.extra}
+        if pending.continued is not None:
+            full = merge_continuation(pending.continued, full)
         if pending.deleted or pending.reply.finished:
-            return
+            return full
         try:
-            pending.reply.finish(status=status, finish_reason=reason, receipt=receipt)
+            pending.reply.finish(status=status, finish_reason=reason, receipt=full)
         except LlamaDeskError as exc:
             self.problem.emit("Reply not saved", str(exc))
+        return full
 
     def _on_finished(self, request_id: int, stats: GenerationStats, receipt: dict[str, Any]) -> None:
         pending = self._end(request_id)
@@ -178,11 +440,14 @@ class ChatSession(QObject):
             self.replyEnded.emit(pending.cid, None)
             return
         status = "cancelled" if reason == FinishReason.CANCELLED else "complete"
-        self._finish(pending, status, reason.value, receipt)
-        self._show_end(pending, status=status, finish_reason=reason.value, stats=stats.to_dict())
+        full = self._finish(pending, status, reason.value, receipt)
+        self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full))
         self.replyEnded.emit(pending.cid, stats)
 
     def _on_failed(self, request_id: int, message: str) -> None:
+        waiting = self.requests.get(request_id)
+        if waiting is not None and self.active_request == request_id and self._fit_again(request_id, waiting, message):
+            return
         pending = self._end(request_id)
         if pending is None:
             return

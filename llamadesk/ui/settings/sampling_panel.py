@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDockWidget,
     QDoubleSpinBox,
     QGridLayout,
@@ -24,10 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.sampling import MAX_SEED, PRESETS, RANGES, SEED_HELP, Range, SamplingParams
+from llamadesk.core.presets import PresetStore, apply_preset
+from llamadesk.core.sampling import MAX_SEED, RANGES, SEED_HELP, Range, SamplingParams
+from llamadesk.ui.settings.general import AppearanceBox, ContextBox
+from llamadesk.ui.settings.presets_bar import CUSTOM, PresetBar
 
-CUSTOM = "Custom"
-PRESET_KEEPS = ("max_tokens", "seed")  # a preset changes how tokens are picked, not how long replies are
+__all__ = ["CUSTOM", "SamplingPanel", "SettingsDock"]
 N_CTX_MIN, N_CTX_MAX, N_CTX_STEP = 256, 131072, 256
 DEFAULTS = SamplingParams()
 
@@ -72,6 +71,7 @@ class RangeRow:
         self.reset.setObjectName(f"reset_{rng.name}")
         self.reset.setText("↺")
         self.reset.setAutoRaise(True)
+        self.label.setBuddy(self.spin)
         self.reset.setToolTip(f"Reset {rng.label} to {self.default:g}")
         self.reset.setAccessibleName(f"Reset {rng.label}")
         self.slider.valueChanged.connect(self._slider_moved)
@@ -111,7 +111,7 @@ class SamplingPanel(QWidget):
     systemPromptChanged = Signal(str)
     contextLengthChanged = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, store: PresetStore | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("samplingPanel")
         self._updating = False
@@ -130,13 +130,12 @@ class SamplingPanel(QWidget):
         grid.setHorizontalSpacing(6)
         grid.setVerticalSpacing(2)
         grid.setColumnStretch(0, 1)
-        self.preset_combo = QComboBox(sampling_box)
-        self.preset_combo.setObjectName("presetCombo")
-        self.preset_combo.setAccessibleName("Preset")
-        self.preset_combo.addItems([CUSTOM, *PRESETS])
-        self.preset_combo.setToolTip("Sets temperature, top-p, top-k, min-p and penalties together.")
-        grid.addWidget(QLabel("Preset", sampling_box), 0, 0)
-        grid.addWidget(self.preset_combo, 0, 1, 1, 2)
+        self.presets = PresetBar(store, sampling_box)
+        self.preset_combo = self.presets.combo
+        preset_label = QLabel("Preset", sampling_box)
+        preset_label.setBuddy(self.preset_combo)
+        grid.addWidget(preset_label, 0, 0)
+        grid.addWidget(self.presets, 0, 1, 1, 2)
         self.rows: dict[str, RangeRow] = {}
         line = 1
         for name, rng in RANGES.items():
@@ -154,6 +153,7 @@ class SamplingPanel(QWidget):
         seed_layout = QHBoxLayout(seed_box)
         self.random_seed = QCheckBox("Random seed", seed_box)
         self.random_seed.setObjectName("randomSeed")
+        self.random_seed.setAccessibleName("Random seed")
         self.random_seed.setToolTip(SEED_HELP)
         self.random_seed.setChecked(True)
         # A double spin box with no decimals: QSpinBox stops at 2**31 - 1, seeds go up to 2**32 - 2.
@@ -201,9 +201,13 @@ class SamplingPanel(QWidget):
         layout.addWidget(sampling_box)
         layout.addWidget(seed_box)
         layout.addWidget(model_box)
+        self.context_box = ContextBox(self)
+        self.appearance_box = AppearanceBox(self)
+        layout.addWidget(self.context_box)
+        layout.addWidget(self.appearance_box)
         layout.addStretch(1)
 
-        self.preset_combo.activated.connect(self._on_preset)
+        self.presets.presetChosen.connect(self._apply_preset)
         self.random_seed.toggled.connect(self._on_seed_toggled)
         self.seed_spin.valueChanged.connect(self._on_value_changed)
         self.system_prompt_edit.textChanged.connect(self._on_prompt_changed)
@@ -270,26 +274,13 @@ class SamplingPanel(QWidget):
         if not self._updating:
             self.contextLengthChanged.emit(int(value))
 
-    def _on_preset(self, index: int) -> None:
-        name = self.preset_combo.itemText(index)
-        preset = PRESETS.get(name)
-        if preset is None:
-            return
-        current = self.params()
-        keep = {k: getattr(current, k) for k in PRESET_KEEPS}
-        self.set_params(preset.replace(**keep))
+    def _apply_preset(self, preset: SamplingParams) -> None:
+        """A preset sets how tokens are picked; your reply length and seed stay."""
+        self.set_params(apply_preset(self.params(), preset))
         self.paramsChanged.emit(self.params())
 
     def _sync_preset(self) -> None:
-        current = dataclasses.replace(self.params(), **{k: getattr(DEFAULTS, k) for k in PRESET_KEEPS})
-        match = CUSTOM
-        for name, preset in PRESETS.items():
-            if dataclasses.replace(preset, **{k: getattr(DEFAULTS, k) for k in PRESET_KEEPS}) == current:
-                match = name
-                break
-        self.preset_combo.blockSignals(True)
-        self.preset_combo.setCurrentText(match)
-        self.preset_combo.blockSignals(False)
+        self.presets.sync(self.params())
 
 
 class SettingsDock(QDockWidget):

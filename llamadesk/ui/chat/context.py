@@ -1,0 +1,144 @@
+"""Fitting a conversation into the context: the user's overflow policy, applied to whole turns before sending."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
+
+from llamadesk.core.engine_api import Message
+
+DEFAULT_TOKENS_PER_CHAR = 0.35  # until a real count arrives: ~2.9 characters per token errs on the safe side
+MIN_TOKENS_PER_CHAR = 0.15
+MAX_TOKENS_PER_CHAR = 2.5
+OVERHEAD_TOKENS = 6  # the template's role markers around each message
+REPLY_SHARE = 4  # at most a quarter of the context is kept free for the reply
+
+
+class OverflowPolicy(str, Enum):
+    STOP = "stop"
+    DROP_OLDEST = "drop_oldest"
+    DROP_MIDDLE = "drop_middle"
+
+
+POLICY_LABELS = {
+    OverflowPolicy.STOP: "Stop",
+    OverflowPolicy.DROP_OLDEST: "Drop the oldest turns",
+    OverflowPolicy.DROP_MIDDLE: "Drop turns in the middle",
+}
+POLICY_HELP = {
+    OverflowPolicy.STOP: "When the conversation no longer fits the context, say so and send nothing.",
+    OverflowPolicy.DROP_OLDEST: "Leave the oldest turns out of the prompt (the system prompt always stays).",
+    OverflowPolicy.DROP_MIDDLE: "Keep the first turn and the latest ones; leave out turns in between.",
+}
+
+
+def parse_policy(value: object) -> OverflowPolicy:
+    try:
+        return OverflowPolicy(str(value))
+    except ValueError:
+        return OverflowPolicy.STOP
+
+
+class Entry(NamedTuple):
+    """A message of the branch being sent, with its place on the branch (counted from the first message)."""
+
+    message_id: int
+    role: str
+    content: str
+    position: int = 0
+
+
+@dataclass
+class Plan:
+    """What is sent: the messages, what was left out (ids, and as spans of branch positions for the receipt:
+    a prefix of a branch never changes, so positions stay true), and the estimated prompt size."""
+
+    messages: list[Message]
+    excluded: set[int] = field(default_factory=set)
+    estimated_tokens: int = 0
+    spans: list[list[int]] = field(default_factory=list)  # [start, end) positions left out
+
+
+def spans_of(entries: Sequence[Entry], excluded: set[int]) -> list[list[int]]:
+    """Runs of left-out entries as [start, end) positions; messages not sent anyway (empty) join runs."""
+    spans: list[list[int]] = []
+    for entry in entries:
+        if entry.message_id not in excluded:
+            if spans and spans[-1][1] == -1:
+                spans[-1][1] = entry.position
+            continue
+        if not spans or spans[-1][1] != -1:
+            spans.append([entry.position, -1])
+    if spans and spans[-1][1] == -1:
+        spans[-1][1] = (max(e.position for e in entries if e.message_id in excluded) + 1) if entries else 0
+    return spans
+
+
+def ids_in_spans(branch_ids: Sequence[int], spans: object) -> set[int]:
+    """The ids a receipt's spans name on the branch that led to its reply (bad spans are ignored)."""
+    out: set[int] = set()
+    if not isinstance(spans, list):
+        return out
+    for span in spans:
+        if isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span):
+            out.update(branch_ids[max(span[0], 0) : max(span[1], 0)])
+    return out
+
+
+def estimate(text: str, tokens_per_char: float) -> int:
+    return math.ceil(len(text) * tokens_per_char) + OVERHEAD_TOKENS
+
+
+def reply_reserve(n_ctx: int, max_tokens: int) -> int:
+    return max(min(max_tokens, n_ctx // REPLY_SHARE), 1)
+
+
+def _turns(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """Groups the branch into turns: a user message and the replies after it."""
+    turns: list[list[Entry]] = []
+    for entry in entries:
+        if entry.role == "user" or not turns:
+            turns.append([entry])
+        else:
+            turns[-1].append(entry)
+    return turns
+
+
+def plan_prompt(
+    system_prompt: str,
+    entries: Sequence[Entry],
+    *,
+    policy: OverflowPolicy,
+    n_ctx: int,
+    reserve: int,
+    tokens_per_char: float = DEFAULT_TOKENS_PER_CHAR,
+    excluded: set[int] | None = None,
+) -> Plan:
+    """Applies the policy. `excluded` given (a reproduction) leaves out exactly those ids instead.
+    The last turn is always sent; with DROP_MIDDLE the first one too, unless it alone is too long."""
+    system = system_prompt.strip()
+    size = {e.message_id: estimate(e.content, tokens_per_char) for e in entries}
+    total = (estimate(system, tokens_per_char) if system else 0) + sum(size.values())
+    if excluded is None:
+        excluded = set()
+        if policy is not OverflowPolicy.STOP and n_ctx > 0:
+            turns = _turns(entries)
+            keep_first = 1 if policy is OverflowPolicy.DROP_MIDDLE else 0
+            droppable = turns[keep_first:-1] if len(turns) > 1 else []
+            if keep_first and len(turns) > 1:
+                droppable.append(turns[0])  # only when leaving out the whole middle was not enough
+            budget = n_ctx - reserve
+            for turn in droppable:  # oldest first: from the start, or from just after the first turn
+                if total <= budget:
+                    break
+                for entry in turn:
+                    excluded.add(entry.message_id)
+                    total -= size[entry.message_id]
+    else:
+        total -= sum(size.get(i, 0) for i in excluded)
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": e.role, "content": e.content} for e in entries if e.message_id not in excluded]
+    return Plan(messages, excluded, total, spans_of(entries, excluded) if excluded else [])
