@@ -31,6 +31,7 @@ from llamadesk.ui.chat.model import MessageListModel
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.model_picker import ModelPicker
+from llamadesk.ui.navigation import Navigation
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.shortcuts import build_menus
 from llamadesk.ui.sidebar import Sidebar
@@ -91,7 +92,7 @@ class MainWindow(QMainWindow):
         self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
         chat = QWidget()
-        chat_layout = QVBoxLayout(chat)
+        self.chat_column = chat_layout = QVBoxLayout(chat)
         chat_layout.setContentsMargins(0, 0, 0, 0)
         chat_layout.setSpacing(0)
         chat_layout.addWidget(self.chat_view, 1)
@@ -125,6 +126,7 @@ class MainWindow(QMainWindow):
         self.context_meter = self.figures.meter
         self.context_label = self.context_meter.label
         self.chat = ChatController(self)
+        self.navigation = Navigation(self)
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
 
@@ -283,6 +285,7 @@ class MainWindow(QMainWindow):
     def _show_messages(self) -> None:
         self.session.show(self.current_cid)
         self.chat_view.follow()
+        self.navigation.conversation_shown(self.current_cid)
 
     def new_chat(self) -> None:
         if self.current_cid is not None and self.chat_model.rowCount() == 0:
@@ -405,6 +408,7 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         self._update_state()
+        self.navigation.shutdown()
         self.host.shutdown()
         # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)

@@ -108,6 +108,17 @@ class ChatView(QTableView):
     def is_following(self) -> bool:
         return self._follow
 
+    def scroll_to_message(self, message_id: int) -> None:
+        """Shows one message (a search hit, a find-bar match) in the middle of the view and stops following."""
+        row = self._chat_model.find(message_id)
+        if row < 0:
+            return
+        self._follow = False
+        index = self._chat_model.index(row, 0)
+        self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.setCurrentIndex(index)
+        self._update_jump_button()
+
     def follow(self) -> None:
         """Sticks to the bottom again (after you send a message, or switch conversation)."""
         self._follow = True

@@ -1,0 +1,100 @@
+"""Finding things from the main window: the search panel (all conversations), the find bar (this one), and the
+model manager window — wired here so that main_window.py stays a composition of parts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget
+
+from llamadesk.ui.find_bar import FindBar
+from llamadesk.ui.models import ModelManagerDialog
+from llamadesk.ui.search_panel import SearchPanel
+
+if TYPE_CHECKING:
+    from llamadesk.ui.main_window import MainWindow
+
+
+class Navigation(QObject):
+    """Owns the search dock, the find bar and the model manager of one MainWindow."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.model_manager: ModelManagerDialog | None = None
+
+        self.find_bar = FindBar(window.history)
+        self.find_bar.hide()
+        window.chat_column.insertWidget(0, self.find_bar)  # above the chat view
+
+        self.search_panel = SearchPanel(window.history)
+        self.search_dock = QDockWidget("Search", window)
+        self.search_dock.setObjectName("searchDock")
+        self.search_dock.setWidget(self.search_panel)
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.search_dock)
+        self.search_dock.hide()
+
+        self.search_action = self._action("Search all conversations…", "Ctrl+Shift+F", self.show_search)
+        self.models_action = self._action("Models…", "Ctrl+M", self.show_model_manager)
+        self.models_action.setStatusTip("Find, download and manage models (Ctrl+M)")
+        menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
+        if (file_menu := menus.get("File")) is not None:
+            file_menu.insertAction(file_menu.actions()[1] if len(file_menu.actions()) > 1 else None,
+                                   self.models_action)  # fmt: skip
+        if (edit_menu := menus.get("Edit")) is not None:
+            edit_menu.addAction(self.search_action)
+
+        window.sidebar.searchRequested.connect(self.show_search)
+        window.find_requested.connect(lambda: self.find_bar.open_find())
+        self.search_panel.openRequested.connect(self.open_search_hit)
+        self.search_panel.closeRequested.connect(self.close_search)
+        self.find_bar.scrollToMessage.connect(window.chat_view.scroll_to_message)
+        self.find_bar.closed.connect(window.chat_view.setFocus)
+
+    def _action(self, text: str, shortcut: str, slot: object) -> QAction:
+        action = QAction(text, self.window)
+        action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.window.addAction(action)
+        return action
+
+    def conversation_shown(self, cid: int | None) -> None:
+        """Keeps the find bar on the conversation the window shows."""
+        self.find_bar.set_conversation(cid)
+
+    def show_search(self) -> None:
+        self.search_dock.show()
+        self.search_dock.raise_()
+        self.search_panel.refresh()
+        self.search_panel.focus_search()
+
+    def close_search(self) -> None:
+        self.search_dock.hide()
+        self.window.chat_view.setFocus()
+
+    def open_search_hit(self, cid: int, mid: int | None, query: str) -> None:
+        """A hit: its conversation, on the branch that holds the message, scrolled to it."""
+        window = self.window
+        if cid != window.current_cid:
+            window.select_conversation(cid)
+        if window.current_cid != cid or mid is None:
+            return  # not opened (already warned), or the title matched
+        if window.chat_model.find(mid) < 0 and not window.session.show_branch_of(cid, mid):
+            return
+        self.find_bar.set_conversation(cid)
+        self.find_bar.open_find(query, start_at=mid, focus=False)
+
+    def show_model_manager(self) -> None:
+        """The model manager, made on first use; its downloads go on while it is closed."""
+        if self.model_manager is None:
+            self.model_manager = ModelManagerDialog(self.window.paths, self.window)
+            self.model_manager.modelsChanged.connect(self.window.picker.refresh)
+        self.model_manager.show()
+        self.model_manager.raise_()
+        self.model_manager.activateWindow()
+
+    def shutdown(self) -> None:
+        if self.model_manager is not None:
+            self.model_manager.shutdown()
