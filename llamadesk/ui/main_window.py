@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.session = ChatSession(self.history, self.host, self.chat_model, self)
         self.chat_view = ChatView(self.chat_model)
         self.composer = Composer()
-        self.sidebar = Sidebar()
+        self.sidebar = Sidebar(history=self.history)  # reads its pages lazily; pin, rename and trash itself
         self.picker = ModelPicker(self.host, self.paths.models, self._load_options)
         self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
@@ -144,8 +144,9 @@ class MainWindow(QMainWindow):
         self.stop_shortcut.activated.connect(self.stop_generation)
         self.sidebar.conversationSelected.connect(self.select_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
-        self.sidebar.renameRequested.connect(self.rename_conversation)
-        self.sidebar.deleteRequested.connect(self.delete_conversation)
+        self.sidebar.conversationRenamed.connect(lambda cid, _title: cid == self.current_cid and self._update_title())
+        self.sidebar.conversationTrashed.connect(self._on_conversation_trashed)
+        self.sidebar.problem.connect(self.warn)
         self.new_chat_action.triggered.connect(self.new_chat)
         self.quit_action.triggered.connect(self.close)
         self.window_actions.find.triggered.connect(self.find_requested)
@@ -252,16 +253,22 @@ class MainWindow(QMainWindow):
 
     # --- conversations -------------------------------------------------------------------------------------------
     def refresh_conversations(self, *, select_first: bool = False) -> None:
-        try:
-            conversations = self.history.list_conversations()
-        except LlamaDeskError as exc:
-            self.warn("History not available", str(exc))
+        """Re-reads the sidebar's loaded pages (never the whole history) and marks the current conversation."""
+        self.sidebar.refresh()
+        if select_first and self.current_cid is None and (first := self.sidebar.first_id()) is not None:
+            self.select_conversation(first)
             return
-        if select_first and self.current_cid is None and conversations:
-            self.select_conversation(conversations[0].id)
-        self.sidebar.set_conversations(conversations, self.current_cid)
-        current = next((c for c in conversations if c.id == self.current_cid), None)
-        self.setWindowTitle(f"{current.title} — LlamaDesk" if current else "LlamaDesk")
+        self.sidebar.set_current(self.current_cid)
+        self._update_title()
+
+    def _update_title(self) -> None:
+        title = None
+        if self.current_cid is not None:
+            try:
+                title = self.history.get_conversation(self.current_cid).title
+            except LlamaDeskError:
+                title = None
+        self.setWindowTitle(f"{title} — LlamaDesk" if title else "LlamaDesk")
 
     def select_conversation(self, cid: int | None) -> None:
         self._save_conversation_settings()
@@ -276,8 +283,7 @@ class MainWindow(QMainWindow):
                 return
             self.panel.set_params(_safe_params(conv.sampling) if conv.sampling else self.panel.params())
             self.panel.set_system_prompt(conv.system_prompt)
-        if self.sidebar.current_id() != cid:
-            self.refresh_conversations()
+        self.sidebar.set_current(cid)
         self.setWindowTitle(f"{conv.title} — LlamaDesk" if cid is not None else "LlamaDesk")
         self._show_messages()
         self._refresh_context()
@@ -307,27 +313,14 @@ class MainWindow(QMainWindow):
         self.refresh_conversations()
         self.composer.edit.setFocus()
 
-    def rename_conversation(self, cid: int, title: str) -> None:
-        try:
-            self.history.rename_conversation(cid, title)
-        except LlamaDeskError as exc:
-            self.warn("Conversation not renamed", str(exc))
-        self.refresh_conversations()
-
-    def delete_conversation(self, cid: int) -> None:
-        self.session.forget_conversation(cid)
+    def _on_conversation_trashed(self, cid: int) -> None:
+        """The sidebar moved it to the trash (its Undo bar brings it back) and selected a neighbour if any.
+        A reply still streaming into it keeps being saved, so Undo restores it whole."""
         if self._dirty_cid == cid:
             self._dirty_cid = None
-        try:
-            self.history.delete_conversation(cid)
-            remaining = self.history.list_conversations(limit=1)
-        except LlamaDeskError as exc:
-            self.warn("Conversation not deleted", str(exc))
-            remaining = []
         if cid == self.current_cid:
             self.current_cid = None
-            self.select_conversation(remaining[0].id if remaining else None)
-        self.refresh_conversations()
+            self.select_conversation(self.sidebar.current_id())
 
     def _ensure_conversation(self) -> int:
         if self.current_cid is None:

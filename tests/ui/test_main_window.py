@@ -171,16 +171,16 @@ def test_new_rename_and_delete_conversation(window: MainWindow, history: History
     assert window.sidebar.item_for(newest).text() == "Renamed chat"  # type: ignore[union-attr]
     assert window.windowTitle() == "Renamed chat — LlamaDesk"
 
-    dialogs.answer = dialogs.answer.Cancel
-    qtbot.keyClick(window.sidebar.list, Qt.Key.Key_Delete)
-    assert len(history.list_conversations()) == 2 and dialogs.questions
-
-    dialogs.answer = dialogs.answer.Yes
-    qtbot.keyClick(window.sidebar.list, Qt.Key.Key_Delete)
+    qtbot.keyClick(window.sidebar.list, Qt.Key.Key_Delete)  # no question: it goes to the trash, with Undo
     remaining = history.list_conversations()
-    assert [c.title for c in remaining] == ["hi"]
+    assert [c.title for c in remaining] == ["hi"] and not dialogs.questions
     assert window.current_cid == remaining[0].id
     assert window.sidebar.list.count() == 1
+    qtbot.waitUntil(window.sidebar.undo_bar.isVisible)
+    window.sidebar.undo_delete()
+    qtbot.waitUntil(lambda: len(history.list_conversations()) == 2)
+    assert window.sidebar.list.count() == 2
+    window.sidebar.select(remaining[0].id)
     assert window.chat_model.rows()[0].content == "hi"
 
 
