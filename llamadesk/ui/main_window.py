@@ -144,7 +144,7 @@ class MainWindow(QMainWindow):
         self.stop_shortcut.activated.connect(self.stop_generation)
         self.sidebar.conversationSelected.connect(self.select_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
-        self.sidebar.conversationRenamed.connect(lambda cid, _title: cid == self.current_cid and self._update_title())
+        self.sidebar.conversationRenamed.connect(self._on_renamed)
         self.sidebar.conversationTrashed.connect(self._on_conversation_trashed)
         self.sidebar.problem.connect(self.warn)
         self.new_chat_action.triggered.connect(self.new_chat)
@@ -260,6 +260,10 @@ class MainWindow(QMainWindow):
             return
         self.sidebar.set_current(self.current_cid)
         self._update_title()
+
+    def _on_renamed(self, cid: int, _title: str) -> None:
+        if cid == self.current_cid:
+            self._update_title()
 
     def _update_title(self) -> None:
         title = None

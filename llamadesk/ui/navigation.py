@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QDockWidget, QMenu
 
 from llamadesk.ui.find_bar import FindBar
 from llamadesk.ui.models import ModelManagerDialog
@@ -39,10 +39,13 @@ class Navigation(QObject):
         self.search_action = self._action("Search all conversations…", "Ctrl+Shift+F", self.show_search)
         self.models_action = self._action("Models…", "Ctrl+M", self.show_model_manager)
         self.models_action.setStatusTip("Find, download and manage models (Ctrl+M)")
-        menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
+        menus = {a.text().replace("&", ""): m for a in window.menuBar().actions() if isinstance(m := a.menu(), QMenu)}
         if (file_menu := menus.get("File")) is not None:
-            file_menu.insertAction(file_menu.actions()[1] if len(file_menu.actions()) > 1 else None,
-                                   self.models_action)  # fmt: skip
+            existing = file_menu.actions()
+            if len(existing) > 1:
+                file_menu.insertAction(existing[1], self.models_action)  # after "New chat"
+            else:
+                file_menu.addAction(self.models_action)
         if (edit_menu := menus.get("Edit")) is not None:
             edit_menu.addAction(self.search_action)
 

@@ -96,15 +96,10 @@ def reply_reserve(n_ctx: int, max_tokens: int) -> int:
     return max(min(max_tokens, n_ctx // REPLY_SHARE), 1)
 
 
-def _turns(entries: Sequence[Entry]) -> list[list[Entry]]:
-    """Groups the branch into turns: a user message and the replies after it."""
-    turns: list[list[Entry]] = []
-    for entry in entries:
-        if entry.role == "user" or not turns:
-            turns.append([entry])
-        else:
-            turns[-1].append(entry)
-    return turns
+def _turn_ranges(entries: Sequence[Entry]) -> list[tuple[int, int]]:
+    """The branch as turns, [start, end) indexes: a user message and the replies after it."""
+    starts = [i for i, e in enumerate(entries) if i == 0 or e.role == "user"]
+    return list(zip(starts, [*starts[1:], len(entries)], strict=True))
 
 
 def plan_prompt(
@@ -118,27 +113,38 @@ def plan_prompt(
     excluded: set[int] | None = None,
 ) -> Plan:
     """Applies the policy. `excluded` given (a reproduction) leaves out exactly those ids instead.
-    The last turn is always sent; with DROP_MIDDLE the first one too, unless it alone is too long."""
+    The last turn is always sent; with DROP_MIDDLE the first one too, unless it alone is too long.
+    Linear in the branch with small constants: it runs in the GUI thread on every send."""
     system = system_prompt.strip()
-    size = {e.message_id: estimate(e.content, tokens_per_char) for e in entries}
-    total = (estimate(system, tokens_per_char) if system else 0) + sum(size.values())
-    if excluded is None:
-        excluded = set()
-        if policy is not OverflowPolicy.STOP and n_ctx > 0:
-            turns = _turns(entries)
-            keep_first = 1 if policy is OverflowPolicy.DROP_MIDDLE else 0
-            droppable = turns[keep_first:-1] if len(turns) > 1 else []
-            if keep_first and len(turns) > 1:
-                droppable.append(turns[0])  # only when leaving out the whole middle was not enough
-            budget = n_ctx - reserve
-            for turn in droppable:  # oldest first: from the start, or from just after the first turn
-                if total <= budget:
-                    break
-                for entry in turn:
-                    excluded.add(entry.message_id)
-                    total -= size[entry.message_id]
-    else:
-        total -= sum(size.get(i, 0) for i in excluded)
+    sizes = [math.ceil(len(e.content) * tokens_per_char) + OVERHEAD_TOKENS for e in entries]
+    total = (estimate(system, tokens_per_char) if system else 0) + sum(sizes)
+    if excluded is not None:
+        total -= sum(size for e, size in zip(entries, sizes, strict=True) if e.message_id in excluded)
+        kept = [e for e in entries if e.message_id not in excluded]
+        return _plan(system, kept, set(excluded), total, spans_of(entries, excluded) if excluded else [])
+    budget = n_ctx - reserve
+    if policy is OverflowPolicy.STOP or n_ctx <= 0 or total <= budget:
+        return _plan(system, list(entries), set(), total, [])
+    turns = _turn_ranges(entries)
+    keep_first = 1 if policy is OverflowPolicy.DROP_MIDDLE else 0
+    droppable = turns[keep_first:-1] if len(turns) > 1 else []
+    if keep_first and len(turns) > 1:
+        droppable.append(turns[0])  # only when leaving out the whole middle was not enough
+    dropped: list[tuple[int, int]] = []
+    for start, end in droppable:  # oldest first: from the start, or from just after the first turn
+        if total <= budget:
+            break
+        total -= sum(sizes[start:end])
+        dropped.append((start, end))
+    gone = [False] * len(entries)
+    for start, end in dropped:
+        gone[start:end] = [True] * (end - start)
+    left_out = {e.message_id for e, out in zip(entries, gone, strict=True) if out}
+    kept = [e for e, out in zip(entries, gone, strict=True) if not out]
+    return _plan(system, kept, left_out, total, spans_of(entries, left_out) if left_out else [])
+
+
+def _plan(system: str, kept: list[Entry], excluded: set[int], total: int, spans: list[list[int]]) -> Plan:
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
-    messages += [{"role": e.role, "content": e.content} for e in entries if e.message_id not in excluded]
-    return Plan(messages, excluded, total, spans_of(entries, excluded) if excluded else [])
+    messages += [{"role": e.role, "content": e.content} for e in kept]
+    return Plan(messages, excluded, total, spans)

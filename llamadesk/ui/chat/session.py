@@ -14,7 +14,7 @@ from llamadesk.core.history.models import UNSET
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.sampling import SamplingParams
-from llamadesk.ui.chat.branches import Tree
+from llamadesk.ui.chat.branch_rows import branch_to, left_out, rows_after_request, rows_of_branch, stored_id
 from llamadesk.ui.chat.context import (
     DEFAULT_TOKENS_PER_CHAR,
     MAX_TOKENS_PER_CHAR,
@@ -22,7 +22,6 @@ from llamadesk.ui.chat.context import (
     Entry,
     OverflowPolicy,
     Plan,
-    ids_in_spans,
     plan_prompt,
     reply_reserve,
 )
@@ -35,16 +34,6 @@ log = logging.getLogger(__name__)
 NEW_TITLE = "New chat"
 TITLE_CHARS = 48
 FIT_RETRIES = 3  # a dropping policy tries again this often when its estimate was too optimistic
-TAIL_LOOKUP = 50  # messages read one by one below the rows shown before reading the whole branch instead
-
-
-def _id(message: StoredMessage | ChatRow) -> int:
-    return message.message_id if isinstance(message, ChatRow) else message.id
-
-
-def left_out(receipt: dict[str, Any], branch_ids: list[int]) -> set[int]:
-    """The ids a reply's prompt left out; `branch_ids` is the branch from the first message to its parent."""
-    return ids_in_spans(branch_ids, receipt.get("excluded_spans"))
 
 
 def title_from(text: str) -> str:
@@ -85,71 +74,26 @@ class ChatSession(QObject):
         if cid is None:
             self.chat_model.clear()
             return
+        streaming = {p.reply.message_id: p for p in self.requests.values() if p.cid == cid and not p.deleted}
         try:
-            leaf = self.history.get_conversation(cid).leaf_message_id
-            tree = Tree.build(self.history.all_messages(cid))
+            rows = rows_of_branch(self.history, cid, streaming)
         except LlamaDeskError as exc:
             self.problem.emit("Messages not read", str(exc))
             self.chat_model.clear()
             return
-        streaming = {p.reply.message_id: p for p in self.requests.values() if p.cid == cid and not p.deleted}
-        branch = tree.branch(leaf)
-        excluded = self._excluded_for(branch, streaming)
-        rows: list[ChatRow] = []
-        for m in branch:
-            receipt = m.receipt or {}
-            row = ChatRow(m.id, m.role, m.content, m.status, m.finish_reason, stats_from_receipt(receipt))
-            row.error = str(receipt.get("error") or "")
-            row.parent_id = m.parent_id
-            row.alternative, row.alternatives = tree.alternative(m)
-            row.excluded = m.id in excluded
-            if m.id in streaming:
-                row.content, row.status = streaming[m.id].reply.content, "streaming"
-            rows.append(row)
         self.chat_model.sync_rows(rows)
 
-    @staticmethod
-    def _excluded_for(branch: list[StoredMessage], streaming: dict[int, PendingReply]) -> set[int]:
-        """The ids the last prompt of this branch left out: from the reply in flight, else the last receipt."""
-        for k in range(len(branch) - 1, -1, -1):
-            m = branch[k]
-            if m.id in streaming:
-                return set(streaming[m.id].excluded_ids)
-            if m.role == "assistant":
-                return left_out(m.receipt or {}, [b.id for b in branch[:k]])
-        return set()
-
     def branch_to(self, cid: int, message_id: int | None) -> list[StoredMessage | ChatRow]:
-        """The messages from the root down to `message_id` (None: the branch shown). For the conversation on
-        screen the rows shown are used, plus the few messages below them: no reading of a long history."""
-        if cid == self.shown_cid and self.chat_model.rowCount():
-            rows = self.chat_model.rows()
-            if message_id is None:
-                return list(rows)
-            tail: list[StoredMessage] = []
-            current: int | None = message_id
-            while current is not None and self.chat_model.find(current) < 0 and len(tail) < TAIL_LOOKUP:
-                message = self.history.get_message(current)
-                tail.append(message)
-                current = message.parent_id
-            if current is not None and self.chat_model.find(current) >= 0:
-                return [*rows[: self.chat_model.find(current) + 1], *reversed(tail)]
-            if current is None:
-                return list(reversed(tail))
-        branch = self.history.messages(cid)
-        if message_id is None:
-            return list(branch)
-        ids = [m.id for m in branch]
-        if message_id in ids:
-            return list(branch[: ids.index(message_id) + 1])
-        return list(Tree.build(self.history.all_messages(cid)).branch(message_id))
+        """The messages from the root down to `message_id` (None: the branch shown)."""
+        shown = self.chat_model if cid == self.shown_cid else None
+        return branch_to(self.history, cid, message_id, shown)
 
     def plan(
         self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None
     ) -> Plan:
         """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied."""
         entries = [
-            Entry(_id(m), m.role, m.content, position)
+            Entry(stored_id(m), m.role, m.content, position)
             for position, m in enumerate(self.branch_to(cid, upto))
             if m.content and m.status not in ("streaming", "error") and m.role in ("user", "assistant")
         ]
@@ -220,7 +164,7 @@ class ChatSession(QObject):
         if message.parent_id is None:
             return False
         try:
-            excluded = left_out(receipt, [_id(m) for m in self.branch_to(cid, message.parent_id)])
+            excluded = left_out(receipt, [stored_id(m) for m in self.branch_to(cid, message.parent_id)])
         except LlamaDeskError as exc:
             self.problem.emit("Reply not reproduced", str(exc))
             return False
@@ -288,34 +232,20 @@ class ChatSession(QObject):
         return pending
 
     def _show_new(self, pending: PendingReply) -> None:
-        """Shows a reply just asked for without reading the whole conversation again: the rows above its
-        parent stay, the new messages (your message, the reply) come from a few look-ups."""
+        """Shows a reply just asked for without reading the whole conversation again."""
         cid, reply_id = pending.cid, pending.reply.message_id
         if cid != self.shown_cid:
             return
-        model = self.chat_model
         try:
-            tail: list[StoredMessage] = []
-            current: int | None = reply_id
-            while current is not None and model.find(current) < 0 and len(tail) < TAIL_LOOKUP:
-                message = self.history.get_message(current)
-                tail.append(message)
-                current = message.parent_id
-            if current is None or model.find(current) < 0:
-                self.show(cid)
-                return
-            rows = model.rows()[: model.find(current) + 1]
-            for m in reversed(tail):
-                siblings = [s.id for s in self.history.children(cid, m.parent_id)]
-                row = ChatRow(m.id, m.role, m.content, m.status, m.finish_reason, parent_id=m.parent_id)
-                row.alternative, row.alternatives = siblings.index(m.id) + 1, len(siblings)
-                rows.append(row)
+            rows = rows_after_request(self.history, cid, reply_id, self.chat_model)
         except (LlamaDeskError, ValueError):
+            rows = None
+        if rows is None:
             self.show(cid)
             return
-        model.sync_rows(rows)
-        model.update_row(reply_id, status="streaming", content=pending.reply.content)
-        model.set_excluded(pending.excluded_ids)
+        self.chat_model.sync_rows(rows)
+        self.chat_model.update_row(reply_id, status="streaming", content=pending.reply.content)
+        self.chat_model.set_excluded(pending.excluded_ids)
 
     def _announce(self, plan: Plan) -> None:
         if plan.excluded:

@@ -114,6 +114,7 @@ class ChatView(QTableView):
         if row < 0:
             return
         self._follow = False
+        self._measure_row(row, max(self.rowAt(0), 0))  # its real height first: far rows only have a guess
         index = self._chat_model.index(row, 0)
         self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
         self.setCurrentIndex(index)

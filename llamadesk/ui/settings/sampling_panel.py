@@ -290,6 +290,7 @@ class SettingsDock(QDockWidget):
         super().__init__("Settings", parent)
         self.setObjectName("settingsDock")
         scroll = QScrollArea(self)
+        scroll.setAccessibleName("Settings")
         scroll.setWidget(panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
