@@ -24,11 +24,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_cached(path: Path, cache_file: Path | None = None) -> str:
-    """The file's SHA-256; reused while its size and modification time are unchanged."""
-    cache_file = cache_file or get_paths().cache / "sha256.json"
+def file_version_key(path: Path) -> str:
+    """Names one version of a file: its resolved path, size and modification time."""
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def recall(cache_file: Path, key: str) -> object:
+    """What `remember` stored under `key` in a small JSON file, or None (missing or unreadable file)."""
+    with _lock:
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return cache.get(key) if isinstance(cache, dict) else None
+
+
+def remember(cache_file: Path, key: str, value: object) -> None:
+    """Stores `value` under `key`, written through a temporary file; failing only costs the work again later."""
     with _lock:
         try:
             cache = json.loads(cache_file.read_text(encoding="utf-8"))
@@ -36,16 +49,23 @@ def sha256_cached(path: Path, cache_file: Path | None = None) -> str:
             cache = {}
         if not isinstance(cache, dict):
             cache = {}
-        if isinstance(cache.get(key), str):
-            return str(cache[key])
-    digest = sha256_file(path)
-    with _lock:
-        cache[key] = digest
+        cache[key] = value
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp")
+            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(cache), encoding="utf-8")
             os.replace(tmp, cache_file)
-        except OSError as exc:  # a read-only cache only costs a re-hash next time
-            log.warning("Could not remember the hash of %s: %s", path, exc)
+        except OSError as exc:
+            log.warning("Could not write %s: %s", cache_file, exc)
+
+
+def sha256_cached(path: Path, cache_file: Path | None = None) -> str:
+    """The file's SHA-256; reused while its size and modification time are unchanged."""
+    cache_file = cache_file or get_paths().cache / "sha256.json"
+    key = file_version_key(path)
+    known = recall(cache_file, key)
+    if isinstance(known, str):
+        return known
+    digest = sha256_file(path)
+    remember(cache_file, key, digest)
     return digest

@@ -3,26 +3,18 @@ the whole process (GGML_ASSERT), which must never take the window and its conver
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
+from llamadesk.core import fileinfo
 from llamadesk.core.errors import ModelLoadError
 from llamadesk.paths import get_paths
 
 log = logging.getLogger(__name__)
 PROBE_FLAG = "--probe-model"  # hidden first argument of the llamadesk entry point: run the child side
-_lock = threading.Lock()
-
-
-def _key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def _command(path: Path) -> list[str]:
@@ -35,15 +27,8 @@ def probe_model(path: Path, *, timeout: float = 120.0, cache_file: Path | None =
     """Raises ModelLoadError with a sentence if llama.cpp cannot read `path`'s vocabulary, crash included.
     A file that passed is remembered by (path, size, modification time) and not probed again."""
     cache_file = cache_file or get_paths().cache / "probed.json"
-    key = _key(path)
-    with _lock:
-        try:
-            known = json.loads(cache_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-        if not isinstance(known, dict):
-            known = {}
-    if known.get(key) is True:
+    key = fileinfo.file_version_key(path)
+    if fileinfo.recall(cache_file, key) is True:
         return
     try:
         result = subprocess.run(_command(path), capture_output=True, text=True, timeout=timeout, check=False)
@@ -61,15 +46,7 @@ def probe_model(path: Path, *, timeout: float = 120.0, cache_file: Path | None =
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         raise ModelLoadError(lines[-1] if lines else f"{path.name} could not be loaded.")
-    with _lock:
-        known[key] = True
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known), encoding="utf-8")
-            os.replace(tmp, cache_file)
-        except OSError as exc:  # only costs another probe next time
-            log.warning("Could not remember the probe of %s: %s", path, exc)
+    fileinfo.remember(cache_file, key, True)
 
 
 def child_main(path_text: str) -> int:

