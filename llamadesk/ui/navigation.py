@@ -10,11 +10,11 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMenu
 
 from llamadesk.ui.find_bar import FindBar
-from llamadesk.ui.models import ModelManagerDialog
 from llamadesk.ui.search_panel import SearchPanel
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
+    from llamadesk.ui.models import ModelManagerDialog
 
 
 class Navigation(QObject):
@@ -92,6 +92,8 @@ class Navigation(QObject):
     def show_model_manager(self) -> None:
         """The model manager, made on first use; its downloads go on while it is closed."""
         if self.model_manager is None:
+            from llamadesk.ui.models import ModelManagerDialog  # on first use: it pulls in the Hub and gguf stacks
+
             self.model_manager = ModelManagerDialog(self.window.paths, self.window)
             self.model_manager.modelsChanged.connect(self.window.picker.refresh)
         self.model_manager.show()
