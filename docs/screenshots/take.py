@@ -1,0 +1,149 @@
+"""Takes the documentation's screenshots of the real window on a virtual screen, with the starter model answering:
+
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/take.py [NAME ...]
+
+NAME is any of chat-code, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
+file. The user's own data is not touched: everything happens in a temporary LLAMADESK_HOME; the starter model
+comes from the same cache the tests use (~/.cache/llamadesk/test-models), fetched once from PyPI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHOTS = ("chat-code", "branches", "branch-tree", "receipt", "model-manager")
+STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
+
+CODE_REPLY = """Here is a small function that sorts people by age, oldest first, and keeps the original order for people of the same age (Python's sort is stable):
+
+```python
+from dataclasses import dataclass
+
+
+@dataclass
+class Person:
+    name: str
+    age: int
+
+
+def oldest_first(people: list[Person]) -> list[Person]:
+    \"\"\"Sorted by age, descending; ties keep their order.\"\"\"
+    return sorted(people, key=lambda p: p.age, reverse=True)
+```
+
+| Input | Output |
+|---|---|
+| Ana 31, Bo 45, Cy 31 | Bo 45, Ana 31, Cy 31 |
+
+- `sorted` returns a new list; use `people.sort(...)` to sort in place.
+- `reverse=True` keeps ties stable as well.
+"""
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not get there in time")
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def settle(seconds: float = 0.4) -> None:
+    """Lets layouts, fonts and the first paints finish before a grab."""
+    from PySide6.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv) or set(SHOTS)
+    unknown = wanted - set(SHOTS)
+    if unknown:
+        print(f"unknown screenshot(s): {', '.join(sorted(unknown))}; choose from {', '.join(SHOTS)}", file=sys.stderr)
+        return 2
+    home = Path(tempfile.mkdtemp(prefix="llamadesk-shots-"))
+    os.environ["LLAMADESK_HOME"] = str(home)
+
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from llamadesk.core.history import History
+    from llamadesk.core.starter import ensure_starter
+    from llamadesk.paths import get_paths
+    from llamadesk.ui.main_window import MainWindow
+
+    paths = get_paths(home).ensure()
+    starter = ensure_starter(STARTER_CACHE / "models", STARTER_CACHE / "download")
+    (paths.models / starter.name).symlink_to(starter)
+    app = QApplication.instance() or QApplication(["llamadesk-screenshots"])
+    history = History(paths.history_db)
+    code_cid = history.create_conversation("Sort people by age").id
+    history.add_message(code_cid, "user", "How do I sort a list of people by age in Python, oldest first?")
+    history.add_message(code_cid, "assistant", CODE_REPLY)
+
+    window = MainWindow(paths, history)
+    window.resize(1280, 820)
+    window.show()
+    wait_until(lambda: window.model_info is not None)
+
+    def save(widget: object, name: str) -> None:
+        settle()
+        path = HERE / f"{name}.png"
+        widget.grab().save(str(path))  # type: ignore[attr-defined]
+        print(f"wrote {path}")
+
+    if "chat-code" in wanted:
+        window.select_conversation(code_cid)
+        save(window, "chat-code")
+    if wanted & {"branches", "branch-tree", "receipt"}:
+        window.new_chat()
+        window.panel.rows["max_tokens"].spin.setValue(60)
+        window.send("Write a two-line poem about a llama on a mountain.")
+        wait_until(lambda: not window.is_generating)
+        for _ in range(2):
+            window.chat.regenerate()  # every alternative is kept: the reply shows ‹ 3/3 ›
+            wait_until(lambda: not window.is_generating)
+        last = window.chat_model.index(window.chat_model.rowCount() - 1, 0)
+        window.chat_view.setCurrentIndex(last)
+        rect = window.chat_view.visualRect(last)
+        QTest.mouseMove(window.chat_view.viewport(), rect.center())  # hovering shows the reply's actions
+        if "branches" in wanted:
+            save(window, "branches")
+        if "branch-tree" in wanted:
+            dialog = window.chat.show_branches()
+            if dialog is not None:
+                save(dialog, "branch-tree")
+                dialog.close()
+        if "receipt" in wanted:
+            receipt = window.chat.show_receipt(window.chat_model.row(window.chat_model.rowCount() - 1).message_id)
+            if receipt is not None:
+                save(receipt, "receipt")
+                receipt.close()
+    if "model-manager" in wanted:
+        window.navigation.show_model_manager()
+        manager = window.navigation.model_manager
+        assert manager is not None
+        manager.resize(1200, 720)
+        manager.catalog_page.select("llama-3", "8b", "Q4_K_M")
+        wait_until(lambda: manager.catalog_page.table.rowCount() > 0)
+        save(manager, "model-manager")
+        manager.close()
+    window.close()
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
