@@ -20,7 +20,12 @@ HERE = Path(__file__).resolve().parent
 SHOTS = ("chat-code", "branches", "branch-tree", "receipt", "model-manager")
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 
-CODE_REPLY = """Here is a small function that sorts people by age, oldest first, and keeps the original order for people of the same age (Python's sort is stable):
+CODE_REPLY = (
+    (
+        "Here is a small function that sorts people by age, oldest first, and keeps the original order for people "
+        "of the same age (Python's sort is stable):\n"
+    )
+    + """
 
 ```python
 from dataclasses import dataclass
@@ -44,6 +49,7 @@ def oldest_first(people: list[Person]) -> list[Person]:
 - `sorted` returns a new list; use `people.sort(...)` to sort in place.
 - `reverse=True` keeps ties stable as well.
 """
+)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
