@@ -10,13 +10,14 @@ from types import TracebackType
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from llamadesk import __version__
 from llamadesk.core import crashreport
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.paths import APP_ID, APP_NAME, get_paths, resource_path
+from llamadesk.ui import single_instance
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,16 @@ def _make_excepthook(app: QApplication) -> ExceptHook:
     return excepthook
 
 
+def _bring_to_front(window: QWidget) -> None:
+    """Another start handed over: show this window (un-minimized) above the others."""
+    log.info("Another start handed over to this window")
+    if window.isMinimized():
+        window.showNormal()
+    window.show()
+    window.raise_()
+    window.activateWindow()
+
+
 def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
     """Runs the app until its window closes; with `smoke_test`, shows the window, quits after 500 ms, returns 0."""
     from llamadesk.ui.main_window import MainWindow
@@ -68,6 +79,12 @@ def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
     sys.excepthook = _make_excepthook(app)
     try:
         paths = get_paths().ensure()
+        name = single_instance.server_name(paths.data)
+        if single_instance.hand_over(name):
+            print(f"{APP_NAME} is already running; its window was brought to the front.", file=sys.stderr)
+            return 0
+        instance = single_instance.InstanceServer(name, app)
+        instance.listen()
         try:
             history = History(paths.history_db)
         except LlamaDeskError as exc:
@@ -76,6 +93,7 @@ def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
         try:
             window = MainWindow(paths, history)
             window.show()
+            instance.activateRequested.connect(lambda: _bring_to_front(window))
             app.setQuitOnLastWindowClosed(True)
             if smoke_test:
                 # Closing the last window ends exec(). Not app.quit(): with a window open, Qt delivers that quit
@@ -86,6 +104,7 @@ def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
             window.deleteLater()
         finally:
             history.close()
+            instance.close()
     finally:
         sys.excepthook = previous_hook
     return 0 if smoke_test else int(code)
