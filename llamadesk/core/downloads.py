@@ -1,98 +1,59 @@
-"""Resumable, verified downloads of Hub files with a persistent queue; driven by a worker thread or the CLI."""
+"""Resumable, verified downloads of Hub files: Range GETs into a .part file, sha256 as the bytes arrive, retries
+with backoff, quarantine of bad files. The persistent queue is in download_queue.py (its names are re-exported)."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import enum
 import errno
-import hashlib
-import json
 import logging
 import os
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import httpcore2
 import httpx2
-import psutil
 
 from llamadesk.core import hub
+from llamadesk.core.download_queue import (
+    DISK_MARGIN,
+    QUARANTINE_DIR,
+    STATE_DIR,
+    DiskFullError,
+    DownloadBusyError,
+    DownloadError,
+    DownloadJob,
+    DownloadQueue,
+    HashMismatchError,
+    State,
+    check_free_space,
+)
+from llamadesk.core.download_writer import BlockWriter, Hasher, Stopped
 from llamadesk.core.errors import LlamaDeskError, ModelLoadError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.library import write_sidecar
 from llamadesk.core.remote import make_client, open_stream
 
+__all__ = [
+    "DISK_MARGIN", "QUARANTINE_DIR", "STATE_DIR", "DiskFullError", "DownloadBusyError", "DownloadError",
+    "DownloadJob", "DownloadQueue", "Downloader", "HashMismatchError", "Progress", "ProgressCallback",
+    "RetryPolicy", "State", "check_free_space",
+]
+
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-STATE_DIR = ".downloads"  # inside the models folder: the .part files then sit on the same file system
-QUARANTINE_DIR = ".quarantine"
-DISK_MARGIN = 64 * MiB  # never fill a disk to the last byte: the OS and the history database need room
-
-
-class DownloadError(LlamaDeskError):
-    """A download failed; the partial file is kept for a later resume unless the message says otherwise."""
-
-
-class DiskFullError(DownloadError):
-    """Not enough free space for the file."""
-
-
-class HashMismatchError(DownloadError):
-    """The file's sha256 is not the one the Hub announced; it was quarantined."""
-
-
-class DownloadBusyError(DownloadError):
-    """Another LlamaDesk process is downloading the same file."""
-
-
-class State(str, enum.Enum):
-    QUEUED = "queued"
-    DOWNLOADING = "downloading"
-    PAUSED = "paused"
-    INTERRUPTED = "interrupted"  # the process died mid-way; resumes from the .part file
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    DONE = "done"
-
-
-@dataclass
-class DownloadJob:
-    id: str
-    repo_id: str
-    filename: str
-    revision: str
-    dest: str  # final path of the model file
-    state: State = State.QUEUED
-    size: int | None = None
-    sha256: str | None = None
-    etag: str | None = None
-    commit: str | None = None
-    url: str | None = None
-    bytes_done: int = 0
-    error: str | None = None
-    license: str | None = None
-    display_name: str | None = None
-    created: float = field(default_factory=time.time)
-    updated: float = field(default_factory=time.time)
-
-    @property
-    def label(self) -> str:
-        return self.filename.rsplit("/", 1)[-1]
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "state": self.state.value}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DownloadJob:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["state"] = State(known.get("state", "queued"))
-        return cls(**known)
+# httpcore2 reads HTTP/1.1 bodies 64 KiB at a time, and the Python work per read (h11 events, buffer copies)
+# then costs more than the bytes: 1 MiB reads take ~2.5x less CPU per byte (bench/bench_download.py; the
+# maintainers' own measurements in encode/httpcore#135). It is a class attribute with no per-client setting,
+# so this applies process-wide; a read still returns whatever the socket has, so small responses are unaffected.
+READ_SIZE = 1 * MiB
+if getattr(httpcore2.HTTP11Connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
+    httpcore2.HTTP11Connection.READ_NUM_BYTES = READ_SIZE
+BLOCK = 4 * MiB  # socket reads (up to READ_SIZE each) are gathered into blocks this big for the writer thread
 
 
 @dataclass(frozen=True)
@@ -128,137 +89,6 @@ class RetryPolicy:
 
 class _Retry(Exception):
     """A failure worth another try (network error, 5xx, 429, early end of the body)."""
-
-
-class _Stopped(Exception):
-    pass
-
-
-class DownloadQueue:
-    """Jobs as one JSON file each in <models>/.downloads, next to their .part files; survives restarts."""
-
-    def __init__(self, models_dir: Path) -> None:
-        self.models_dir = models_dir
-        self.state_dir = models_dir / STATE_DIR
-
-    def dest_for(self, repo_id: str, filename: str) -> Path:
-        """A readable place: <models>/<owner>/<repo>/<file>, as LM Studio lays its folder out."""
-        hub.check_repo_id(repo_id)
-        hub.check_remote_name(filename)
-        return self.models_dir.joinpath(*repo_id.split("/"), *filename.split("/"))
-
-    def part_path(self, job: DownloadJob) -> Path:
-        return self.state_dir / f"{job.id}.part"
-
-    def _state_path(self, job_id: str) -> Path:
-        return self.state_dir / f"{job_id}.json"
-
-    def add(self, repo_id: str, filename: str, *, revision: str = "main", license: str | None = None,
-            display_name: str | None = None) -> DownloadJob:
-        """Queues a file (or returns the job already queued for it); names are checked before anything is written."""
-        hub.check_revision(revision)
-        dest = self.dest_for(repo_id, filename)
-        job_id = hashlib.sha256(f"{repo_id}\n{revision}\n{filename}".encode()).hexdigest()[:16]
-        job = self.get(job_id)
-        if job is None:
-            job = DownloadJob(job_id, repo_id, filename, revision, str(dest), license=license,
-                              display_name=display_name)
-        elif job.state in (State.FAILED, State.CANCELLED, State.DONE) and not Path(job.dest).is_file():
-            job.state, job.error = State.QUEUED, None
-        self.save(job)
-        return job
-
-    def save(self, job: DownloadJob) -> None:
-        job.updated = time.time()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._state_path(job.id)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(job.to_json(), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-
-    def get(self, job_id: str) -> DownloadJob | None:
-        try:
-            job = DownloadJob.from_json(json.loads(self._state_path(job_id).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("Ignoring the unreadable download record %s: %s", job_id, exc)
-            return None
-        if job.state is State.DOWNLOADING and not self._locked_by_live_process(job_id):
-            job.state = State.INTERRUPTED
-        if job.state is not State.DONE:
-            part = self.part_path(job)
-            job.bytes_done = part.stat().st_size if part.is_file() else 0
-        return job
-
-    def jobs(self) -> list[DownloadJob]:
-        """Every known download, oldest first (the GUI lists them after a restart too)."""
-        if not self.state_dir.is_dir():
-            return []
-        found = [self.get(p.stem) for p in self.state_dir.glob("*.json")]
-        return sorted((j for j in found if j is not None), key=lambda j: j.created)
-
-    def pending(self) -> list[DownloadJob]:
-        return [j for j in self.jobs() if j.state in (State.QUEUED, State.INTERRUPTED)]
-
-    def remove(self, job_id: str) -> None:
-        """Forgets a job and deletes its partial data (never the finished model file)."""
-        for path in (self.state_dir / f"{job_id}.part", self._state_path(job_id)):
-            path.unlink(missing_ok=True)
-
-    def partial_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.state_dir.glob("*.part")) if self.state_dir.is_dir() else 0
-
-    # A lock file holding the owner's pid: a process killed mid-download leaves it behind, and a dead pid frees it.
-    def _lock_path(self, job_id: str) -> Path:
-        return self.state_dir / f"{job_id}.lock"
-
-    def _locked_by_live_process(self, job_id: str) -> bool:
-        try:
-            pid = int(self._lock_path(job_id).read_text(encoding="ascii").strip() or 0)
-        except (OSError, ValueError):
-            return False
-        return pid > 0 and (pid == os.getpid() or psutil.pid_exists(pid))
-
-    @contextlib.contextmanager
-    def locked(self, job: DownloadJob) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock = self._lock_path(job.id)
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._locked_by_live_process(job.id):
-                    raise DownloadBusyError(f"{job.label} is already being downloaded by another LlamaDesk window.") \
-                        from None
-                lock.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(str(os.getpid()))
-            break
-        else:
-            raise DownloadBusyError(f"{job.label} is locked by another process; try again.")
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-
-
-def check_free_space(folder: Path, needed: int, label: str) -> None:
-    """Raises DiskFullError with a sentence when `folder`'s disk has less than `needed` + a margin free."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if needed + DISK_MARGIN > free:
-        raise DiskFullError(
-            f"Not enough free space for {label}: it needs {_gb(needed)} more and {folder} has {_gb(free)} free; "
-            "free some space or choose another models folder."
-        )
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 class _Meter:
@@ -318,7 +148,7 @@ class Downloader:
             try:
                 with self._client_factory(read_timeout=self.policy.stall_timeout) as client:
                     self._run(job, client, meter, cancel, pause)
-            except _Stopped:
+            except Stopped:
                 if cancel.is_set():
                     self.queue.part_path(job).unlink(missing_ok=True)
                     job.state, job.bytes_done = State.CANCELLED, 0
@@ -347,7 +177,7 @@ class Downloader:
         self._with_retries(job, meter, cancel, pause, lambda: self._resolve(job, part))
         have = part.stat().st_size if part.is_file() else 0
         check_free_space(self.queue.models_dir, max(0, (job.size or 0) - have), job.label)
-        digest = _Hasher()
+        digest = Hasher()
         digest.load(part, cancel, pause)
         while True:
             have = part.stat().st_size if part.is_file() else 0
@@ -386,7 +216,7 @@ class Downloader:
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:  # wait on the events so Pause/Cancel answer at once
             if cancel.wait(min(0.05, max(0.0, deadline - time.monotonic()))) or pause.is_set():
-                raise _Stopped
+                raise Stopped
 
     def _resolve(self, job: DownloadJob, part: Path) -> None:
         """Pins the job to the commit the Hub names; a file that changed since the .part started restarts."""
@@ -399,11 +229,11 @@ class Downloader:
         job.commit, job.url = meta.commit or job.commit, meta.url
         self.queue.save(job)
 
-    def _fetch(self, job: DownloadJob, client: httpx2.Client, part: Path, digest: _Hasher, meter: _Meter,
+    def _fetch(self, job: DownloadJob, client: httpx2.Client, part: Path, digest: Hasher, meter: _Meter,
                cancel: threading.Event, pause: threading.Event) -> None:
         have = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        last_save = time.monotonic()
+        done = have
         try:
             with open_stream(client, job.url or "", headers=headers, token=self._token,
                              endpoint=self.endpoint) as response:
@@ -424,23 +254,14 @@ class Downloader:
                 if status == 200:
                     digest.reset()
                     have = 0
-                with open(part, mode, buffering=0) as f:  # unbuffered: a killed process loses no byte it got
-                    done = have
-                    for data in response.iter_raw():  # as the socket delivers: Pause answers within one read
-                        f.write(data)
-                        digest.update(data)
-                        done += len(data)
-                        job.bytes_done = done
-                        meter.emit(done)
-                        if cancel.is_set() or pause.is_set():
-                            raise _Stopped
-                        if time.monotonic() - last_save > 1.0:
-                            self.queue.save(job)
-                            last_save = time.monotonic()
-        except httpx2.TimeoutException as exc:
-            raise _Retry(f"the connection stalled ({type(exc).__name__})") from exc
-        except httpx2.TransportError as exc:
-            raise _Retry(f"the connection failed ({type(exc).__name__})") from exc
+                with open(part, mode, buffering=0) as f:
+                    done = self._receive(job, response, BlockWriter(f, digest, have, cancel, pause, response),
+                                         meter, cancel, pause)
+        except (httpx2.TimeoutException, httpx2.TransportError) as exc:
+            if cancel.is_set() or pause.is_set():  # Pause/Cancel shut the socket of a silent server
+                raise Stopped from exc
+            kind = "stalled" if isinstance(exc, httpx2.TimeoutException) else "failed"
+            raise _Retry(f"the connection {kind} ({type(exc).__name__})") from exc
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"The disk filled up while downloading {job.label}; free some space and run "
@@ -449,7 +270,40 @@ class Downloader:
         if job.size is not None and done < job.size:
             raise _Retry("the connection closed early")
 
-    def _finish(self, job: DownloadJob, part: Path, digest: _Hasher) -> None:
+    def _receive(self, job: DownloadJob, response: httpx2.Response, writer: BlockWriter, meter: _Meter,
+                 cancel: threading.Event, pause: threading.Event) -> int:
+        """Reads the body on this thread and hands it to the writer in BLOCK pieces; returns the bytes on disk.
+        Whatever happens, the writer has written (and hashed) everything it was given before this returns."""
+        writer.start()
+        received = writer.written
+        last_save = time.monotonic()
+        pending: list[bytes] = []
+        pending_bytes = 0
+        try:
+            for data in response.iter_raw():  # as the socket delivers (64 KiB reads)
+                pending.append(data)
+                pending_bytes += len(data)
+                received += len(data)
+                if pending_bytes >= BLOCK:
+                    writer.put(b"".join(pending))
+                    pending, pending_bytes = [], 0
+                if cancel.is_set() or pause.is_set():
+                    raise Stopped
+                meter.emit(received)
+                if time.monotonic() - last_save > 1.0:
+                    job.bytes_done = writer.written
+                    self.queue.save(job)
+                    last_save = time.monotonic()
+        finally:
+            try:  # every byte received is kept, also when the connection failed or Pause stopped it
+                if pending and writer.error is None:
+                    writer.put(b"".join(pending))
+            finally:
+                writer.finish()  # raises the writer's OSError (a full disk) over whatever the read saw
+            job.bytes_done = writer.written
+        return writer.written
+
+    def _finish(self, job: DownloadJob, part: Path, digest: Hasher) -> None:
         size = part.stat().st_size if part.is_file() else 0
         if job.size is not None and size != job.size:
             raise self._quarantine(job, part, f"{job.label} has {size} bytes instead of {job.size}")
@@ -494,32 +348,6 @@ class Downloader:
             with contextlib.suppress(LlamaDeskError):  # recorded as FAILED with its sentence
                 finished.append(self.download(job, progress=progress, cancel=cancel, pause=pause))
         return finished
-
-
-class _Hasher:
-    """sha256 of the .part file as it grows; rebuilt from the disk when the file is cut or started again."""
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-
-    def update(self, data: bytes) -> None:
-        self._digest.update(data)
-
-    def reset(self) -> None:
-        self._digest = hashlib.sha256()
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-    def load(self, path: Path, cancel: threading.Event, pause: threading.Event) -> None:
-        """Hashes the bytes already on disk: a resumed download reads its .part once, locally."""
-        self._digest = hashlib.sha256()
-        if path.is_file():
-            with open(path, "rb") as f:
-                while chunk := f.read(4 * MiB):
-                    self._digest.update(chunk)
-                    if cancel.is_set() or pause.is_set():
-                        raise _Stopped
 
 
 def _range_starts_at(response: httpx2.Response, offset: int) -> bool:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,3 +288,55 @@ def test_run_pending_works_through_the_queue(hub: FakeHub, models: Path, medium_
     finished = downloader(models).run_pending()
     assert [j.filename for j in finished] == [FILE, "second-F32.gguf"]
     assert {j.filename: j.state for j in queue.jobs()}["missing-Q2_K.gguf"] is State.FAILED
+
+
+@pytest.mark.parametrize("stop", ["pause", "cancel"])
+def test_pause_and_cancel_answer_at_once_while_the_server_is_silent(
+    hub: FakeHub, models: Path, medium_model: Path, stop: str
+) -> None:
+    """The server goes silent after 3 MB; the stall timeout is 30 s, yet Pause/Cancel end the download within
+    about a second (the writer thread shuts the waiting socket down)."""
+    stall = 3_000_000
+    hub.faults.stall_after, hub.faults.stalls = stall, 1
+    queue = DownloadQueue(models)
+    job = queue.add(REPO, FILE)
+    pause, cancel = threading.Event(), threading.Event()
+    reached = threading.Event()
+    outcome: list[object] = []
+
+    def progress(p: Progress) -> None:
+        if p.bytes_done >= stall:
+            reached.set()
+
+    slow = RetryPolicy(max_attempts=2, stall_timeout=30.0)
+
+    def run() -> None:
+        try:
+            outcome.append(downloader(models, policy=slow).download(job, progress=progress, pause=pause,
+                                                                     cancel=cancel))
+        except Exception as exc:  # recorded for the assertion below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert reached.wait(30), "the first 3 MB never arrived"
+        started = time.monotonic()
+        (pause if stop == "pause" else cancel).set()
+        worker.join(10)
+        elapsed = time.monotonic() - started
+    finally:
+        hub.release()
+        worker.join(30)
+    assert not worker.is_alive() and elapsed < 2.0, f"took {elapsed:.1f} s"
+    [result] = outcome
+    assert isinstance(result, downloads.DownloadJob), result
+    part = queue.part_path(job)
+    if stop == "pause":
+        assert result.state is State.PAUSED
+        assert part.stat().st_size == stall  # every byte received before the silence was kept
+        resumed = downloader(models).download(job.id)
+        assert resumed.state is State.DONE and Path(resumed.dest).read_bytes() == medium_model.read_bytes()
+        assert [r for r in hub.records if r.method == "GET"][-1].headers["range"] == f"bytes={stall}-"
+    else:
+        assert result.state is State.CANCELLED and not part.exists()
