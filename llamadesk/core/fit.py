@@ -131,6 +131,7 @@ class FitEstimate:
     ram_needed: int
     vram_needed: int
     max_ctx: int  # the largest context (a multiple of 256, at most the trained one) that fits at all; 0 if none
+    output_on_gpu: bool = False  # the output layer, the first one llama.cpp offloads
 
     @property
     def total_bytes(self) -> int:
@@ -138,8 +139,8 @@ class FitEstimate:
 
     @property
     def n_gpu_layers(self) -> int:
-        """The value for llama.cpp's n_gpu_layers: n_layers + 1 also puts the output layer on the GPU."""
-        return self.n_layers + 1 if self.gpu_layers == self.n_layers and self.gpu_layers else self.gpu_layers
+        """The value for llama.cpp's n_gpu_layers: the output layer counts as one, then each block on the GPU."""
+        return self.gpu_layers + 1 if self.output_on_gpu else 0
 
     @property
     def message(self) -> str:
@@ -150,14 +151,25 @@ class FitEstimate:
         return "fits"
 
 
-def _split_needs(shape: ModelShape, n_ctx: int, gpu_layers: int, kv_per_layer: int, compute: int,
-                 has_gpu: bool) -> tuple[int, int]:
-    """(RAM, VRAM) for `gpu_layers` blocks on the GPU; with every block there the output layer goes too."""
-    all_on_gpu = has_gpu and gpu_layers == shape.n_layers
-    gpu_w = sum(shape.layer_bytes[shape.n_layers - gpu_layers:]) + (shape.output_bytes if all_on_gpu else 0)
-    vram = gpu_w + gpu_layers * kv_per_layer + (compute if gpu_layers else 0)
-    ram = shape.weights_bytes - gpu_w + (shape.n_layers - gpu_layers) * kv_per_layer
-    ram += compute if not all_on_gpu else compute // 8  # the CPU keeps a small graph for the input layer
+def gpu_blocks(n_gpu_layers: int, n_layers: int) -> int:
+    """How many repeating blocks llama.cpp puts on the GPU for an n_gpu_layers value (-1: all).
+
+    llama.cpp (llama-model.cpp, load_tensors) numbers the slots 0 … n_layers, the output layer being slot
+    n_layers, and offloads the top n_gpu_layers slots: 1 puts only the output layer on the GPU, k the output
+    layer and the last k - 1 blocks, n_layers + 1 everything but the input layer (which always stays on the CPU).
+    """
+    if n_gpu_layers < 0:
+        return n_layers
+    return min(max(n_gpu_layers - 1, 0), n_layers)
+
+
+def _split_needs(shape: ModelShape, n_gpu_layers: int, kv_per_layer: int, compute: int) -> tuple[int, int]:
+    """(RAM, VRAM) for llama.cpp's n_gpu_layers (see gpu_blocks): the KV cache of a block lives with it."""
+    blocks = gpu_blocks(n_gpu_layers, shape.n_layers)
+    gpu_w = sum(shape.layer_bytes[shape.n_layers - blocks :]) + (shape.output_bytes if n_gpu_layers else 0)
+    vram = gpu_w + blocks * kv_per_layer + (compute if n_gpu_layers else 0)
+    ram = shape.weights_bytes - gpu_w + (shape.n_layers - blocks) * kv_per_layer
+    ram += compute if blocks < shape.n_layers else compute // 8  # the CPU keeps a small graph for the input layer
     return ram, vram
 
 
@@ -165,36 +177,41 @@ def layers_for_vram(
     model: ModelShape | GGUFHeader, n_ctx: int, free_vram: int, *, type_k: str = "f16", type_v: str = "f16",
     n_ubatch: int = DEFAULT_UBATCH, flash_attn: bool = False, reserve: int = VRAM_RESERVE,
 ) -> int:
-    """n_gpu_layers for llama.cpp: as many blocks as `free_vram` - `reserve` holds (n_layers + 1: the output
-    layer too)."""
+    """n_gpu_layers for llama.cpp: the largest value whose weights, KV cache and compute buffer fit in
+    `free_vram` - `reserve` (n_layers + 1: everything; 1: the output layer alone; 0: nothing fits)."""
     shape = model if isinstance(model, ModelShape) else ModelShape.from_header(model)
+    budget = free_vram - reserve
+    if budget <= 0:
+        return 0
     kv_layer = int(n_ctx * kv_bytes_per_token_layer(shape, type_k, type_v))
     compute = compute_buffer_bytes(shape, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn)
-    best = 0
-    for k in range(shape.n_layers, 0, -1):
-        if _split_needs(shape, n_ctx, k, kv_layer, compute, True)[1] <= free_vram - reserve:
-            best = k
-            break
-    return shape.n_layers + 1 if best == shape.n_layers else best
+    lo, hi = 0, shape.n_layers + 1
+    while lo < hi:  # the VRAM need grows with every slot offloaded
+        mid = (lo + hi + 1) // 2
+        if _split_needs(shape, mid, kv_layer, compute)[1] <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _fit_at(shape: ModelShape, n_ctx: int, ram_free: int, vram_free: int, type_k: str, type_v: str,
             n_ubatch: int, flash_attn: bool) -> tuple[Verdict, int, int, int]:
+    """(verdict, llama.cpp's n_gpu_layers, RAM, VRAM) at `n_ctx`."""
     kv_layer = int(n_ctx * kv_bytes_per_token_layer(shape, type_k, type_v))
     compute = compute_buffer_bytes(shape, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn)
     ram_budget = ram_free - RAM_RESERVE
     has_gpu = vram_free > 0
-    gpu = 0
+    n_gpu = 0
     if has_gpu:
         n_gpu = layers_for_vram(shape, n_ctx, vram_free, type_k=type_k, type_v=type_v, n_ubatch=n_ubatch,
                                 flash_attn=flash_attn)
-        gpu = min(n_gpu, shape.n_layers)
-    ram, vram = _split_needs(shape, n_ctx, gpu, kv_layer, compute, has_gpu)
+    ram, vram = _split_needs(shape, n_gpu, kv_layer, compute)
     if ram > ram_budget:
-        return Verdict.TOO_LARGE, gpu, ram, vram
-    if has_gpu and gpu < shape.n_layers:
-        return Verdict.PARTIAL, gpu, ram, vram
-    return Verdict.FITS, gpu, ram, vram
+        return Verdict.TOO_LARGE, n_gpu, ram, vram
+    if has_gpu and n_gpu <= shape.n_layers:
+        return Verdict.PARTIAL, n_gpu, ram, vram
+    return Verdict.FITS, n_gpu, ram, vram
 
 
 def max_context(
@@ -225,9 +242,10 @@ def estimate(
     """The verdict at `n_ctx` for the given free RAM and VRAM (pure: pass hardware.snapshot() figures)."""
     shape = model if isinstance(model, ModelShape) else ModelShape.from_header(model)
     n_ubatch = min(n_ubatch, max(1, n_ctx))
-    verdict, gpu, ram, vram = _fit_at(shape, n_ctx, ram_free, vram_free, type_k, type_v, n_ubatch, flash_attn)
+    verdict, n_gpu, ram, vram = _fit_at(shape, n_ctx, ram_free, vram_free, type_k, type_v, n_ubatch, flash_attn)
     return FitEstimate(
-        verdict=verdict, n_ctx=n_ctx, n_layers=shape.n_layers, gpu_layers=gpu, weights_bytes=shape.weights_bytes,
+        verdict=verdict, n_ctx=n_ctx, n_layers=shape.n_layers, gpu_layers=gpu_blocks(n_gpu, shape.n_layers),
+        output_on_gpu=n_gpu > 0, weights_bytes=shape.weights_bytes,
         kv_bytes=kv_cache_bytes(shape, n_ctx, type_k, type_v),
         compute_bytes=compute_buffer_bytes(shape, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn),
         ram_needed=ram, vram_needed=vram,

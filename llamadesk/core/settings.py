@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llamadesk.core.engine_api import GPU_LAYERS_AUTO, KV_CACHE_TYPES
 from llamadesk.core.errors import LlamaDeskError
 
 log = logging.getLogger(__name__)
@@ -22,14 +23,52 @@ class AppSettings:
 
     last_model: str | None = None
     n_ctx: int = 4096
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
+    n_threads: int | None = None  # None: engine.default_threads() (physical cores, one left for the GUI)
+    n_gpu_layers: int = GPU_LAYERS_AUTO  # -2 auto, -1 all, 0 none (CPU only), N: that many
     chat_template: str | None = None  # None: the GGUF's own template, or one chosen by architecture
     system_prompt: str = ""
     sampling: dict[str, Any] = field(default_factory=dict)
+    flash_attn: str = "auto"  # "auto" (llama.cpp decides per device), "on" or "off"
+    type_k: str = "f16"
+    type_v: str = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The advanced model settings as LoadOptions keyword arguments."""
+        return {
+            "n_threads": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "flash_attn": FLASH_ATTN[self.flash_attn],
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "use_mmap": self.use_mmap,
+            "use_mlock": self.use_mlock,
+        }
+
+    def _sanitized(self) -> AppSettings:
+        """The stored values a hand-edited or older file may get wrong are put back to their defaults."""
+        default = AppSettings()
+        checks: dict[str, Any] = {
+            "n_ctx": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            "n_threads": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+            "n_gpu_layers": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= GPU_LAYERS_AUTO,
+            "flash_attn": lambda v: v in FLASH_ATTN,
+            "type_k": lambda v: v in KV_CACHE_TYPES,
+            "type_v": lambda v: v in KV_CACHE_TYPES,
+            "use_mmap": lambda v: isinstance(v, bool),
+            "use_mlock": lambda v: isinstance(v, bool),
+        }
+        bad = {name: getattr(default, name) for name, ok in checks.items() if not ok(getattr(self, name))}
+        if bad:
+            log.warning("Ignoring invalid stored settings: %s", ", ".join(sorted(bad)))
+        return dataclasses.replace(self, **bad)
+
+
+FLASH_ATTN: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 
 def load_settings(path: Path) -> AppSettings:
@@ -45,7 +84,7 @@ def load_settings(path: Path) -> AppSettings:
         return AppSettings()
     names = {f.name for f in dataclasses.fields(AppSettings)}
     try:
-        return AppSettings(**{k: v for k, v in data.items() if k in names})
+        return AppSettings(**{k: v for k, v in data.items() if k in names})._sanitized()
     except TypeError:
         return AppSettings()
 

@@ -14,7 +14,7 @@ from gguf_factory import write_tiny_llama
 from llamadesk.core import engine as engine_module
 from llamadesk.core import hardware
 from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, LoadOptions, Token
+from llamadesk.core.engine_api import GPU_LAYERS_AUTO, Done, LoadOptions, Token
 from llamadesk.core.errors import InvalidSetting, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
 
@@ -63,6 +63,16 @@ def test_gpu_layers_on_a_cpu_build_load_and_say_what_happened(
     assert info.n_gpu_layers == 0 and info.n_gpu_layers_requested == n_gpu_layers
     assert info.offload_note.startswith("No GPU device was found") and "CPU" in info.offload_note
     assert info.gpu_buffers == {}
+    _, done = reply(engine)
+    assert done.stats.generated_tokens > 0
+
+
+def test_auto_gpu_layers_on_a_cpu_build_places_none_and_says_so(engine: LlamaCppEngine, model: Path) -> None:
+    if not no_gpu():
+        pytest.skip("this machine has a GPU device")
+    info = engine.load(LoadOptions(model, n_ctx=512, n_threads=1, n_gpu_layers=GPU_LAYERS_AUTO))
+    assert info.n_gpu_layers == 0 and info.n_gpu_layers_requested == GPU_LAYERS_AUTO
+    assert info.offload_note == "GPU layers are on auto and no GPU device was found, so all layers run on the CPU."
     _, done = reply(engine)
     assert done.stats.generated_tokens > 0
 

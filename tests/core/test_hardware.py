@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import psutil
 import pytest
+from gguf_factory import write_tiny_llama
 
-from llamadesk.core import hardware
+from llamadesk.core import fit, hardware
 from llamadesk.core.doctor import GPU_BACKENDS
+from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.gguf_header import read_header
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +123,44 @@ def test_offload_notes() -> None:
 )
 def test_memory_failures_are_recognised(reason: str | None, memory: bool) -> None:
     assert hardware.is_memory_failure(reason) is memory
+
+
+def gpu(free: int, name: str = "CUDA0") -> hardware.Device:
+    return hardware.Device(name, "A GPU", "GPU", "CUDA", total_bytes=free, free_bytes=free)
+
+
+def test_auto_gpu_layers_follows_the_fit_estimate(tmp_path: Path) -> None:
+    header = read_header(write_tiny_llama(tmp_path / "m.gguf", n_layers=3, n_embd=64, n_head=2))
+    options = LoadOptions(tmp_path / "m.gguf", n_ctx=512)
+    cpu = hardware.Device("CPU", "A CPU", "CPU", "CPU", 8 << 30, 8 << 30)
+
+    n, note = hardware.auto_gpu_layers(header, options, [cpu])
+    assert n == 0 and note == "GPU layers are on auto and no GPU device was found, so all layers run on the CPU."
+
+    n, note = hardware.auto_gpu_layers(header, options, [cpu, gpu(8 << 30)])
+    assert n == 4 and note == "GPU layers are on auto: all 4 layers fit in GPU memory (8.0 GiB free on CUDA0)."
+
+    n, note = hardware.auto_gpu_layers(header, options, [gpu(fit.VRAM_RESERVE)])  # nothing left past the reserve
+    assert n == 0 and "does not fit in GPU memory" in note and "512-token context" in note
+
+    # exactly the room the estimate asks for two slots (the output layer and the last block) at this context
+    shape = fit.ModelShape.from_header(header)
+    want = fit.VRAM_RESERVE + fit.compute_buffer_bytes(shape, 512) + shape.output_bytes + shape.layer_bytes[2]
+    want += fit.kv_cache_bytes(shape, 512) // 3
+    n, note = hardware.auto_gpu_layers(header, options, [gpu(want)])
+    assert n == 2 and note.startswith("GPU layers are on auto: 2 of 4 layers fit in GPU memory")
+    # a quantized KV cache at a longer context: the same arithmetic with its own figures
+    q8 = LoadOptions(tmp_path / "m.gguf", n_ctx=2048, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    expected = fit.layers_for_vram(shape, 2048, want, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    assert hardware.auto_gpu_layers(header, q8, [gpu(want)])[0] == expected
+    # two GPUs pool their free memory, each keeping its reserve
+    n, _ = hardware.auto_gpu_layers(header, options, [gpu(want, "CUDA0"), gpu(fit.VRAM_RESERVE, "CUDA1")])
+    assert n == 2
+
+
+def test_offload_note_prefers_the_auto_sentence_when_the_load_did_what_auto_chose() -> None:
+    auto = "GPU layers are on auto: all 4 layers fit in GPU memory (8.0 GiB free on CUDA0)."
+    assert hardware.offload_note(4, 4, 4, ["CUDA0"], auto_note=auto) == auto
+    assert hardware.offload_note(0, 0, 4, [], auto_note="no GPU.") == "no GPU."
+    fell_back = hardware.offload_note(4, 2, 4, ["CUDA0"], out_of_memory=True, auto_note=auto)
+    assert fell_back.startswith("4 layers did not fit in GPU memory")

@@ -169,7 +169,7 @@ def test_catalog_shows_families_sizes_quantizations_with_sizes_and_verdicts(
     dialog.machine.set_memory(8 * GB, 24 * GB)  # a 24 GB GPU: small ones fit, Q5_K_M partly, Q6_K and up do not
     verdicts = dict(zip([t.split()[0] for t in row_texts(page.table, 0)], row_texts(page.table, 2), strict=True))
     assert verdicts["Q4_K_M"] == "✓ fits" and verdicts["Q8_0"] == "✗ too large"
-    assert verdicts["Q5_K_M"] == "◐ fits with 53 of 60 layers on GPU"
+    assert verdicts["Q5_K_M"] == "◐ fits with 52 of 60 layers on GPU"
     assert cell(page.table, 0, 2).foreground().color() != cell(page.table, len(verdicts) - 1, 2).foreground().color()
     assert page.sizes.currentItem().data(SUBTITLE_ROLE).startswith("✓ up to Q5_K_M · 32.5B · 2k context")
     assert "24 GB VRAM free" in dialog.memory_label.text()

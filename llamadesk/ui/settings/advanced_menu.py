@@ -1,0 +1,143 @@
+"""Where the advanced model settings live in the window: View → Advanced model settings…, a button in the
+settings panel's Model group, the preview of what Auto would do, and the offer to reload the model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QMessageBox, QPushButton
+
+from llamadesk.core import hardware
+from llamadesk.core.engine_api import GPU_LAYERS_AUTO, LoadOptions
+from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.gguf_header import GGUFHeader, read_header
+from llamadesk.core.settings import FLASH_ATTN
+from llamadesk.ui.history_actions import menu_named
+from llamadesk.ui.settings.advanced import FIELDS, AdvancedSettingsDialog, Preview
+
+if TYPE_CHECKING:
+    from llamadesk.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class AdvancedSettings(QObject):
+    """Puts the dialog behind View → Advanced model settings… and a button in the settings panel's Model group;
+    keeps the choices in the window's settings and offers to reload the model when they changed."""
+
+    applied = Signal(bool)  # whether anything changed
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.dialog: AdvancedSettingsDialog | None = None
+        self.action = QAction("Advanced model settings…", window)
+        self.action.setObjectName("advancedSettingsAction")
+        tip = "GPU layers, threads, flash attention, KV cache types, mmap and mlock"
+        self.action.setToolTip(tip)
+        self.action.setStatusTip(tip)
+        self.action.triggered.connect(self.open)
+        view_menu = menu_named(window, "&View")
+        first = view_menu.actions()
+        if len(first) > 1:
+            view_menu.insertAction(first[1], self.action)  # after the settings panel's toggle
+        else:
+            view_menu.addAction(self.action)
+        self.button = QPushButton("Advanced…")
+        self.button.setObjectName("advancedSettingsButton")
+        self.button.setAccessibleName("Advanced model settings")
+        self.button.setToolTip(f"Advanced model settings: {tip}.")
+        self.button.clicked.connect(self.open)
+        box = window.panel.findChild(QGroupBox, "modelBox")
+        if box is not None and isinstance(box.layout(), QGridLayout):
+            grid = cast(QGridLayout, box.layout())
+            grid.addWidget(self.button, grid.rowCount(), 0, 1, 2, Qt.AlignmentFlag.AlignLeft)
+
+    def header(self) -> GGUFHeader | None:
+        """The header of the loaded model, else of the model chosen in the picker."""
+        info = self.window.model_info
+        path = info.path if info is not None else getattr(self.window.picker.current_model(), "path", None)
+        if path is None:
+            return None
+        try:
+            return read_header(path)
+        except (LlamaDeskError, OSError) as exc:
+            log.info("No header for %s: %s", path, exc)
+            return None
+
+    def layer_count(self) -> int | None:
+        """The loaded model's layers, else those of the model chosen in the picker (from its header)."""
+        if self.window.model_info is not None and self.window.model_info.n_layers:
+            return self.window.model_info.n_layers
+        header = self.header()
+        return header.n_layers if header is not None else None
+
+    def preview(self) -> Preview | None:
+        """What Auto would do with that model at the panel's context on this machine now (None: no model)."""
+        header = self.header()
+        if header is None:
+            return None
+        try:
+            devices = hardware.list_devices()
+        except (OSError, AttributeError) as exc:  # a llama.cpp library without the registry: no preview
+            log.info("No device list: %s", exc)
+            return None
+        n_ctx = self.window.panel.n_ctx()
+
+        def text(values: dict[str, Any]) -> str:
+            if values["n_gpu_layers"] != GPU_LAYERS_AUTO:
+                return ""
+            options = LoadOptions(
+                Path(), n_ctx=n_ctx, flash_attn=FLASH_ATTN[values["flash_attn"]], type_k=values["type_k"],
+                type_v=values["type_v"],
+            )  # fmt: skip
+            return hardware.auto_gpu_layers(header, options, devices)[1]
+
+        return text
+
+    def open(self) -> AdvancedSettingsDialog:
+        """Shows the dialog (window-modal, not blocking the caller); OK applies."""
+        if self.dialog is not None:
+            self.dialog.close()
+        self.dialog = dialog = AdvancedSettingsDialog(
+            self.window.settings, self.layer_count(), self.window, preview=self.preview()
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.apply(dialog.box.values()))
+        dialog.destroyed.connect(lambda *_: setattr(self, "dialog", None))
+        dialog.open()
+        return dialog
+
+    def apply(self, values: dict[str, Any]) -> bool:
+        """Stores the values; when they differ from the loaded model's, offers to reload it now."""
+        settings = self.window.settings
+        changed = any(getattr(settings, name) != values[name] for name in FIELDS)
+        for name in FIELDS:
+            setattr(settings, name, values[name])
+        self.window.save_settings()
+        if changed:
+            self._offer_reload()
+        self.applied.emit(changed)
+        return changed
+
+    def _offer_reload(self) -> None:
+        window = self.window
+        model = window.loaded_model
+        if window.model_info is None or window.is_loading or model is None:
+            window.statusBar().showMessage("The new model settings apply the next time a model is loaded.", 5000)
+            return
+        answer = QMessageBox.question(
+            window,
+            "Reload the model?",
+            f"Reload {model.name} now so that the new settings take effect?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            window.load_model(model)
+        else:
+            window.statusBar().showMessage("The new model settings apply the next time a model is loaded.", 5000)
