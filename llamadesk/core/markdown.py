@@ -82,6 +82,46 @@ def parse_copy_href(href: str) -> int | None:
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
+# -- hostile output: terminal escapes, invisible controls, bidi overrides, endless words -----------------------------
+LONG_RUN = 1000  # a "word" longer than this gets break opportunities: Qt lays out one long word in quadratic time
+BREAK_EVERY = 200
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")  # CSI (colours) and OSC (titles)
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_BIDI_NAMES = {
+    "\u202a": "LRE", "\u202b": "RLE", "\u202c": "PDF", "\u202d": "LRO", "\u202e": "RLO",
+    "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI",
+}  # fmt: skip
+_LONG_RUN = re.compile(r"\S{" + str(LONG_RUN) + ",}")
+
+
+def _visible(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch in _BIDI_NAMES:
+        return f"[{_BIDI_NAMES[ch]}]"  # shown, never obeyed: it cannot reorder what you read ("Trojan Source")
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)  # the control picture: ␀, ␛, …
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def inert_text(text: str) -> str:
+    """Model output with terminal escape sequences removed and every other control character (C0, C1, bidi
+    embeddings, overrides and isolates) replaced by a visible stand-in; tabs and line breaks stay."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return _SUSPECT.sub(_visible, text)
+
+
+def break_long_runs(text: str) -> str:
+    """Zero-width spaces inside runs of more than LONG_RUN non-space characters (display only)."""
+    if len(text) < LONG_RUN:
+        return text
+    return _LONG_RUN.sub(lambda m: _chunked(m.group()), text)
+
+
+def _chunked(run: str) -> str:
+    return "\u200b".join(run[i : i + BREAK_EVERY] for i in range(0, len(run), BREAK_EVERY))
+
 
 def stable_prefix_length(text: str) -> int:
     """Where the finished blocks of a streaming text end: after the last blank line outside a code fence.
@@ -111,6 +151,9 @@ def stable_prefix_length(text: str) -> int:
 class _Renderer(RendererHTML):
     """markdown-it's HTML renderer with the rules Qt's rich text needs; state lives in `env`."""
 
+    def text(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+        return html.escape(break_long_runs(tokens[idx].content), quote=False)
+
     def fence(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
         token = tokens[idx]
         language = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
@@ -123,7 +166,7 @@ class _Renderer(RendererHTML):
         theme: Theme = env["theme"]
         return (
             f'<code style="background-color:{theme.inline_code_bg}; font-family:{env["mono"]}">'
-            f"{html.escape(tokens[idx].content, quote=False)}</code>"
+            f"{html.escape(break_long_runs(tokens[idx].content), quote=False)}</code>"
         )
 
     def image(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
@@ -213,7 +256,7 @@ def render_markdown(text: str, *, theme: Theme = LIGHT, first_block: int = 0, mo
     """Renders model output. Raw HTML is shown as text, images become a link placeholder, only http(s) and
     mailto links survive (opening them is the caller's business), code blocks are numbered from `first_block`."""
     env: dict[str, Any] = {"theme": theme, "first_block": first_block, "blocks": [], "links": [], "mono": mono}
-    out = _MD.render(text, env)
+    out = _MD.render(inert_text(text), env)
     return Rendered(out, tuple(env["blocks"]), tuple(env["links"]))
 
 

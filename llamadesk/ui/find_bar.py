@@ -8,8 +8,9 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QKeyEvent, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QStyle, QToolButton, QWidget
 
-from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
+from llamadesk.ui.search_worker import history_queries
+from llamadesk.ui.workers import BackgroundQueries
 
 DEBOUNCE_MS = 120
 
@@ -25,13 +26,21 @@ class FindBar(QFrame):
 
     scrollToMessage = Signal(int)
     highlightChanged = Signal(str)
+    searched = Signal()  # the matches of the query typed are known (found in the query thread)
     closed = Signal()
 
-    def __init__(self, history: History, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, history: History, parent: QWidget | None = None, *, runner: BackgroundQueries | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("findBar")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.history = history
+        self.owns_runner = runner is None  # made here: shut down with the bar (`shutdown`, or when destroyed)
+        self.runner = history_queries(history) if runner is None else runner
+        if self.owns_runner:
+            own = self.runner
+            self.destroyed.connect(lambda *_: own.shutdown())
         self.anchor: Callable[[], int | None] = lambda: None
         self._cid: int | None = None
         self._matches: list[int] = []
@@ -125,6 +134,7 @@ class FindBar(QFrame):
     def close_find(self) -> None:
         """Hides the bar and clears the highlight (Esc)."""
         self._timer.stop()
+        self.runner.cancel("find")
         self.hide()
         self.highlightChanged.emit("")
         self.closed.emit()
@@ -136,7 +146,13 @@ class FindBar(QFrame):
         if self.isVisible():
             self.search()
         else:
+            self.runner.cancel("find")
             self._update_label()
+
+    def shutdown(self) -> None:
+        """Ends the query thread the bar made (a shared one is its owner's to end)."""
+        if self.owns_runner:
+            self.runner.shutdown()
 
     # --- searching ----------------------------------------------------------------------------------------------
     def search(self) -> None:
@@ -151,11 +167,27 @@ class FindBar(QFrame):
             self._run(keep=self.current_message())
 
     def _run(self, keep: int | None, start_at: int | None = None) -> None:
-        query, self._error = self.query(), ""
+        """Finds the matches in the query thread (a long conversation must not freeze typing), then shows them."""
+        query, cid = self.query(), self._cid
+        if not query or not cid:
+            self.runner.cancel("find")
+            self._show(query, [], "", keep, start_at)
+            return
+        self.runner.submit(
+            "find",
+            lambda h: h.search_in_conversation(cid, query, prefix=True),
+            lambda found: self._show(query, found, "", keep, start_at),
+            lambda sentence: self._show(query, [], sentence, keep, start_at),
+        )
+
+    def _show(self, query: str, found: list[int], error: str, keep: int | None, start_at: int | None) -> None:
+        self._error = error
         try:
-            found = self.history.search_in_conversation(self._cid, query, prefix=True) if query and self._cid else []
-        except LlamaDeskError as exc:
-            found, self._error = [], str(exc)
+            self._go_to_first(query, found, keep, start_at)
+        finally:
+            self.searched.emit()
+
+    def _go_to_first(self, query: str, found: list[int], keep: int | None, start_at: int | None) -> None:
         self._matches = found
         self.highlightChanged.emit(query if found else "")
         if not found:

@@ -1,5 +1,6 @@
-"""Finding things from the main window: the search panel (all conversations), the find bar (this one), and the
-model manager window — wired here so that main_window.py stays a composition of parts."""
+"""Finding things from the main window: the search panel (all conversations), the find bar (this one), the
+model manager window and the history actions (export, import, titles, logs) — wired here so that main_window.py
+stays a composition of parts. Searches, Ctrl+F, export and import share one query thread with its own History."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMenu
 
 from llamadesk.ui.find_bar import FindBar
+from llamadesk.ui.history_actions import HistoryActions
 from llamadesk.ui.search_panel import SearchPanel
+from llamadesk.ui.search_worker import history_queries
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
@@ -24,12 +27,16 @@ class Navigation(QObject):
         super().__init__(window)
         self.window = window
         self.model_manager: ModelManagerDialog | None = None
+        self.queries = history_queries(window.history)  # ended in shutdown()
+        # Its History is opened now, before any reply streams (opening marks replies left 'streaming' interrupted).
+        self.queries.submit("open", lambda _history: None, lambda _none: None, lambda _sentence: None)
 
-        self.find_bar = FindBar(window.history)
+        self.find_bar = FindBar(window.history, runner=self.queries)
+        self.find_bar.set_anchor(self._top_message)
         self.find_bar.hide()
         window.chat_column.insertWidget(0, self.find_bar)  # above the chat view
 
-        self.search_panel = SearchPanel(window.history)
+        self.search_panel = SearchPanel(window.history, runner=self.queries)
         self.search_dock = QDockWidget("Search", window)
         self.search_dock.setObjectName("searchDock")
         self.search_dock.setWidget(self.search_panel)
@@ -54,7 +61,10 @@ class Navigation(QObject):
         self.search_panel.openRequested.connect(self.open_search_hit)
         self.search_panel.closeRequested.connect(self.close_search)
         self.find_bar.scrollToMessage.connect(window.chat_view.scroll_to_message)
+        self.find_bar.highlightChanged.connect(window.chat_view.set_highlight)
         self.find_bar.closed.connect(window.chat_view.setFocus)
+        window.session.replyEnded.connect(lambda *_: self.find_bar.refresh())  # the new reply may match
+        self.history_actions = HistoryActions(window, self.queries)
 
     def _action(self, text: str, shortcut: str, slot: object) -> QAction:
         action = QAction(text, self.window)
@@ -62,6 +72,11 @@ class Navigation(QObject):
         action.triggered.connect(slot)
         self.window.addAction(action)
         return action
+
+    def _top_message(self) -> int | None:
+        """The message at the top of the chat view: Ctrl+F starts at the first match there or below."""
+        row = self.window.chat_view.rowAt(0)
+        return self.window.chat_model.row(row).message_id if row >= 0 else None
 
     def conversation_shown(self, cid: int | None) -> None:
         """Keeps the find bar on the conversation the window shows."""
@@ -101,5 +116,7 @@ class Navigation(QObject):
         self.model_manager.activateWindow()
 
     def shutdown(self) -> None:
+        self.history_actions.shutdown()
+        self.queries.shutdown()
         if self.model_manager is not None:
             self.model_manager.shutdown()

@@ -7,10 +7,8 @@ import html
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractListModel,
     QEvent,
     QModelIndex,
     QObject,
@@ -38,32 +36,35 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.history import History, SearchHit, split_marked
+from llamadesk.core.history import History, SearchHit
+from llamadesk.ui.search_worker import (
+    ROLE_LABELS,
+    HitRole,
+    SearchResultsModel,
+    SnippetHtmlRole,
+    history_queries,
+    plain_snippet,
+    snippet_html,
+)
+from llamadesk.ui.workers import BackgroundQueries
+
+__all__ = [
+    "DEBOUNCE_MS",
+    "HitRole",
+    "SearchHitDelegate",
+    "SearchPanel",
+    "SearchResultsModel",
+    "SnippetHtmlRole",
+    "format_when",
+    "plain_snippet",
+    "snippet_html",
+]
 
 Index = QModelIndex | QPersistentModelIndex
 
-HitRole = Qt.ItemDataRole.UserRole + 1
-SnippetHtmlRole = Qt.ItemDataRole.UserRole + 2
-PAGE_SIZE = 50
 DEBOUNCE_MS = 150
 MAX_DEBOUNCE_MS = 600
-MARK_STYLE = "background-color:#ffe26a; color:#000"  # readable on light, dark and selected rows alike
 SNIPPET_LINES = 2
-ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System prompt"}
-
-
-def snippet_html(snippet: str) -> str:
-    """A marked snippet as HTML: matched words bold and highlighted, everything else escaped (text is untrusted)."""
-    parts = []
-    for text, matched in split_marked(snippet):
-        escaped = html.escape(text, quote=False)
-        parts.append(f'<b style="{MARK_STYLE}">{escaped}</b>' if matched else escaped)
-    return "".join(parts)
-
-
-def plain_snippet(snippet: str) -> str:
-    return "".join(text for text, _ in split_marked(snippet))
 
 
 def format_when(ts: float, now: float) -> str:
@@ -72,87 +73,6 @@ def format_when(ts: float, now: float) -> str:
     if when.date() == today.date():
         return when.strftime("%H:%M")
     return f"{when.day} {when.strftime('%b')}" + ("" if when.year == today.year else f" {when.year}")
-
-
-class SearchResultsModel(QAbstractListModel):
-    """The hits of one query, read a page at a time as the list scrolls (`fetchMore`)."""
-
-    failed = Signal(str)
-
-    def __init__(self, history: History, parent: QObject | None = None, *, page_size: int = PAGE_SIZE) -> None:
-        super().__init__(parent)
-        self.history, self.page_size = history, page_size
-        self.query, self.order = "", "recent"
-        self.last_ms = 0.0  # how long the last page took
-        self._hits: list[SearchHit] = []
-        self._keys: set[tuple[int, int | None]] = set()
-        self._more = False
-
-    def _page(self, offset: int) -> list[SearchHit]:
-        # On the GUI thread, on purpose: History owns one connection per thread, and on the 1,000,000-message
-        # bench history a page of search-as-you-type takes 1-15 ms (median), rarely 100-250 ms (several very common
-        # words by relevance). The panel waits for a pause in typing and lengthens that wait after a slow query.
-        started = time.perf_counter()
-        try:
-            return self.history.search(self.query, limit=self.page_size, offset=offset, order=self.order, prefix=True)
-        finally:
-            self.last_ms = (time.perf_counter() - started) * 1000
-
-    def set_query(self, query: str, order: str) -> None:
-        """Starts over with the first page of `query` (nothing for an empty query). Raises LlamaDeskError."""
-        self.query, self.order = query.strip(), order
-        hits = self._page(0) if self.query else []
-        self.beginResetModel()
-        self._hits, self._keys = [], set()
-        self._add(hits)
-        self._more = len(hits) >= self.page_size
-        self.endResetModel()
-
-    def _add(self, hits: list[SearchHit]) -> list[SearchHit]:
-        fresh = [h for h in hits if (h.conversation_id, h.message_id) not in self._keys]  # pages shifted: skip
-        self._keys.update((h.conversation_id, h.message_id) for h in fresh)
-        self._hits += fresh
-        return fresh
-
-    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008 - Qt's signature
-        return not parent.isValid() and self._more
-
-    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008 - Qt's signature
-        if not self.canFetchMore(parent):
-            return
-        try:
-            hits = self._page(len(self._hits))
-        except LlamaDeskError as exc:
-            self._more = False
-            self.failed.emit(str(exc))
-            return
-        self._more = len(hits) >= self.page_size
-        fresh = [h for h in hits if (h.conversation_id, h.message_id) not in self._keys]
-        if fresh:
-            self.beginInsertRows(QModelIndex(), len(self._hits), len(self._hits) + len(fresh) - 1)
-            self._add(fresh)
-            self.endInsertRows()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._hits)
-
-    def hit(self, row: int) -> SearchHit:
-        return self._hits[row]
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._hits):
-            return None
-        hit = self._hits[index.row()]
-        if role == HitRole:
-            return hit
-        if role == SnippetHtmlRole:
-            return snippet_html(hit.snippet)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return hit.title
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
-            who = ROLE_LABELS.get(hit.role or "", "Title")
-            return f"{hit.title} — {who}: {plain_snippet(hit.snippet)}"
-        return None
 
 
 class SearchHitDelegate(QStyledItemDelegate):
@@ -245,8 +165,7 @@ class _Keys(QObject):
             p.closeRequested.emit()
             return True
         if watched is p.field and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            p.run_now()
-            p.open_index(p.results.currentIndex() if p.results.currentIndex().isValid() else p.model.index(0, 0))
+            p.open_when_searched()
             return True
         if watched is p.field and key in (Qt.Key.Key_Down, Qt.Key.Key_PageDown) and p.model.rowCount():
             p.results.setFocus()
@@ -266,10 +185,20 @@ class SearchPanel(QWidget):
     closeRequested = Signal()  # Esc
 
     def __init__(
-        self, history: History, parent: QWidget | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        history: History,
+        parent: QWidget | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        runner: BackgroundQueries | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("searchPanel")
+        self.owns_runner = runner is None  # made here: shut down with the panel (`shutdown`, or when destroyed)
+        self.runner = history_queries(history) if runner is None else runner
+        if self.owns_runner:
+            own = self.runner
+            self.destroyed.connect(lambda *_: own.shutdown())
         self.debounce_ms = DEBOUNCE_MS
         self.field = QLineEdit(self)
         self.field.setObjectName("searchField")
@@ -294,7 +223,7 @@ class SearchPanel(QWidget):
         self.status.setObjectName("searchStatus")
         self.status.setWordWrap(True)
         self.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.model = SearchResultsModel(history, self)
+        self.model = SearchResultsModel(self.runner, self)
         self.results = QListView(self)
         self.results.setObjectName("searchResults")
         self.results.setAccessibleName("Search results")
@@ -326,6 +255,7 @@ class SearchPanel(QWidget):
         self.order_group.buttonToggled.connect(self._on_order_toggled)
         self.results.activated.connect(self.open_index)  # Enter, and a double click (or a click where that is usual)
         self.model.failed.connect(self._show_error)
+        self.model.searched.connect(self._on_searched)
         self._keys = _Keys(self)
         self.field.installEventFilter(self._keys)
         self.results.installEventFilter(self._keys)
@@ -359,15 +289,19 @@ class SearchPanel(QWidget):
         self._timer.start(self.debounce_ms)
 
     def run_now(self) -> None:
-        """Runs the pending search (or the current one again)."""
+        """Runs the pending search (or the current one again) in the query thread; `model.searched` follows."""
         self._timer.stop()
+        self.model.set_query(self.query(), self.order())
+
+    def shutdown(self) -> None:
+        """Ends the query thread the panel made (a shared one is its owner's to end)."""
+        if self.owns_runner:
+            self.runner.shutdown()
+
+    def _on_searched(self) -> None:
         self.delegate.clear_cache()
-        try:
-            self.model.set_query(self.query(), self.order())
-        except LlamaDeskError as exc:
-            self._show_error(str(exc))
-            return
-        # A slow query (very common words) means the next one may be slow too: wait for a longer pause in typing.
+        # A slow query (very common words) means the next one may be slow too: wait for a longer pause in typing,
+        # so the query thread is not kept busy with words already typed over.
         self.debounce_ms = max(DEBOUNCE_MS, min(MAX_DEBOUNCE_MS, round(2 * self.model.last_ms)))
         if self.model.rowCount():
             self.results.setCurrentIndex(self.model.index(0, 0))
@@ -392,6 +326,20 @@ class SearchPanel(QWidget):
         self.status.setVisible(True)
 
     # --- opening ----------------------------------------------------------------------------------------------------
+    def open_when_searched(self) -> None:
+        """Enter in the field: opens the selected hit (the first one) of what is typed, once it is searched."""
+        stale = self._timer.isActive() or self.model.query != self.query()
+        if stale or self.runner.busy("search"):
+            self.model.searched.connect(self._open_first, Qt.ConnectionType.SingleShotConnection)
+            if stale:
+                self.run_now()
+            return
+        self._open_first()
+
+    def _open_first(self) -> None:
+        current = self.results.currentIndex()
+        self.open_index(current if current.isValid() else self.model.index(0, 0))
+
     def open_index(self, index: Index) -> None:
         hit: SearchHit | None = index.data(HitRole) if index.isValid() else None
         if hit is not None:

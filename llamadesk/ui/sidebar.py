@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QEvent, QModelIndex, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QEnterEvent, QKeySequence, QPalette, QShortcut
+from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFrame,
     QHBoxLayout,
-    QLabel,
     QMenu,
     QMessageBox,
     QPushButton,
@@ -33,76 +31,10 @@ from llamadesk.ui.conversation_list import (
     SidebarDelegate,
     SidebarItem,
 )
+from llamadesk.ui.undo_bar import UndoBar
 
 SEEK_LIMIT = 5_000  # select()/set_current() load pages up to this many conversations to find one
 UNDO_TIMEOUT_MS = 10_000
-
-
-class UndoBar(QFrame):
-    """The "Conversation deleted — Undo" line under the list, shown for a few seconds."""
-
-    undoRequested = Signal()
-    expired = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("undoBar")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setBackgroundRole(QPalette.ColorRole.ToolTipBase)
-        self.setAutoFillBackground(True)
-        self.label = QLabel(self)
-        self.label.setForegroundRole(QPalette.ColorRole.ToolTipText)
-        self.label.setWordWrap(True)  # a narrow sidebar wraps the sentence rather than cut it
-        self.undo_button = QToolButton(self)
-        self.undo_button.setText("Undo")
-        font = self.undo_button.font()
-        font.setBold(True)
-        self.undo_button.setFont(font)
-        self.undo_button.setAccessibleName("Undo delete")
-        self.undo_button.setToolTip("Bring the conversation back (Ctrl+Z)")
-        self.close_button = QToolButton(self)
-        self.close_button.setText("×")
-        self.close_button.setAutoRaise(True)
-        self.close_button.setAccessibleName("Dismiss")
-        self.close_button.setToolTip("Dismiss")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        layout.setSpacing(4)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.undo_button)
-        layout.addWidget(self.close_button)
-        self.timer = QTimer(self, singleShot=True)
-        self.timer.timeout.connect(self._expire)
-        self._timeout_ms = 0
-        self.undo_button.clicked.connect(self.undoRequested)
-        self.close_button.clicked.connect(self._expire)
-        self.hide()
-
-    def show_message(self, text: str, timeout_ms: int) -> None:
-        self.label.setText(text)
-        self.setAccessibleDescription(text)
-        self.show()
-        self._timeout_ms = timeout_ms
-        if not self.underMouse():
-            self.timer.start(timeout_ms)
-
-    # The time runs only while the pointer is elsewhere: reaching for Undo must not race the clock.
-    def enterEvent(self, event: QEnterEvent) -> None:
-        self.timer.stop()
-        super().enterEvent(event)
-
-    def leaveEvent(self, event: QEvent) -> None:
-        if self.isVisible():
-            self.timer.start(self._timeout_ms)
-        super().leaveEvent(event)
-
-    def dismiss(self) -> None:
-        self.timer.stop()
-        self.hide()
-
-    def _expire(self) -> None:
-        self.dismiss()
-        self.expired.emit()
 
 
 class Sidebar(QWidget):
@@ -119,6 +51,8 @@ class Sidebar(QWidget):
     conversationTrashed = Signal(int)  # after the sidebar selected a neighbour (if it was the current one)
     conversationRestored = Signal(int)  # after the sidebar selected it again
     problem = Signal(str, str)  # (title, sentence) of a history error
+    titleRequested = Signal(int)  # "Suggest title with the model" (or stop it, while `suggesting_title`)
+    exportRequested = Signal()  # "Export…": the selected conversations
 
     def __init__(
         self,
@@ -135,6 +69,7 @@ class Sidebar(QWidget):
         self._filling = False
         self._refresh_pending = False
         self._trashed: list[int] = []  # what Undo brings back
+        self.suggesting_title = False  # the window says so: the menu then offers to stop it
 
         self.new_button = QPushButton("New chat", self)
         self.new_button.setObjectName("newChatButton")
@@ -153,6 +88,8 @@ class Sidebar(QWidget):
         self.delegate = SidebarDelegate(self.list)
         self.list.setItemDelegate(self.delegate)
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
+        # Ctrl/Shift+click select several conversations (to export them); the current one is the one shown.
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -243,6 +180,13 @@ class Sidebar(QWidget):
         convs = list(conversations)
         self._reload(lambda limit, offset: convs[offset : offset + limit], len(convs), current, keep_current=False)
 
+    def selected_ids(self) -> list[int]:
+        """The conversations selected (Ctrl/Shift+click), in list order; the current one when none is."""
+        rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
+        ids = [int(cid) for row in rows if (cid := self.model.index(row, 0).data(IdRole)) is not None]
+        current = self.current_id()
+        return ids or ([] if current is None else [current])
+
     def current_id(self) -> int | None:
         cid = self.list.currentIndex().data(IdRole)
         return None if cid is None else int(cid)
@@ -269,7 +213,8 @@ class Sidebar(QWidget):
         try:
             if row < 0:
                 self.list.selectionModel().clear()
-            else:
+            elif self.list.currentIndex().row() != row:
+                # Only when it changes: during a Ctrl+click the view would read the modifier and toggle it off.
                 self.list.setCurrentIndex(self.model.index(row, 0))
         finally:
             self._filling = False
@@ -396,7 +341,8 @@ class Sidebar(QWidget):
         cid = index.data(IdRole)
         if cid is None:
             return
-        self.list.setCurrentIndex(index)
+        if not self.list.selectionModel().isSelected(index):
+            self.list.setCurrentIndex(index)  # a click outside the selection: that one alone
         menu = QMenu(self)
         pinned = bool(index.data(PinnedRole))
         entries: list[tuple[str, QKeySequence | None, Callable[[], None]]] = [
@@ -404,6 +350,11 @@ class Sidebar(QWidget):
         ]
         if self._history is not None:
             entries.append(("Unpin" if pinned else "Pin to top", None, lambda: self.set_pinned(int(cid), not pinned)))
+            suggest = "Stop suggesting the title" if self.suggesting_title else "Suggest title with the model"
+            entries.append((suggest, None, lambda: self.titleRequested.emit(int(cid))))
+            count = len(self.selected_ids())
+            export = "Export…" if count < 2 else f"Export {count} conversations…"
+            entries.append((export, None, self.exportRequested.emit))
         entries.append(("Delete" if self._history else "Delete…", QKeySequence(Qt.Key.Key_Delete), self.delete_current))
         for text, keys, slot in entries:
             action = menu.addAction(text)

@@ -20,7 +20,7 @@ from llamadesk.core.history import History
 from llamadesk.core.settings import AppSettings, save_settings
 from llamadesk.paths import Paths, get_paths
 from llamadesk.ui.main_window import MainWindow
-from llamadesk.ui.workers import live_hosts
+from llamadesk.ui.workers import live_hosts, live_query_runners
 
 LOAD_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 60_000
@@ -56,6 +56,7 @@ def dialogs(monkeypatch: pytest.MonkeyPatch) -> Dialogs:
 def no_thread_left() -> Iterator[None]:
     yield
     assert live_hosts() == [], "an engine thread is still running after the test"
+    assert live_query_runners() == [], "a history query thread is still running after the test"
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -10,17 +12,31 @@ from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
 from llamadesk.ui.find_bar import DEBOUNCE_MS, FindBar
+from llamadesk.ui.workers import live_query_runners
+
+
+@pytest.fixture(autouse=True)
+def no_query_thread_left() -> Iterator[None]:
+    yield
+    assert live_query_runners() == [], "a query thread is still running after the test"
 
 
 @pytest.fixture
-def bar(qtbot: QtBot, history: History) -> FindBar:
+def bar(qtbot: QtBot, history: History) -> Iterator[FindBar]:
     b = FindBar(history)
     qtbot.addWidget(b)
     b.resize(520, b.sizeHint().height())
     with qtbot.waitActive(b):
         b.show()
         b.activateWindow()
-    return b
+    yield b
+    b.shutdown()
+
+
+def find(bar: FindBar, qtbot: QtBot, text: str | None = None, **kwargs: object) -> None:
+    """Opens the bar on `text` and waits for the matches (found in the query thread)."""
+    with qtbot.waitSignal(bar.searched, timeout=5000):
+        bar.open_find(text, **kwargs)  # type: ignore[arg-type]
 
 
 def cake_conversation(history: History) -> tuple[int, list[int]]:
@@ -47,7 +63,7 @@ def test_counts_matches_and_steps_through_them(bar: FindBar, history: History, q
     bar.scrollToMessage.connect(scrolled.append)
     bar.highlightChanged.connect(highlights.append)
 
-    bar.open_find("cake")
+    find(bar, qtbot, "cake")
     assert bar.matches() == ids  # the branch shown only, oldest first
     assert bar.count_label.text() == "3 of 3"  # starts at the newest: the chat shows the bottom
     assert scrolled == [ids[2]] and highlights == ["cake"]
@@ -74,7 +90,8 @@ def test_typing_searches_after_a_pause_with_prefixes(bar: FindBar, history: Hist
     qtbot.keyClicks(bar.field, "cak")
     qtbot.waitUntil(lambda: bar.count_label.text() == "3 of 3", timeout=DEBOUNCE_MS + 2000)
     qtbot.keyClicks(bar.field, "ez")
-    qtbot.keyClick(bar.field, Qt.Key.Key_Return)  # Enter before the pause: searches at once
+    with qtbot.waitSignal(bar.searched, timeout=1000):  # sooner than the pause: Enter searched at once
+        qtbot.keyClick(bar.field, Qt.Key.Key_Return)
     assert bar.matches() == [] and bar.count_label.text() == "No matches"
     assert not bar.next_button.isEnabled() and not bar.prev_button.isEnabled()
 
@@ -83,16 +100,17 @@ def test_starts_at_the_anchor_and_refresh_keeps_the_current_match(bar: FindBar, 
     cid, ids = cake_conversation(history)
     bar.set_conversation(cid)
     bar.set_anchor(lambda: ids[1])  # the chat view's top message: the search starts there, like a browser
-    bar.open_find("cake")
+    find(bar, qtbot, "cake")
     assert bar.current_message() == ids[1] and bar.count_label.text() == "2 of 3"
 
     new = history.add_message(cid, "user", "one more cake please")
-    with qtbot.assertNotEmitted(bar.scrollToMessage):
+    with qtbot.assertNotEmitted(bar.scrollToMessage), qtbot.waitSignal(bar.searched):
         bar.refresh()  # a reply arrived: the count grows, the view stays where it is
     assert bar.matches() == [*ids, new.id] and bar.count_label.text() == "2 of 4"
 
     empty = history.create_conversation("Empty")
-    bar.set_conversation(empty.id)  # another conversation: searched afresh
+    with qtbot.waitSignal(bar.searched):
+        bar.set_conversation(empty.id)  # another conversation: searched afresh
     assert bar.matches() == [] and bar.count_label.text() == "No matches"
 
 
@@ -100,7 +118,7 @@ def test_opening_at_a_search_hit_without_taking_the_focus(bar: FindBar, history:
     cid, ids = cake_conversation(history)
     bar.set_conversation(cid)
     bar.close_find()
-    with qtbot.waitSignal(bar.scrollToMessage) as scrolled:
+    with qtbot.waitSignal(bar.scrollToMessage, timeout=5000) as scrolled:
         bar.open_find("cake", start_at=ids[0], focus=False)
     assert scrolled.args == [ids[0]] and bar.count_label.text() == "1 of 3"
     assert not bar.field.hasFocus()
@@ -112,15 +130,29 @@ def test_esc_closes_the_bar_even_where_the_window_binds_it(history: History, qtb
     layout = QVBoxLayout(window)
     bar = FindBar(history, window)
     layout.addWidget(bar)
+    window.destroyed.connect(lambda *_: bar.runner.shutdown())
     stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), window)  # like MainWindow's Stop while a reply streams
     stopped: list[bool] = []
     stop.activated.connect(lambda: stopped.append(True))
     with qtbot.waitActive(window):
         window.show()
         window.activateWindow()
-    bar.open_find("cake")
+    find(bar, qtbot, "cake")
     assert bar.field.hasFocus()
     qtbot.keyClick(bar.field, Qt.Key.Key_Escape)
     assert not bar.isVisible() and stopped == []
     qtbot.keyClick(window, Qt.Key.Key_Escape)  # elsewhere, Esc still stops
     assert stopped == [True]
+
+
+def test_a_late_result_after_closing_is_dropped(bar: FindBar, history: History, qtbot: QtBot) -> None:
+    cid, _ids = cake_conversation(history)
+    bar.set_conversation(cid)
+    highlights: list[str] = []
+    bar.highlightChanged.connect(highlights.append)
+    bar.open_find("cake")  # the search is on its way to the query thread...
+    bar.close_find()  # ...and Esc comes first
+    probe: list[int] = []
+    bar.runner.submit("probe", lambda h: 1, probe.append, lambda _e: None)  # queued after the dropped one
+    qtbot.waitUntil(lambda: probe == [1])
+    assert highlights == [""] and bar.matches() == []  # nothing highlighted again behind your back

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import numpy as np
+import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QTextCursor
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
 from llamadesk.ui.main_window import MainWindow
+from llamadesk.ui.workers import live_query_runners
+
+
+@pytest.fixture(autouse=True)
+def no_query_thread_left() -> Iterator[None]:
+    yield
+    assert live_query_runners() == [], "a query thread is still running after the test"
+
+
+def highlighted_pixels(widget: QWidget) -> int:
+    """How many pixels of `widget` have the highlight colour (#ffe26a) — what a user sees, not a flag."""
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    bgra = pixels[:, : image.width() * 4].reshape(image.height(), image.width(), 4)
+    return int(np.count_nonzero((bgra[..., 0] == 0x6A) & (bgra[..., 1] == 0xE2) & (bgra[..., 2] == 0xFF)))
 
 
 def _fill(history: History) -> tuple[int, int, int]:
@@ -45,6 +64,48 @@ def test_a_search_hit_opens_its_conversation_at_the_message(
     qtbot.waitUntil(lambda: window.chat_view.visualRect(window.chat_model.index(row, 0)).intersects(
         window.chat_view.viewport().rect()))  # fmt: skip
 
+    # ...with the words highlighted in the bubble, and the find bar ready to step to the next match
+    view = window.chat_view
+    qtbot.waitUntil(lambda: view.delegate.highlight_query == "turnips")
+    doc = view.delegate.document(window.chat_model.row(row), view.delegate.text_width(view.delegate.row_width()))[0]
+    spans = view.delegate.highlight_spans(window.chat_model.row(row), doc)
+    assert [doc.toPlainText()[a:b] for a, b in spans] == ["turnips"]
+    qtbot.waitUntil(lambda: highlighted_pixels(view.viewport()) > 20)
+    bar = nav.find_bar
+    assert bar.isVisible() and bar.count_label.text() == "1 of 1" and bar.current_message() == target
+    bar.close_find()  # Esc: the highlight goes
+    assert view.delegate.highlight_query == "" and highlighted_pixels(view.viewport()) == 0
+
+
+def test_highlight_handles_markdown_and_characters_outside_the_bmp(
+    make_window: Callable[..., MainWindow], history: History, qtbot: QtBot
+) -> None:
+    conv = history.create_conversation("Emoji")
+    history.add_message(conv.id, "user", "🦙🦙 llama time")
+    history.add_message(conv.id, "assistant", "Here **Llamas** and 🦙 *llama* wool, no llamadesk.")
+    window = make_window(auto_load=False)
+    window.select_conversation(conv.id)
+    view = window.chat_view
+    width = view.delegate.text_width(view.delegate.row_width())
+
+    def selected(i: int) -> list[str]:
+        doc = view.delegate.document(window.chat_model.row(i), width)[0]
+        texts = []
+        for a, b in view.delegate.highlight_spans(window.chat_model.row(i), doc):
+            cursor = QTextCursor(doc)  # positions in UTF-16 units: the cursor selects exactly the word
+            cursor.setPosition(a)
+            cursor.setPosition(b, QTextCursor.MoveMode.KeepAnchor)
+            texts.append(cursor.selectedText())
+        return texts
+
+    view.set_highlight("llama")  # as typed in the find bar: the last word is a prefix
+    assert selected(0) == ["llama"] and selected(1) == ["Llamas", "llama", "llamadesk"]
+    view.set_highlight('"llama"')  # quoted: the whole word only
+    assert selected(0) == ["llama"] and selected(1) == ["llama"]
+    qtbot.waitUntil(lambda: highlighted_pixels(view.viewport()) > 20)
+    view.set_highlight("")
+    qtbot.waitUntil(lambda: highlighted_pixels(view.viewport()) == 0)
+
 
 def test_find_bar_steps_through_matches_in_the_open_conversation(
     make_window: Callable[..., MainWindow], history: History, qtbot: QtBot
@@ -57,6 +118,8 @@ def test_find_bar_steps_through_matches_in_the_open_conversation(
     qtbot.waitUntil(bar.isVisible)
     bar.open_find("filler answer")
     qtbot.waitUntil(lambda: len(bar.matches()) == 40)
+    assert window.chat_view.delegate.highlight_query == "filler answer"  # Ctrl+F highlights the same way
+    qtbot.waitUntil(lambda: highlighted_pixels(window.chat_view.viewport()) > 20)
 
 
 def test_models_menu_opens_the_model_manager(make_window: Callable[..., MainWindow], qtbot: QtBot) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -10,17 +13,31 @@ from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import MARK_END, MARK_START, History
 from llamadesk.ui.search_panel import DEBOUNCE_MS, HitRole, SearchPanel, SnippetHtmlRole, format_when, snippet_html
+from llamadesk.ui.workers import BackgroundQueries, live_query_runners
+
+
+@pytest.fixture(autouse=True)
+def no_query_thread_left() -> Iterator[None]:
+    yield
+    assert live_query_runners() == [], "a query thread is still running after the test"
 
 
 @pytest.fixture
-def panel(qtbot: QtBot, history: History) -> SearchPanel:
+def panel(qtbot: QtBot, history: History) -> Iterator[SearchPanel]:
     p = SearchPanel(history)
     qtbot.addWidget(p)
     p.resize(380, 520)
     with qtbot.waitActive(p):
         p.show()
         p.activateWindow()
-    return p
+    yield p
+    p.shutdown()
+
+
+def search(panel: SearchPanel, qtbot: QtBot, text: str) -> None:
+    """Types `text` at once and waits for its first page (searches run in the query thread)."""
+    with qtbot.waitSignal(panel.model.searched, timeout=5000):
+        panel.set_query(text)
 
 
 def test_snippet_html_bolds_matches_and_escapes_everything_else() -> None:
@@ -61,7 +78,7 @@ def test_results_as_you_type_with_highlights_and_open(panel: SearchPanel, histor
     assert "&lt;b&gt;" in html_text  # the message's own markup is text, not bold
     assert not panel.status.isVisible()
 
-    panel.set_query("ginger")  # a title hit first, then the messages, newest first
+    search(panel, qtbot, "ginger")  # a title hit first, then the messages, newest first
     hits = [panel.model.index(r, 0).data(HitRole) for r in range(panel.model.rowCount())]
     assert hits[0].message_id is None and hits[0].conversation_id == cake.id
     assert {h.message_id for h in hits[1:]} >= {reply.id}
@@ -91,15 +108,16 @@ def test_order_toggle_and_no_results(panel: SearchPanel, history: History, qtbot
     conv = history.create_conversation("Notes")
     history.add_message(conv.id, "user", "sqlite sqlite sqlite wal")
     history.add_message(conv.id, "user", "sqlite once, then many other words about nothing in particular")
-    panel.set_query("sqlite")
+    search(panel, qtbot, "sqlite")
     assert panel.order() == "recent" and panel.newest_button.isChecked()
     newest = [panel.model.index(r, 0).data(HitRole).message_id for r in range(panel.model.rowCount())]
-    qtbot.mouseClick(panel.relevance_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(panel.model.searched):
+        qtbot.mouseClick(panel.relevance_button, Qt.MouseButton.LeftButton)
     assert panel.order() == "relevance" and panel.model.order == "relevance"
     ranked = [panel.model.index(r, 0).data(HitRole).message_id for r in range(panel.model.rowCount())]
     assert sorted(ranked) == sorted(newest) and ranked != newest  # the dense one ranks first
 
-    panel.set_query("zzqx")
+    search(panel, qtbot, "zzqx")
     assert panel.model.rowCount() == 0
     assert panel.status.isVisible() and panel.status.text() == "Nothing found for “zzqx”."
     with qtbot.waitSignal(panel.closeRequested):
@@ -110,14 +128,15 @@ def test_results_are_read_page_by_page(panel: SearchPanel, history: History, qtb
     conv = history.create_conversation("Many")
     for i in range(130):
         history.add_message(conv.id, "user", f"kettle number {i}")
-    panel.set_query("kettle")
+    search(panel, qtbot, "kettle")
     model = panel.model
     assert model.rowCount() == 50 and model.canFetchMore()
     panel.results.scrollToBottom()
     qtbot.waitUntil(lambda: model.rowCount() == 100)
-    while model.canFetchMore():
-        model.fetchMore()
-    assert model.rowCount() == 130
+    model.fetchMore()
+    assert not model.canFetchMore()  # a page is on its way: the view does not ask twice
+    qtbot.waitUntil(lambda: model.rowCount() == 130)
+    assert not model.canFetchMore()
     assert len({model.index(r, 0).data(HitRole).message_id for r in range(130)}) == 130
 
 
@@ -133,6 +152,7 @@ def test_esc_asks_to_close_even_where_the_window_binds_it(history: History, qtbo
     qtbot.addWidget(window)
     panel = SearchPanel(history, window)
     QVBoxLayout(window).addWidget(panel)
+    window.destroyed.connect(lambda *_: panel.runner.shutdown())  # the panel's own query thread ends with it
     stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), window)
     stopped: list[bool] = []
     stop.activated.connect(lambda: stopped.append(True))
@@ -143,3 +163,61 @@ def test_esc_asks_to_close_even_where_the_window_binds_it(history: History, qtbo
     with qtbot.waitSignal(panel.closeRequested):
         qtbot.keyClick(panel.field, Qt.Key.Key_Escape)
     assert stopped == []
+
+
+def test_searches_run_in_a_thread_of_their_own_and_stale_results_are_dropped(history: History, qtbot: QtBot) -> None:
+    runner = BackgroundQueries(lambda: History(history.path, trash_retention_s=None), name="test-queries")
+    try:
+        started, release = threading.Event(), threading.Event()
+        threads: list[int] = []
+        results: list[str] = []
+
+        def slow(h: History) -> str:
+            threads.append(threading.get_ident())
+            started.set()
+            assert release.wait(10)  # held until the GUI thread has asked again
+            return "old"
+
+        runner.submit("search", slow, results.append, results.append)
+        assert started.wait(10)  # it runs while the GUI thread goes on: not here
+        assert threads[0] != threading.get_ident()
+        runner.submit("search", lambda h: "skipped", results.append, results.append)  # stale before it starts
+        runner.submit("search", lambda h: h.path.name, results.append, results.append)
+        release.set()
+        qtbot.waitUntil(lambda: results == [history.path.name])  # its own History on the same file
+        assert not runner.busy("search")
+
+        runner.submit("search", lambda h: 1 / 0, results.append, results.append)
+        qtbot.waitUntil(lambda: len(results) == 2)
+        assert results[1].startswith("The operation failed unexpectedly")
+    finally:
+        runner.shutdown()
+    assert not runner.thread_running
+
+
+def test_typing_stays_responsive_while_a_search_runs(panel: SearchPanel, history: History, qtbot: QtBot) -> None:
+    conv = history.create_conversation("Kettles")
+    history.add_message(conv.id, "user", "a kettle of fish")
+    release = threading.Event()
+    panel.runner.submit("block", lambda h: release.wait(10), lambda _r: None, lambda _e: None)  # a busy thread
+    panel.set_query("kettle")
+    qtbot.keyClicks(panel.field, " fish")  # the GUI thread is free: typing goes on while the search waits
+    assert panel.field.text() == "kettle fish" and panel.model.rowCount() == 0
+    with qtbot.waitSignal(panel.model.searched, timeout=5000):
+        release.set()
+        panel.run_now()
+    assert panel.model.query == "kettle fish" and panel.model.rowCount() == 1
+
+
+def test_enter_right_after_typing_opens_the_first_hit_of_what_was_typed(
+    panel: SearchPanel, history: History, qtbot: QtBot
+) -> None:
+    conv = history.create_conversation("Notes")
+    target = history.add_message(conv.id, "user", "the kettle whistles")
+    panel.field.setFocus()
+    qtbot.keyClicks(panel.field, "whistle")
+    with qtbot.waitSignal(panel.openRequested, timeout=5000) as opened:
+        qtbot.keyClick(panel.field, Qt.Key.Key_Return)  # before the pause in typing: searched, then opened
+    assert opened.args == [conv.id, target.id, "whistle"]
+    with qtbot.assertNotEmitted(panel.openRequested, wait=300):
+        panel.run_now()  # the one-shot open does not fire again on a later search

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from PySide6.QtGui import QFontDatabase, QTextDocument
 
-from llamadesk.core.markdown import LIGHT, CodeBlock, Rendered, Theme, render_markdown, stable_prefix_length
+from llamadesk.core.markdown import (
+    LIGHT,
+    CodeBlock,
+    Rendered,
+    Theme,
+    break_long_runs,
+    render_markdown,
+    stable_prefix_length,
+)
 
 HTML_CACHE_SIZE = 512
 PREFIX_CACHE_SIZE = 8
@@ -46,7 +54,7 @@ class MessageRenderer:
 
     def __call__(self, doc: QTextDocument, text: str, role: str, streaming: bool = False) -> RenderInfo:
         if role != "assistant" or not text:
-            doc.setPlainText(text)
+            doc.setPlainText(break_long_runs(text))  # a pasted 1 MB word would take a minute to lay out
             return EMPTY
         rendered = self.rendered(text, streaming=streaming)
         doc.setDefaultStyleSheet(STYLE_SHEET)
@@ -69,9 +77,7 @@ class MessageRenderer:
         return render_markdown(text, theme=self.theme, first_block=first_block, mono=self.mono)
 
     @staticmethod
-    def _cached(
-        cache: OrderedDict[str, Rendered], key: str, limit: int, make: Callable[[], Rendered]
-    ) -> Rendered:
+    def _cached(cache: OrderedDict[str, Rendered], key: str, limit: int, make: Callable[[], Rendered]) -> Rendered:
         found = cache.get(key)
         if found is not None:
             cache.move_to_end(key)

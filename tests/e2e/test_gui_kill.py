@@ -1,0 +1,162 @@
+"""Crash safety of the GUI: the real window, killed with SIGKILL at random moments while it streams a reply, always
+restarts with every conversation intact, the partial reply saved (≤ 1 s lost) and marked interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gguf
+import pytest
+
+from llamadesk.core.history import History
+from llamadesk.core.settings import AppSettings, save_settings
+from llamadesk.paths import get_paths
+
+CHILD = Path(__file__).resolve().parent / "gui_kill_child.py"
+WAIT_S = 60.0  # generous bound on every wait (a child loads PySide6, llama.cpp and the model): never a hang
+MAX_LOST_S = 1.0
+KILL_WINDOW_S = 1.5  # the kill comes at a random moment up to this long after the first text reached the disk
+
+
+@pytest.fixture(scope="module")
+def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its end-of-turn output rows zeroed: a reply never ends by itself."""
+    path = tmp_path_factory.mktemp("endless-gui") / "tiny-endless.gguf"
+    shutil.copy(tiny_model, path)
+    reader = gguf.GGUFReader(path, "r+")
+    output = next(t for t in reader.tensors if t.name == "output.weight")
+    output.data[[2, 4]] = 0  # "</s>" and "<|im_end|>"
+    reader.data.flush()
+    del reader
+    return path
+
+
+def start_reader(proc: subprocess.Popen[str]) -> queue.Queue[dict[str, Any] | None]:
+    """The child's JSON lines through a queue, so every read can time out; None marks the end."""
+    lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    decoder = json.JSONDecoder()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                start = line.find('{"kind"')  # llama.cpp may write to the same stdout, without a line break
+                if start >= 0:
+                    with contextlib.suppress(ValueError):  # a line cut short by the kill
+                        lines.put(decoder.raw_decode(line, start)[0])
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=pump, daemon=True, name="gui-child-stdout").start()
+    return lines
+
+
+def next_event(lines: queue.Queue[dict[str, Any] | None], proc: subprocess.Popen[str]) -> dict[str, Any]:
+    try:
+        event = lines.get(timeout=WAIT_S)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail(f"the window printed nothing for {WAIT_S:.0f} s")
+    if event is None or event["kind"] == "failed":
+        proc.kill()
+        stderr = proc.stderr.read() if proc.stderr else ""
+        pytest.fail(f"the window stopped early ({event}):\n{stderr[-3000:]}")
+    return event
+
+
+def saved_text(db: Path, message_id: int) -> str:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT content FROM messages WHERE id = ?", (message_id,)).fetchone()
+    finally:
+        conn.close()
+    return "" if row is None else str(row[0])
+
+
+def kill_while_streaming(home: Path, delay_s: float) -> tuple[int, int, list[tuple[float, str]], float]:
+    """Runs the window until its reply has text on disk, waits `delay_s`, kills it. Returns the conversation and
+    reply ids, the batches of text the window had received (time, text) and the moment of the kill."""
+    env = {**os.environ, "LLAMADESK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    lines = start_reader(proc)
+    events: list[dict[str, Any]] = []  # tokens may come before "reply" is printed: send() lets events through
+    try:
+        event = next_event(lines, proc)
+        while event["kind"] != "reply":
+            events.append(event)
+            event = next_event(lines, proc)
+        cid, reply_id, request = int(event["conversation"]), int(event["id"]), event["request"]
+        db = get_paths(home).history_db
+        while not saved_text(db, reply_id):  # checked at each batch: the first text has reached the disk
+            events.append(next_event(lines, proc))
+        time.sleep(delay_s)  # the random moment of the crash (the stream goes on meanwhile)
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while (event := lines.get(timeout=WAIT_S)) is not None:  # everything it printed before it died
+        events.append(event)
+    batches = [(float(e["t"]), str(e["text"])) for e in events if e["kind"] == "tokens" and e["request"] == request]
+    return cid, reply_id, batches, killed_at
+
+
+def run_kills(home: Path, endless_model: Path, runs: int, seed: int) -> None:
+    paths = get_paths(home).ensure()
+    save_settings(paths.settings_file, AppSettings(n_threads=1))
+    shutil.copy(endless_model, paths.models / endless_model.name)
+    rng = random.Random(seed)
+    earlier: dict[int, str] = {}  # reply id → its text after the crash that interrupted it
+    for run in range(runs):
+        delay = rng.uniform(0.0, KILL_WINDOW_S)
+        cid, reply_id, batches, killed_at = kill_while_streaming(home, delay)
+        history = History(paths.history_db)  # the restart
+        try:
+            assert history.check_integrity() == [], f"run {run}"
+            message = history.get_message(reply_id)
+            assert message.status == "interrupted", f"run {run}"
+            assert [m.role for m in history.messages(cid)] == ["user", "assistant"]
+            assert history.messages(cid)[0].content == "Tell me a very long story"
+            received = "".join(text for _t, text in batches)
+            saved = message.content
+            # The saved text is the reply's beginning (the window may have saved a last batch it did not print).
+            assert received.startswith(saved) or saved.startswith(received), f"run {run}"
+            # ≤ 1 s lost: everything the window had received a second before the kill is on disk.
+            due = "".join(text for t, text in batches if t <= killed_at - MAX_LOST_S)
+            assert len(saved) >= len(due) > 0 or not due, (
+                f"run {run}: {len(due) - len(saved)} characters more than 1 s old were lost (delay {delay:.2f} s)"
+            )
+            assert saved, f"run {run}"
+            for rid, text in earlier.items():  # every earlier conversation came through this crash too
+                again = history.get_message(rid)
+                assert (again.content, again.status) == (text, "interrupted"), f"run {run}, reply {rid}"
+            earlier[reply_id] = saved
+        finally:
+            history.close()
+
+
+def test_the_window_killed_while_streaming_restarts_intact(llamadesk_home: Path, endless_model: Path) -> None:
+    run_kills(llamadesk_home, endless_model, runs=5, seed=int(os.environ.get("LLAMADESK_KILL_SEED", "5")))
+
+
+@pytest.mark.slow
+def test_the_window_killed_many_times(llamadesk_home: Path, endless_model: Path) -> None:
+    run_kills(llamadesk_home, endless_model, runs=int(os.environ.get("LLAMADESK_KILL_RUNS", "25")), seed=25)
