@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import alternate, machine, model_path, note, ratio_summary, wanted
 
-BENCHMARKS = ("stream", "ttft_multiturn", "cold_start", "memory")
+BENCHMARKS = ("stream", "ttft_multiturn", "cold_start", "memory", "token_probs")
 N_CTX = 2048
 SEED = 1234
 PROMPT = [{"role": "user", "content": "Write a long story about a llama who learns to write computer programs."}]
@@ -458,6 +458,83 @@ def bench_memory(model: Path, threads: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _recorder_cost_us(engine: Any, params: Any, steps: int = 32) -> float:
+    """Times TopKRecorder alone on logits captured from the model (llama.cpp's strided candidate layout)."""
+    import numpy as np
+
+    from llamadesk.core import token_probs
+
+    captured: list[Any] = []
+    original = token_probs.TopKRecorder.__call__
+
+    def capture(self: Any, ids: Any, scores: Any) -> Any:
+        captured.append(np.array(scores))
+        return original(self, ids, scores)
+
+    token_probs.TopKRecorder.__call__ = capture  # type: ignore[method-assign,assignment]
+    try:
+        for _event in engine.stream(PROMPT, params.replace(max_tokens=steps), token_probs=True):
+            pass
+    finally:
+        token_probs.TopKRecorder.__call__ = original  # type: ignore[method-assign]
+    layout = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+    packed = np.zeros(len(captured[0]), dtype=layout)
+    view = packed["logit"]
+    recorder = token_probs.TopKRecorder(lambda t: str(t))
+    spent, n = 0.0, 0
+    for _round in range(10):
+        for logits in captured:
+            view[:] = logits
+            started = time.perf_counter()
+            view[:] = recorder(None, view)
+            recorder.take(int(np.argmax(logits)), 0, "")
+            spent += time.perf_counter() - started
+            n += 1
+    return spent / n * 1e6
+
+
+def bench_token_probs(model: Path, threads: int, rounds: int, max_tokens: int) -> dict[str, Any]:
+    """Tokens/s with the top-k probability recorder installed vs without, same engine, alternating."""
+    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engine_api import LoadOptions
+
+    engine = LlamaCppEngine()
+    engine.load(LoadOptions(model, n_ctx=N_CTX, n_threads=threads))
+    params = _params(max_tokens)
+
+    def with_probs() -> dict[str, float]:
+        return _timed(engine.stream(PROMPT, params, token_probs=True), _engine_piece)
+
+    def without() -> dict[str, float]:
+        return _timed(engine.stream(PROMPT, params), _engine_piece)
+
+    with_probs(), without()  # warm
+    ours, theirs, ratios = [], [], []
+    for i in range(rounds):
+        a, b = alternate(i, with_probs, without)
+        ours.append(a["tokens_per_s"])
+        theirs.append(b["tokens_per_s"])
+        ratios.append(a["tokens_per_s"] / b["tokens_per_s"])
+        note(f"token_probs round {i + 1}: {a['tokens_per_s']:.1f} vs {b['tokens_per_s']:.1f} tokens/s")
+    cost_us = _recorder_cost_us(engine, params)
+    engine.close()
+    summary = ratio_summary(ratios)
+    return {
+        "benchmark": "token_probs",
+        # the recorder's own time per token on this model's real logits, and that as a share of a token's time:
+        # steadier than the end-to-end ratio on a busy machine
+        "recorder_us_per_token": cost_us,
+        "estimated_cost": cost_us * 1e-6 * statistics.median(theirs),
+        "value": statistics.median(ours),
+        "reference": statistics.median(theirs),
+        "unit": "tokens/s",
+        "reference_is": "the same engine and prompt without recording token probabilities",
+        **summary,
+        "goal": "ratio >= 0.97 to record by default (else off by default)",
+        "ok": summary["ratio"] >= 0.97,
+    }
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from llamadesk.core.engine import default_threads
 
@@ -471,6 +548,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         ("cold_start", lambda: bench_cold_start(2 if quick else 5)),
         ("cold_start", lambda: bench_model_load(model, threads, 2 if quick else 6)),
         ("memory", lambda: bench_memory(model, threads, 1 if quick else 3)),
+        ("token_probs", lambda: bench_token_probs(model, threads, 2 if quick else 8, 64 if quick else 128)),
     ]
     records = []
     for name, job in jobs:

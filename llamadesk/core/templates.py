@@ -123,6 +123,13 @@ def choose_template(
     return ChosenTemplate(t.name, "architecture", t.source, t.stop)
 
 
+def prefers_completion(has_chat_template: bool, template_source: str) -> bool:
+    """Whether a model is best used as a base model (notebook mode) rather than a chat: its GGUF has no chat
+    template and the user chose none, so the template in use is only a guess from the architecture."""
+    return not has_chat_template and template_source == "architecture"
+
+
+CONTINUE_SENTINEL = "\ue000llamadesk-continue\ue000"  # private-use characters: no template produces them
 RENDER_SECONDS = 2.0  # a chat template that runs longer is stuck or hostile
 MAX_PROMPT_CHARS = 16 * 1024 * 1024  # far beyond any context window; stops templates that build huge strings
 
@@ -190,7 +197,22 @@ class TemplateRenderer:
             ) from exc
         self.stop = tuple(s for s in (*template.stop, eos_token) if s)
 
-    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+    def render_open(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The conversation with its last message, an unfinished reply, left open for the model to extend.
+
+        Works for any template: the reply is rendered with a sentinel as its content, without a generation prompt,
+        and the text is cut at the sentinel (dropping the template's end of turn) and the reply put back. A template
+        that drops or alters the reply gets the fallback: the messages before it, a new reply turn, the text."""
+        if not messages or messages[-1].get("role") != "assistant":
+            raise TemplateError("Only a reply can be continued; the last message is not one.")
+        *head, last = messages
+        marked = self.render([*head, {**last, "content": CONTINUE_SENTINEL}], add_generation_prompt=False)
+        cut = marked.rfind(CONTINUE_SENTINEL)
+        if cut < 0:
+            return self.render(head) + last.get("content", "")
+        return marked[:cut] + last.get("content", "")
+
+    def render(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         def raise_exception(message: str) -> None:
             raise TemplateError(f"The chat template refused the conversation: {message}.")
 
@@ -211,7 +233,7 @@ class TemplateRenderer:
                 messages=[dict(m) for m in messages],
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
-                add_generation_prompt=True,
+                add_generation_prompt=add_generation_prompt,
                 raise_exception=raise_exception,
             )
         except TemplateError:

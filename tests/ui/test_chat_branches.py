@@ -130,18 +130,22 @@ def test_continue_extends_a_reply_that_hit_the_token_limit(
     first_text = reply.content
     sent: list[Any] = []
     generate = window.host.generate
-    monkeypatch.setattr(window.host, "generate", lambda msgs, params: sent.append(msgs) or generate(msgs, params))
+    monkeypatch.setattr(
+        window.host, "generate", lambda msgs, params, **kw: sent.append((msgs, kw)) or generate(msgs, params, **kw)
+    )
 
     click_action(qtbot, window, 1, "continue")
     wait_idle(qtbot, window)
 
-    assert sent[0][-1] == {"role": "assistant", "content": first_text}  # the unfinished turn goes to the model
+    assert sent[0][0][-1] == {"role": "assistant", "content": first_text}  # the unfinished turn goes to the model
+    assert sent[0][1]["mode"] == "continue"  # rendered open: the engine extends it instead of answering it
     stored = history.messages(cid)
     assert len(stored) == 2 and stored[1].id == reply.message_id  # extended in place, not a new message
     assert stored[1].content.startswith(first_text) and len(stored[1].content) > len(first_text)
     receipt = stored[1].receipt or {}
     assert len(receipt["continuations"]) == 1
     assert receipt["generated_tokens"] == 8 + receipt["continuations"][0]["generated_tokens"]
+    assert receipt["mode"] == "chat" and receipt["continuations"][0]["mode"] == "continue"
     assert window.chat_model.row(1).content == stored[1].content
 
 

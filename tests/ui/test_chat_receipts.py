@@ -6,11 +6,16 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
+from llamadesk.core.token_probs import TokenProb, records_from_receipt
 from llamadesk.paths import Paths
+from llamadesk.ui.chat.delegate import PAD_H, PAD_V
+from llamadesk.ui.chat.token_hover import align, record_at, tooltip_text
 from llamadesk.ui.main_window import MainWindow
 
 REPLY_TIMEOUT_MS = 60_000
@@ -51,7 +56,9 @@ def test_the_receipt_shows_model_sampling_seed_template_and_figures(
     assert dialog.value("Chat template") == f"{info.template_name} (from {info.template_source})"
     assert dialog.value("Temperature") == "0.7" and dialog.value("Top-k") == "40"
     assert dialog.value("Max tokens") == "64" and dialog.value("Mirostat eta") == "0.1"
-    assert dialog.value("Seed") == str(receipt["seed"])
+    assert receipt["sampling"]["seed"] is None and isinstance(receipt["seed"], int)  # asked: random; used: drawn
+    assert dialog.value("Seed") == f"{receipt['seed']} (random)"
+    assert dialog.value("Mode") == "chat"
     assert dialog.value("Generated tokens") == str(receipt["generated_tokens"])
     assert dialog.value("Finish reason") in ("stop", "length")
     assert dialog.value("Time to first token").endswith(("ms", "s"))  # type: ignore[union-attr]
@@ -90,6 +97,7 @@ def test_reproduce_gives_the_identical_text_at_temperature_above_zero(
     assert again.content == original.content and original.content
     assert again.receipt is not None and original.receipt is not None
     assert again.receipt["seed"] == original.receipt["seed"]
+    assert original.receipt["sampling"]["seed"] is None and again.receipt["sampling"]["seed"] == again.receipt["seed"]
     assert again.receipt["sampling"]["temperature"] == 0.9 and again.receipt["reproduces"] == original.id
     shown = window.chat_model.row(1)
     assert shown.message_id == again.id and (shown.alternative, shown.alternatives) == (2, 2)
@@ -119,3 +127,77 @@ def test_reproduce_needs_the_same_model_file(
     assert not dialog.reproduce_button.isEnabled()
     assert loaded in dialog.note.text() and "load that exact file" in dialog.note.text()
     dialog.close()
+
+
+def _first_char_point(window: MainWindow, row: int) -> QPoint:
+    """A point on the first character of a reply's bubble, in viewport coordinates."""
+    view = window.chat_view
+    index = window.chat_model.index(row, 0)
+    view.scrollTo(index)
+    rect = view.visualRect(index)
+    chat_row = window.chat_model.row(row)
+    doc, _info, _fresh = view.delegate.document(chat_row, view.delegate.text_width(rect.width()))
+    bubble = view.delegate.bubble_rect(chat_row, doc, rect)
+    line = doc.begin().layout().lineAt(0)
+    return QPointF(bubble.left() + PAD_H + 2, bubble.top() + PAD_V + line.y() + line.height() / 2).toPoint()
+
+
+def test_token_probabilities_are_kept_and_shown_on_hover(
+    endless_window: MainWindow, history: History, qtbot: QtBot
+) -> None:
+    window = endless_window
+    window.panel.rows["max_tokens"].spin.setValue(8)
+    assert not window.session.record_probs, "off by default"
+    window.chat.probs_action.trigger()
+    assert window.session.record_probs
+    send(qtbot, window, "tell me")
+    cid = window.current_cid
+    assert cid is not None
+    reply = history.messages(cid)[-1]
+    records = records_from_receipt(reply.receipt)
+    assert len(records) == 8 and reply.receipt["token_probs"]["k"] == 5  # type: ignore[index]
+    for record in records[1:]:  # the first may have lost its leading space (the chat strips it)
+        assert reply.content[record.offset : record.offset + len(record.text)] == record.text
+
+    click_action(qtbot, window, 1, "continue")
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    extended = history.messages(cid)[-1]
+    assert extended.id == reply.id and len(extended.content) > len(reply.content)
+    merged = records_from_receipt(extended.receipt)
+    assert len(merged) == 16 and merged[:8] == records
+    assert "token_probs" not in extended.receipt["continuations"][0]  # type: ignore[index]
+    for record in merged[8:]:  # the continuation's offsets count from the start of the whole reply
+        assert extended.content[record.offset : record.offset + len(record.text)] == record.text
+    assert window.session.token_records(reply.id) == merged
+
+    view = window.chat_view
+    pos = _first_char_point(window, 1)
+    tip = view.token_tooltip(pos)
+    assert tip is not None and tip.startswith("token '") and " · alternatives: '" in tip and "%" in tip
+    assert tip in {tooltip_text(r) for r in merged[:2]}
+    global_pos = view.viewport().mapToGlobal(pos)
+    QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, global_pos))
+    qtbot.waitUntil(lambda: QToolTip.isVisible() and QToolTip.text() == tip)
+    QToolTip.hideText()
+    user_point = view.visualRect(window.chat_model.index(0, 0)).center()
+    assert view.token_tooltip(user_point) is None  # your own messages have no probabilities
+
+    window.chat.probs_action.trigger()
+    send(qtbot, window, "again")
+    assert "token_probs" not in (history.messages(cid)[-1].receipt or {})
+    assert view.token_tooltip(_first_char_point(window, 3)) is None
+
+
+def test_rendered_text_maps_back_to_the_markdown_source() -> None:
+    source = "Some **bold** and `code`:\n\n- one\n- two"
+    rendered = "Some bold and code:\n\u2022 one\n\u2022 two"
+    mapping = align(source, rendered)
+    assert source[mapping[rendered.index("bold")]] == "b" and mapping[rendered.index("bold")] == source.index("bold")
+    assert mapping[rendered.index("code")] == source.index("code")
+    assert mapping[rendered.index("two")] == source.index("two")
+    assert mapping[rendered.index("\u2022")] == -1  # a bullet the renderer added
+    records = [TokenProb(0, "Some", 0.5), TokenProb(4, " **", 0.2), TokenProb(7, "bold", 0.9, (("big", 0.05),))]
+    assert record_at(records, source.index("bold") + 2) == records[2]
+    assert record_at(records, 100) is None and record_at(records, -1) is None
+    assert tooltip_text(records[2]) == "token 'bold' 90.0% · alternatives: 'big' 5.0%"
+    assert tooltip_text(TokenProb(0, "\n", 0.25)) == "token '\\n' 25.0%"

@@ -7,6 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
+from PySide6.QtGui import QAction
 
 from llamadesk.core.engine_api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
@@ -14,6 +15,7 @@ from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.branches import Tree
 from llamadesk.ui.chat.compare import CompareDialog
 from llamadesk.ui.chat.context import OverflowPolicy
+from llamadesk.ui.chat.notebook import menu_named
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
 
@@ -39,6 +41,21 @@ class ChatController(QObject):
         window.window_actions.compare.triggered.connect(lambda: self.show_compare())
         window.session.replyEnded.connect(self._on_reply_ended)
         window.host.worker.tokenCount.connect(self._on_token_count)
+        window.chat_view.token_records = window.session.token_records  # hovering a reply's token shows them
+        self.probs_action = QAction("Record Token &Probabilities", self)
+        self.probs_action.setObjectName("recordTokenProbs")
+        self.probs_action.setCheckable(True)
+        self.probs_action.setStatusTip("Keep each token's probability and alternatives; hover a reply to see them")
+        self.probs_action.toggled.connect(self.set_record_probs)
+        menu = menu_named(window, "&View")
+        if menu is not None:
+            menu.addAction(self.probs_action)
+
+    def set_record_probs(self, on: bool) -> None:
+        """Off by default: recording costs a little speed (bench: token_probs)."""
+        self.w.session.record_probs = on
+        if self.probs_action.isChecked() != on:
+            self.probs_action.setChecked(on)
 
     # --- state ---------------------------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -190,7 +207,8 @@ class ChatController(QObject):
 
     # --- A/B ----------------------------------------------------------------------------------------------------
     def show_compare(self) -> CompareDialog | None:
-        """Your last message, answered with two settings side by side (nothing is added to the history)."""
+        """Your last message, answered with two settings or two models side by side (nothing is added to the
+        history); B can run on another local model, loaded in a second engine while the dialog is open."""
         w = self.w
         rows = w.chat_model.rows()
         last_user = next((r for r in reversed(rows) if r.role == "user"), None)
@@ -204,6 +222,8 @@ class ChatController(QObject):
         dialog = CompareDialog(
             w.host, plan.messages, params, presets,
             renderer if isinstance(renderer, MessageRenderer) else MessageRenderer(), w,
+            models=w.picker.models(), current=w.model_info.path if w.model_info else None,
+            load_options=w._load_options,
         )  # fmt: skip
         if self.compare_dialog is not None:
             self.compare_dialog.close()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core.sampling import RANGES
 
+MODE_NAMES = {"chat": "chat", "continue": "continued reply", "completion": "notebook (raw text)"}
 POLICY_NAMES = {"stop": "stop", "drop_oldest": "drop the oldest turns", "drop_middle": "drop the middle"}
 
 
@@ -53,7 +54,7 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
         ("Chat template", template),
     ]
     knobs = [(rng.label, _sampling_value(sampling.get(name))) for name, rng in RANGES.items()]
-    knobs.append(("Seed", str(receipt.get("seed", "—"))))
+    knobs.append(("Seed", _seed(receipt, sampling)))
     result = [
         ("Finish reason", str(receipt.get("finish_reason", "—"))),
         ("Prompt tokens", _number(receipt.get("prompt_tokens"))),
@@ -63,6 +64,12 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
         ("Speed", _number(receipt.get("tokens_per_s"), "tokens/s", 1)),
         ("Total time", _seconds(receipt.get("total_s"))),
     ]
+    if receipt.get("mode"):
+        result.insert(0, ("Mode", MODE_NAMES.get(str(receipt["mode"]), str(receipt["mode"]))))
+    probs = receipt.get("token_probs")
+    if isinstance(probs, dict) and isinstance(probs.get("tokens"), list):
+        more = " (the first ones; the rest were not kept)" if probs.get("truncated") else ""
+        result.append(("Token probabilities", f"{len(probs['tokens'])} tokens, top {probs.get('k', '?')}{more}"))
     continuations = receipt.get("continuations")
     if isinstance(continuations, list) and continuations:
         result.append(("Continued", f"{len(continuations)} time(s); Reproduce repeats the first part"))
@@ -79,6 +86,16 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
         ("LlamaDesk", str(receipt.get("app_version", "—"))),
     ]
     return [("Model", model), ("Sampling", knobs), ("Reply", result), ("Prompt", prompt), ("Software", software)]
+
+
+def _seed(receipt: dict[str, Any], sampling: dict[str, Any]) -> str:
+    """The seed used, and whether it was asked for ("fixed") or drawn ("random": sampling.seed is null)."""
+    used = receipt.get("seed")
+    if used is None:
+        return "—"
+    if "seed" in sampling and sampling["seed"] is None:
+        return f"{used} (random)"
+    return f"{used} (fixed)" if sampling.get("seed") == used else str(used)
 
 
 def _sampling_value(value: Any) -> str:

@@ -14,6 +14,7 @@ from llamadesk.core.history.models import UNSET
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.branch_rows import branch_to, left_out, rows_after_request, rows_of_branch, stored_id
 from llamadesk.ui.chat.context import (
     DEFAULT_TOKENS_PER_CHAR,
@@ -26,28 +27,23 @@ from llamadesk.ui.chat.context import (
     reply_reserve,
 )
 from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
+from llamadesk.ui.chat.notebook_requests import NEW_TITLE, NotebookRequests, title_from
 from llamadesk.ui.chat.pending import PendingReply, merge_continuation, ratio_after_overflow
 from llamadesk.ui.workers import EngineHost
 
 log = logging.getLogger(__name__)
 
-NEW_TITLE = "New chat"
-TITLE_CHARS = 48
 FIT_RETRIES = 3  # a dropping policy tries again this often when its estimate was too optimistic
 
 
-def title_from(text: str) -> str:
-    first = " ".join(text.split())
-    return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1] + "…"
-
-
-class ChatSession(QObject):
+class ChatSession(QObject, NotebookRequests):
     """Owns the replies in flight. The window tells it which conversation is shown; it never opens dialogs."""
 
     busyChanged = Signal(bool)
     replyEnded = Signal(int, object)  # conversation id, GenerationStats (None when the reply failed)
     problem = Signal(str, str)  # title, sentence: for a message box
     notice = Signal(str, int)  # status bar text, milliseconds
+    textAppended = Signal(int, int, str)  # conversation id, message id, text: a reply grew (the notebook follows)
 
     def __init__(self, history: History, host: EngineHost, chat_model: MessageListModel, parent: QObject) -> None:
         super().__init__(parent)
@@ -58,8 +54,11 @@ class ChatSession(QObject):
         self.policy = OverflowPolicy.STOP
         self.n_ctx = 0
         self.tokens_per_char = DEFAULT_TOKENS_PER_CHAR
+        self.record_probs = False  # ask the engine for each token's probability and alternatives
+        self._records: dict[int, list[TokenProb]] = {}  # message id → token records read from its receipt
         worker = host.worker
         worker.tokens.connect(self._on_tokens)
+        worker.tokenProbs.connect(self._on_probs)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
 
@@ -163,6 +162,8 @@ class ChatSession(QObject):
             return False
         if message.parent_id is None:
             return False
+        if receipt.get("mode") == "completion":
+            return self._complete_again(cid, message.parent_id, params, reproduces=message_id)
         try:
             excluded = left_out(receipt, [stored_id(m) for m in self.branch_to(cid, message.parent_id)])
         except LlamaDeskError as exc:
@@ -184,12 +185,22 @@ class ChatSession(QObject):
         if message.role != "assistant" or conversation.leaf_message_id != message_id:
             self.notice.emit("Only the last reply can be continued.", 5000)
             return False
-        plan = self.plan(cid, system_prompt, message_id, params.max_tokens)
+        notebook = (message.receipt or {}).get("mode") == "completion"
+        try:
+            if notebook:
+                plan = self._notebook_plan(message)
+            else:
+                plan = self.plan(cid, system_prompt, message_id, params.max_tokens)
+        except LlamaDeskError as exc:
+            self.problem.emit("Reply not continued", str(exc))
+            return False
         reply = StreamingReply(self.history, message, DEFAULT_FLUSH_INTERVAL_S)
         reply.append(message.content)
-        extra = self._extra(plan, system_prompt)
-        pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}))
-        pending.replan = (cid, message_id, params, system_prompt)
+        extra = {} if notebook else self._extra(plan, system_prompt)
+        mode = "completion" if notebook else "continue"
+        pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}), mode=mode)
+        if not notebook:
+            pending.replan = (cid, message_id, params, system_prompt)
         return True
 
     def _generate(
@@ -218,10 +229,12 @@ class ChatSession(QObject):
 
     def _request(
         self, cid: int, reply: StreamingReply, plan: Plan, params: SamplingParams, extra: dict[str, Any],
-        continued: dict[str, Any] | None = None,
+        continued: dict[str, Any] | None = None, mode: str = "chat",
     ) -> PendingReply:  # fmt: skip
-        request_id, cancel = self.host.generate(plan.messages, params)
+        request_id, cancel = self.host.generate(plan.messages, params, mode=mode, token_probs=self.record_probs)
         pending = PendingReply(cid, reply, cancel, extra=extra, continued=continued, base_chars=len(reply.content))
+        pending.mode = mode
+        self._records.pop(reply.message_id, None)
         pending.excluded_ids = plan.excluded
         pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
         self.requests[request_id] = pending
@@ -266,7 +279,7 @@ class ChatSession(QObject):
         except LlamaDeskError:
             return False
         self.requests.pop(request_id, None)
-        new_id, cancel = self.host.generate(plan.messages, params)
+        new_id, cancel = self.host.generate(plan.messages, params, mode=pending.mode, token_probs=self.record_probs)
         pending.cancel, pending.retries = cancel, pending.retries + 1
         pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
         kept = {k: v for k, v in pending.extra.items() if k not in ("excluded_spans", "excluded_count")}
@@ -337,6 +350,7 @@ class ChatSession(QObject):
                 self.notice.emit(str(exc), 10000)
         if pending.cid == self.shown_cid:
             self.chat_model.append_text(pending.reply.message_id, text)
+        self.textAppended.emit(pending.cid, pending.reply.message_id, text)
 
     def _end(self, request_id: int) -> PendingReply | None:
         pending = self.requests.pop(request_id, None)
@@ -348,7 +362,8 @@ class ChatSession(QObject):
     def _finish(self, pending: PendingReply, status: str, reason: str, receipt: dict[str, Any]) -> dict[str, Any]:
         full = {**receipt, **pending.extra}
         if pending.continued is not None:
-            full = merge_continuation(pending.continued, full)
+            full = merge_continuation(pending.continued, full, pending.base_chars)
+        self._records.pop(pending.reply.message_id, None)
         if pending.deleted or pending.reply.finished:
             return full
         try:

@@ -169,6 +169,7 @@ class SamplingPanel(QWidget):
         seed_layout.addWidget(self.seed_spin, 1)
 
         model_box = QGroupBox("Model", self)
+        model_box.setObjectName("modelBox")  # the advanced settings add their button here
         model_layout = QGridLayout(model_box)
         self.n_ctx_spin = QSpinBox(model_box)
         self.n_ctx_spin.setObjectName("contextLength")
