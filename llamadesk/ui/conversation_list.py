@@ -7,8 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QKeyEvent, QPainter, QPalette
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPalette
 from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewItem
 
 from llamadesk.core.errors import LlamaDeskError
@@ -19,6 +29,8 @@ Index = QModelIndex | QPersistentModelIndex
 IdRole = Qt.ItemDataRole.UserRole + 1
 HeaderRole = Qt.ItemDataRole.UserRole + 2  # True on a date heading row
 PinnedRole = Qt.ItemDataRole.UserRole + 3
+SourceRole = Qt.ItemDataRole.UserRole + 4  # "app", or "server": a request to LlamaDesk's server (a label is drawn)
+SERVER_LABEL = "server"
 TITLE_MAX = 200
 PAGE_SIZE = 100  # a page costs ~2 ms even deep in 10,000 conversations (bench)
 
@@ -40,6 +52,7 @@ class _Row:
     title: str
     pinned: bool = False
     header: bool = False
+    source: str = "app"
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,8 @@ class ConversationListModel(QAbstractListModel):
                 if group is not last:
                     rows.append(_Row(0, group.value, header=True))
                     last = group
-            rows.append(_Row(conv.id, conv.title or "Untitled", pinned))
+            source = str(getattr(conv, "source", "app") or "app")
+            rows.append(_Row(conv.id, conv.title or "Untitled", pinned, source=source))
         return rows, last
 
     def _commit(self, rows: list[_Row], last: object) -> None:
@@ -156,9 +170,13 @@ class ConversationListModel(QAbstractListModel):
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return r.title
         if role == Qt.ItemDataRole.ToolTipRole:
-            return None if r.header else r.title
+            server = " (a request to LlamaDesk's server)" if r.source == SERVER_LABEL else ""
+            return None if r.header else r.title + server
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{r.title} (heading)" if r.header else f"{r.title}, pinned" if r.pinned else r.title
+            text = f"{r.title} (heading)" if r.header else f"{r.title}, pinned" if r.pinned else r.title
+            return f"{text}, from the server" if r.source == SERVER_LABEL else text
+        if role == SourceRole:
+            return None if r.header else r.source
         if role == IdRole:
             return None if r.header else r.cid
         if role == HeaderRole:
@@ -192,6 +210,9 @@ class SidebarDelegate(QStyledItemDelegate):
         return QSize(0, height + (16 if index.data(HeaderRole) else 12))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        if not index.data(HeaderRole) and index.data(SourceRole) == SERVER_LABEL:
+            self._paint_labelled(painter, option, index)
+            return
         if not index.data(HeaderRole):
             super().paint(painter, option, index)
             return
@@ -204,6 +225,24 @@ class SidebarDelegate(QStyledItemDelegate):
         painter.setPen(palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.PlaceholderText))
         rect = option.rect.adjusted(6, 8, -4, 0)
         painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), str(index.data()))
+        painter.restore()
+
+
+    def _paint_labelled(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        """The row with a small muted "server" label at its right end; the title is elided before it."""
+        font = QFont(option.font)
+        font.setPointSizeF(font.pointSizeF() * 0.8)
+        width = QFontMetrics(font).horizontalAdvance(SERVER_LABEL) + 10
+        full = QRect(option.rect)
+        title = QStyleOptionViewItem(option)
+        title.rect = full.adjusted(0, 0, -width, 0)
+        super().paint(painter, title, index)
+        painter.save()
+        painter.setFont(font)
+        palette: QPalette = option.palette
+        painter.setPen(palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.PlaceholderText))
+        label = full.adjusted(full.width() - width, 0, -4, 0)
+        painter.drawText(label, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), SERVER_LABEL)
         painter.restore()
 
 

@@ -147,6 +147,7 @@ def _conversations(draw: st.DrawFn) -> dict[str, Any]:
         "system_prompt": draw(st.text()),
         "sampling": draw(_json_object),
         "pinned": draw(st.booleans()),
+        "source": draw(st.sampled_from(["app", "server"])),
         "leaf_message_id": draw(st.none() | st.sampled_from(ids)) if ids else None,
         "messages": messages,
     }

@@ -23,9 +23,10 @@ def _imports(folder: Path) -> dict[str, set[str]]:
     return found
 
 
-def test_core_never_imports_qt() -> None:
-    offenders = {p for p, names in _imports(ROOT / "core").items() if names & {"PySide6", "shiboken6"}}
-    assert not offenders
+def test_core_and_server_never_import_qt() -> None:
+    for folder in ("core", "server"):
+        offenders = {p for p, names in _imports(ROOT / folder).items() if names & {"PySide6", "shiboken6"}}
+        assert not offenders, folder
 
 
 def test_ui_never_imports_llama_cpp_or_sqlite() -> None:

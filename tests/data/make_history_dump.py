@@ -1,4 +1,5 @@
-"""Writes tests/data/history_v{LATEST}.sql: the v1 dump upgraded by the current code, plus what the new schema adds.
+"""Writes tests/data/history_v{LATEST}.sql: the previous dump upgraded by the current code, plus what the new schema
+adds.
 
 Run once when a schema version is added (`.venv/bin/python tests/data/make_history_dump.py`), check the diff, commit;
 never regenerate an existing dump. sqlite3's iterdump() cannot be used: it writes FTS5 virtual tables as plain
@@ -56,22 +57,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "history.sqlite3"
         conn = sqlite3.connect(db)
-        conn.executescript((DATA / "history_v1.sql").read_text(encoding="utf-8"))
+        # The previous dump (v2: the v1 rows, a conversation in the trash, a reply left streaming), upgraded.
+        conn.executescript((DATA / f"history_v{LATEST_VERSION - 1}.sql").read_text(encoding="utf-8"))
         conn.close()
         with History(db, trash_retention_s=None) as h:
-            # v2 adds the trash: one conversation in it, trashed at a fixed time.
-            trashed = h.create_conversation("Old crème brûlée notes")
-            h.add_message(trashed.id, "user", "Caramelise the sugar with a torch.")
+            # v3 adds conversations.source: one request kept from LlamaDesk's OpenAI-compatible server.
+            served = h.create_conversation("Server: haiku about rain", model="tiny.gguf", source="server")
+            asked = h.add_message(served.id, "user", "Write a haiku about rain.")
+            h.add_message(served.id, "assistant", "Soft rain on the roof", parent_id=asked.id)
         conn = sqlite3.connect(db, isolation_level=None)
         conn.execute("BEGIN")
         conn.execute(
-            "UPDATE conversations SET created_at = 1767225700.0, updated_at = 1767225710.0, deleted_at = 1767225720.0"
-            " WHERE id = ?",
-            (trashed.id,),
+            "UPDATE conversations SET created_at = 1767225800.0, updated_at = 1767225810.0 WHERE id = ?", (served.id,)
         )
-        conn.execute("UPDATE messages SET created_at = 1767225710.0 WHERE conversation_id = ?", (trashed.id,))
-        # As a crash leaves it: a reply still 'streaming', which the next open must mark 'interrupted'.
-        conn.execute("UPDATE messages SET status = 'streaming' WHERE id = 7")
+        conn.execute("UPDATE messages SET created_at = 1767225805.0 WHERE conversation_id = ?", (served.id,))
         conn.execute("COMMIT")
         header = (
             f"-- LlamaDesk history, schema v{LATEST_VERSION}. Frozen: made by the v{LATEST_VERSION} code with "

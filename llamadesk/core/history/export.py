@@ -52,6 +52,7 @@ def conversation_to_json(full: FullConversation) -> dict[str, Any]:
         "sampling": _finite(c.sampling, f"conversation {c.id}"),
         "pinned": c.pinned,
         "leaf_message_id": c.leaf_message_id,
+        "source": c.source,
         "messages": [
             {
                 "id": m.id,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llamadesk.core.errors import HistoryError
-from llamadesk.core.history.models import ROLES, STATUSES, Conversation, FullConversation, Message, dump_json
+from llamadesk.core.history.models import ROLES, SOURCES, STATUSES, Conversation, FullConversation, Message, dump_json
 
 if TYPE_CHECKING:
     from llamadesk.core.history.repository import History
@@ -186,6 +186,7 @@ def _conversation(value: Any, field: str) -> FullConversation:
     pinned = obj.get("pinned", False)
     if not isinstance(pinned, bool):
         raise _Invalid(f"{field}.pinned", f"must be true or false, not {_kind(pinned)}")
+    source = _choice(obj.get("source", "app"), f"{field}.source", SOURCES)  # files before schema v3 have none
     conversation = Conversation(
         id=cid,
         title=_text(_require(obj, "title", field), f"{field}.title"),
@@ -196,6 +197,7 @@ def _conversation(value: Any, field: str) -> FullConversation:
         sampling=_json_object(obj.get("sampling", {}), f"{field}.sampling", nullable=False) or {},
         pinned=pinned,
         leaf_message_id=leaf,
+        source=source,
     )
     return FullConversation(conversation, messages)
 
@@ -245,7 +247,7 @@ def insert_conversations(db: sqlite3.Connection, conversations: Sequence[FullCon
         next_mid += len(full.messages)
         db.execute(
             "INSERT INTO conversations (id, title, created_at, updated_at, model, system_prompt, sampling_json,"
-            " pinned, leaf_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pinned, leaf_message_id, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cid,
                 c.title,
@@ -256,6 +258,7 @@ def insert_conversations(db: sqlite3.Connection, conversations: Sequence[FullCon
                 dump_json(c.sampling),
                 int(c.pinned),
                 None if c.leaf_message_id is None else remap[c.leaf_message_id],
+                c.source,
             ),
         )
         db.executemany(

@@ -133,9 +133,14 @@ _V2 = _statements(
     "CREATE INDEX messages_streaming ON messages (id) WHERE status = 'streaming'",
 )
 
+# v3: where a conversation came from: 'app' (typed in LlamaDesk or its CLI) or 'server' (a request to LlamaDesk's
+# OpenAI-compatible server, kept when the user asked for it). Rows already there came from the app.
+_V3 = _statements("ALTER TABLE conversations ADD COLUMN source TEXT NOT NULL DEFAULT 'app'")
+
 MIGRATIONS: list[Migration] = [
     Migration("v1: conversations and messages (first release)", _V1),
     Migration("v2: full-text search (FTS5), trash (conversations.deleted_at), indexes for scale", _V2),
+    Migration("v3: conversations.source ('app' or 'server')", _V3),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 ROLES: Final = ("system", "user", "assistant")
 STATUSES: Final = ("complete", "streaming", "interrupted", "cancelled", "error")
 FINISH_STATUSES: Final = ("complete", "cancelled", "error")
+SOURCES: Final = ("app", "server")  # conversations.source (schema v3)
 
 
 class _Unset(enum.Enum):
@@ -39,6 +40,8 @@ class Conversation:
     leaf_message_id: int | None
     #: when it was moved to the trash; None for a conversation in the sidebar
     deleted_at: float | None = None
+    #: where it came from: "app", or "server" (a request to LlamaDesk's OpenAI-compatible server)
+    source: str = "app"
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ MESSAGE_COLUMNS: Final = (
     "id, conversation_id, parent_id, role, content, created_at, status, finish_reason, receipt_json"
 )
 CONVERSATION_COLUMNS: Final = (
-    "id, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf_message_id, deleted_at"
+    "id, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf_message_id, deleted_at,"
+    " source"
 )
 
 
@@ -114,7 +118,7 @@ def load_json(text: str | None, what: str) -> dict[str, Any] | None:
 
 def conversation_from_row(row: Sequence[Any]) -> Conversation:
     """A Conversation from a row selected with CONVERSATION_COLUMNS."""
-    cid, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf, deleted_at = row
+    cid, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf, deleted_at, source = row
     return Conversation(
         id=cid,
         title=title,
@@ -126,6 +130,7 @@ def conversation_from_row(row: Sequence[Any]) -> Conversation:
         pinned=bool(pinned),
         leaf_message_id=leaf,
         deleted_at=deleted_at,
+        source=source,
     )
 
 

@@ -123,13 +123,15 @@ class History(Store):
         model: str | None = None,
         system_prompt: str = "",
         sampling: Mapping[str, Any] | None = None,
+        source: str = "app",
     ) -> Conversation:
+        """`source`: "app", or "server" for a request to LlamaDesk's server (shown as a label in the sidebar)."""
         now = time.time()
         with self._write() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at, model, system_prompt, sampling_json)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (title, now, now, model, system_prompt, dump_json(sampling or {})),
+                "INSERT INTO conversations (title, created_at, updated_at, model, system_prompt, sampling_json, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, now, now, model, system_prompt, dump_json(sampling or {}), source),
             )
         cid = cur.lastrowid
         assert cid is not None  # an INSERT always sets it
