@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 from collections.abc import Sequence
 
 from llamadesk import __version__, logsetup
-from llamadesk.commands import EXIT_FAIL, chat, doctor, history, models
+from llamadesk.commands import EXIT_FAIL, chat, doctor, endpoints, history, models, rpc, serve
 from llamadesk.core import crashreport, probe
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.paths import get_paths
 
-COMMANDS = {"chat": chat, "models": models, "history": history, "doctor": doctor}
+COMMANDS = {"chat": chat, "models": models, "history": history, "doctor": doctor, "rpc": rpc, "serve": serve,
+            "endpoints": endpoints}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen build runs the RPC engine's child process (core/rpc_engine.py) here
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [probe.PROBE_FLAG] and len(argv) == 2:  # the child side of probe.probe_model()
         return probe.child_main(argv[1])

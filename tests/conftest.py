@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gguf_factory import write_tiny_llama
 
-pytest_plugins = ["fakehub.plugin"]  # fake_hub, loopback_only: a Hub-compatible server on 127.0.0.1
+pytest_plugins = ["fakehub.plugin", "remote_server"]  # fake_hub, loopback_only; llama_server, garbage_server
 
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 

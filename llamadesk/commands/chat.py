@@ -20,7 +20,9 @@ CTX_RANGE = (256, 1_048_576)
 
 def add_parser(sub: Any) -> None:
     chat = sub.add_parser("chat", help="stream one reply to stdout and record it in history")
-    chat.add_argument("--model", required=True, type=Path, help="path to a .gguf file")
+    chat.add_argument("--model", required=True, help="path to a .gguf file (with --endpoint: the server's model id)")
+    chat.add_argument("--endpoint", default=None, metavar="NAME", help="use a model of a saved endpoint "
+                      "(llamadesk endpoints models NAME lists them)")  # fmt: skip
     chat.add_argument("--system", default="", help="system prompt")
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens"):
         rng = RANGES[name]
@@ -36,6 +38,10 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     chat.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
     chat.add_argument("--template", default=None, help="chat template to use instead of the model's")
+    chat.add_argument(
+        "--rpc", nargs="?", const="", default=None, metavar="HOST:PORT,...",
+        help="split the model over llama.cpp rpc-server hosts: these, or the saved list (llamadesk rpc list)",
+    )  # fmt: skip
     chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
     chat.add_argument("prompt", help="the message; - reads it from stdin")
@@ -67,15 +73,50 @@ def run(args: argparse.Namespace) -> int:
         print("llamadesk chat: the prompt is empty.", file=sys.stderr)
         return EXIT_USAGE
 
-    engine = LlamaCppEngine()
+    rpc_servers: tuple[str, ...] = ()
+    if args.rpc is not None:
+        from llamadesk.core import rpc
+
+        try:
+            rpc_servers = rpc.parse_hosts(args.rpc) if args.rpc else rpc.load_hosts()
+        except rpc.RpcError as exc:
+            print(f"llamadesk chat: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if not rpc_servers:
+            print("llamadesk chat: no RPC hosts: name them (--rpc HOST:PORT,...) or add them (llamadesk rpc add).",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    try:
+        from llamadesk.commands.endpoints import remote_chat_options
+
+        remote = remote_chat_options(args)  # --endpoint: a model a remote server serves
+    except LlamaDeskError as exc:
+        print(f"llamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    engine: Any
+    if remote is not None:
+        from llamadesk.core.remote_engine import RemoteEngine
+
+        engine = RemoteEngine()
+    elif rpc_servers:  # in a child process: llama.cpp abort()s the process that loses an RPC host
+        from llamadesk.core.rpc_engine import ChildEngine
+
+        engine = ChildEngine()
+    else:
+        engine = LlamaCppEngine()
     try:
         info = engine.load(
-            LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
-                        n_gpu_layers=args.gpu_layers, chat_template=args.template)
+            remote or LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
+                        n_gpu_layers=args.gpu_layers or (-1 if rpc_servers else 0), chat_template=args.template,
+                        rpc_servers=rpc_servers)
         )  # fmt: skip
     except ModelLoadError as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_LOAD
+    if info.rpc_servers:  # where llama.cpp put the layers (stderr: stdout is the reply)
+        from llamadesk.core.rpc import split_text
+
+        print(f"[layers: {split_text(info.layer_split)}]", file=sys.stderr)
 
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": prompt}

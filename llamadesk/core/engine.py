@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import ctypes
 import io
@@ -18,23 +17,25 @@ from typing import Any
 import psutil
 
 from llamadesk import __version__
-from llamadesk.core import fileinfo, hardware, llama_log, probe
+from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc
 from llamadesk.core.engine_api import (
     GPU_LAYERS_ALL,
+    GPU_LAYERS_AUTO,
     Done,
-    FinishReason,
+    GenerationMode,
     GenerationStats,
     LoadOptions,
     LoadProgress,
     Message,
     ModelInfo,
     StreamEvent,
-    Token,
 )
+from llamadesk.core.engine_stream import Outcome, common_prefix, stream_tokens
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.templates import TemplateRenderer, choose_template
+from llamadesk.core.token_probs import receipt_field as token_probs_field
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ def default_threads() -> int:
 
 
 class _ParamsHook:
-    """Llama() takes neither a progress callback nor flash attention "auto": it reads
+    """Llama() takes neither a progress callback, flash attention "auto" nor a device list: it reads
     llama_model_default_params() and passes its context params to llama_init_from_model(). Both are
     wrapped (in llama_cpp.llama_cpp, the module Llama() calls them through) to apply the loading thread's
-    settings, kept thread-local."""
+    settings, kept thread-local. The device list (core/rpc.devices_for) keeps RPC hosts registered in this
+    process for an earlier load out of a load that did not ask for them."""
 
     _local = threading.local()
     _installed = False
@@ -69,6 +71,9 @@ class _ParamsHook:
             callback = getattr(cls._local, "callback", None)
             if callback is not None:
                 params.progress_callback = callback
+            devices = getattr(cls._local, "devices", None)
+            if devices is not None:
+                params.devices = ctypes.cast(devices, ctypes.c_void_p)
             return params
 
         def init_context(model: Any, params: Any) -> Any:
@@ -83,7 +88,7 @@ class _ParamsHook:
 
     @classmethod
     @contextlib.contextmanager
-    def active(cls, progress: LoadProgress | None, flash_attn: bool | None) -> Iterator[None]:
+    def active(cls, progress: LoadProgress | None, flash_attn: bool | None, devices: Any = None) -> Iterator[None]:
         import llama_cpp
 
         def on_progress(value: float, _data: ctypes.c_void_p) -> bool:
@@ -95,11 +100,13 @@ class _ParamsHook:
 
         cls._local.callback = llama_cpp.llama_progress_callback(on_progress) if progress is not None else None
         cls._local.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if flash_attn is None else None
+        cls._local.devices = devices  # kept alive here until the load has copied it
         try:
             yield
         finally:
             cls._local.callback = None
             cls._local.flash_attn_type = None
+            cls._local.devices = None
 
 
 @contextlib.contextmanager
@@ -121,36 +128,6 @@ def _llama_log_lines(lines: list[str], down_to: int) -> Iterator[None]:
     finally:
         logger.removeFilter(keep)
         logger.setLevel(level)
-
-
-class _StopText:
-    """Holds back text that may be the start of a stop string, so a stop string never reaches the user."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """Returns (text safe to show, whether a stop string was found)."""
-        self.pending += text
-        for stop in self.stops:
-            index = self.pending.find(stop)
-            if index >= 0:
-                out, self.pending = self.pending[:index], ""
-                return out, True
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
-                if self.pending.endswith(stop[:n]):
-                    keep = max(keep, n)
-                    break
-        out = self.pending[: len(self.pending) - keep]
-        self.pending = self.pending[len(self.pending) - keep :]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
 
 
 class LlamaCppEngine:
@@ -179,6 +156,8 @@ class LlamaCppEngine:
             "gpu_offload": any(d.can_offload for d in hardware.list_devices()),
             "streaming": True,
             "stop_during_prompt": True,
+            "modes": [m.value for m in GenerationMode],
+            "token_probs": True,
         }
 
     # -- loading ---------------------------------------------------------------------------------
@@ -198,10 +177,14 @@ class LlamaCppEngine:
         self.unload()
         llama_log.install()
         _ParamsHook.install()
+        _register_rpc(options.rpc_servers)  # before GPUs are counted: to llama.cpp the hosts' devices are GPUs
         n_threads = options.n_threads or default_threads()
         started = time.perf_counter()
         n_all = (header.n_layers or 0) + 1  # llama.cpp counts the output layer as one more
         asked = n_all if options.n_gpu_layers == GPU_LAYERS_ALL and header.n_layers else options.n_gpu_layers
+        auto_note = ""
+        if options.n_gpu_layers == GPU_LAYERS_AUTO:
+            asked, auto_note = hardware.auto_gpu_layers(header, options, hardware.list_devices())
         gpus = [d.name for d in hardware.list_devices() if d.can_offload] if asked != 0 else []
         # Out of GPU memory: try again with fewer layers (halving, then 0); without a GPU retrying cannot help.
         attempts = hardware.fallback_layers(min(asked, n_all)) if asked > 0 and gpus else [asked]
@@ -255,7 +238,8 @@ class LlamaCppEngine:
             load_seconds=time.perf_counter() - started,
             n_gpu_layers_requested=options.n_gpu_layers,
             offload_note=hardware.offload_note(
-                asked, placed, n_all, placement.gpu_devices or gpus, out_of_memory=n_gpu != attempts[0]
+                asked, placed, n_all, placement.gpu_devices or gpus, out_of_memory=n_gpu != attempts[0],
+                auto_note=auto_note,
             ),
             flash_attn=placement.flash_attn if options.flash_attn is None else ("on" if options.flash_attn else "off"),
             type_k=options.type_k,
@@ -263,6 +247,8 @@ class LlamaCppEngine:
             use_mmap=options.use_mmap,
             use_mlock=options.use_mlock,
             gpu_buffers={k: v for k, v in placement.buffers.items() if not k.startswith("CPU")},
+            rpc_servers=tuple(options.rpc_servers),
+            layer_split=placement.layer_split() if options.rpc_servers else {},
         )
         log.info("Loaded %s in %.2f s (template %s)", path.name, self._info.load_seconds, template.name)
         if self._info.offload_note:
@@ -277,10 +263,11 @@ class LlamaCppEngine:
         mark = llama_log.mark()
         captured = io.StringIO()
         lines: list[str] = []
+        devices = rpc.devices_for(options.rpc_servers)  # None unless RPC hosts are registered in this process
         try:
             # verbose=True keeps Llama() from dup2()-ing the whole process's stdout/stderr to /dev/null;
             # the few lines it prints with Python's print() are captured here and logged at debug level.
-            with _ParamsHook.active(progress, options.flash_attn), contextlib.redirect_stderr(captured), \
+            with _ParamsHook.active(progress, options.flash_attn, devices), contextlib.redirect_stderr(captured), \
                     _llama_log_lines(lines, logging.DEBUG if n_gpu_layers else logging.INFO):  # fmt: skip
                 llama = llama_cpp.Llama(
                     model_path=str(path),
@@ -328,10 +315,18 @@ class LlamaCppEngine:
 
     # -- generation ------------------------------------------------------------------------------
 
-    def _prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+    def _prompt_tokens(self, messages: Sequence[Message], mode: GenerationMode = GenerationMode.CHAT) -> list[int]:
         if self._llama is None or self._renderer is None:
             raise GenerationError("No model is loaded; choose a model first.")
-        prompt = self._renderer.render(messages)
+        if mode is GenerationMode.COMPLETION:
+            # Raw text: the BOS token as the model's vocabulary asks for it; special-token text stays text.
+            text = "".join(m.get("content", "") for m in messages)
+            raw: list[int] = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+            if not raw:
+                raise GenerationError("There is no text to continue; write the beginning of a text first.")
+            return raw
+        renderer = self._renderer
+        prompt = renderer.render_open(messages) if mode is GenerationMode.CONTINUE else renderer.render(messages)
         # The template writes the BOS token itself when it wants one; parse special tokens in the text.
         tokens: list[int] = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         return tokens
@@ -339,119 +334,74 @@ class LlamaCppEngine:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt_tokens(messages))
 
+    def _abort_in_decode(self, on: bool) -> None:
+        import llama_cpp
+
+        callback = self._abort_cb if on else self._no_abort
+        if callback is not None and self._llama is not None:
+            llama_cpp.llama_set_abort_callback(self._llama.ctx, callback, None)
+
     def stream(
         self,
         messages: Sequence[Message],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        *,
+        mode: GenerationMode | str = GenerationMode.CHAT,
+        token_probs: bool = False,
     ) -> Iterator[StreamEvent]:
-        import llama_cpp
-
+        """Yields Token events, then one Done. `mode`: a chat reply, the continuation of the last (unfinished) reply,
+        or raw-text completion; `token_probs` records each token's probability and its top alternatives."""
+        mode = GenerationMode(mode)
         cancel = cancel or threading.Event()
-        tokens = self._prompt_tokens(messages)
+        tokens = self._prompt_tokens(messages, mode)
         llama = self._llama
-        info = self._info
-        assert llama is not None and info is not None and self._renderer is not None
+        assert llama is not None and self._info is not None and self._renderer is not None
         n_ctx = llama.n_ctx()
         if len(tokens) >= n_ctx - 1:
+            what = "text" if mode is GenerationMode.COMPLETION else "conversation"
             raise GenerationError(
-                f"The conversation ({len(tokens)} tokens) no longer fits the model's context of {n_ctx} tokens; "
+                f"The {what} ({len(tokens)} tokens) no longer fits the model's context of {n_ctx} tokens; "
                 "start a new chat or load the model with a larger context."
             )
-        cached = _common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+        cached = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
         seed = params.seed if params.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         llama.set_seed(seed)
         llama.last_n_tokens_size = params.repeat_last_n
-        budget = min(params.max_tokens, n_ctx - len(tokens))
-        vocab = llama._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stop_text = _StopText(self._renderer.stop)
-        generated = 0
-        ttft = 0.0
-        first_at = 0.0
-        reason = FinishReason.LENGTH
-        error: str | None = None
-        at_start = True
-        started = time.perf_counter()
+        outcome = Outcome()
         self._cancel = cancel
-        if self._abort_cb is not None:  # for the prompt's evaluation
-            llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_cb, None)
-        gen = llama.generate(
-            tokens,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            typical_p=params.typical_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            mirostat_mode=params.mirostat_mode,
-            mirostat_tau=params.mirostat_tau,
-            mirostat_eta=params.mirostat_eta,
-        )
         try:
-            if cancel.is_set():
-                reason = FinishReason.CANCELLED
-            else:
-                for token in gen:
-                    if generated == 0:
-                        first_at = time.perf_counter()
-                        ttft = first_at - started
-                        # The prompt is evaluated: from here a Stop is seen between tokens. The callback runs in
-                        # Python for every graph node (with the GIL, while the other threads wait): ~5 % of the
-                        # decode speed, more when the GUI thread holds the GIL.
-                        if self._no_abort is not None:
-                            llama_cpp.llama_set_abort_callback(llama.ctx, self._no_abort, None)
-                    if llama_cpp.llama_vocab_is_eog(vocab, token):
-                        reason = FinishReason.STOP
-                        break
-                    generated += 1
-                    text, stopped = stop_text.feed(decoder.decode(llama._model.detokenize([token])))
-                    if at_start:  # SentencePiece models start a reply with the space of "▁Word"
-                        text = text.lstrip()
-                        at_start = not text
-                    if text:
-                        yield Token(text)
-                    if stopped:
-                        reason = FinishReason.STOP
-                        break
-                    if cancel.is_set():
-                        reason = FinishReason.CANCELLED
-                        break
-                    if generated >= budget:
-                        reason = FinishReason.LENGTH
-                        break
-        except RuntimeError as exc:  # llama_decode returned 2: aborted by the callback; else a real failure
-            if cancel.is_set():
-                reason = FinishReason.CANCELLED
-            else:
-                reason = FinishReason.ERROR
-                error = f"Generation failed: {llama_log.reason_since(0) or exc}."
+            yield from stream_tokens(
+                llama, tokens, params, cancel, outcome,
+                budget=min(params.max_tokens, n_ctx - len(tokens)),
+                stops=self._renderer.stop if mode is GenerationMode.CHAT else (),
+                strip_start=mode is GenerationMode.CHAT,
+                token_probs=token_probs,
+                abort_in_decode=self._abort_in_decode,
+            )  # fmt: skip
         finally:
-            gen.close()
             self._cancel = None
-        if reason is not FinishReason.STOP:
-            tail = stop_text.flush() + decoder.decode(b"", final=True)
-            if tail and not at_start:
-                yield Token(tail)
-        ended = time.perf_counter()
+        generated, first_at, ended = outcome.generated, outcome.first_at, outcome.ended
         stats = GenerationStats(
             prompt_tokens=len(tokens),
             cached_tokens=cached,
             generated_tokens=generated,
-            ttft_s=ttft,
+            ttft_s=outcome.ttft,
             tokens_per_s=(generated - 1) / (ended - first_at) if generated > 1 and ended > first_at else 0.0,
-            total_s=ended - started,
-            finish_reason=reason,
+            total_s=ended - outcome.started,
+            finish_reason=outcome.reason,
             seed=seed,
-            error=error,
+            error=outcome.error,
         )
-        yield Done(stats, self._receipt(params, stats))
-        if error is not None:
-            raise GenerationError(error)
+        receipt = self._receipt(params, stats, mode)
+        if token_probs:
+            receipt["token_probs"] = token_probs_field(outcome.records)
+        yield Done(stats, receipt)
+        if outcome.error is not None:
+            raise GenerationError(outcome.error)
 
-    def _receipt(self, params: SamplingParams, stats: GenerationStats) -> dict[str, Any]:
+    def _receipt(self, params: SamplingParams, stats: GenerationStats, mode: GenerationMode) -> dict[str, Any]:
+        """`sampling.seed` is the seed asked for (None: random); the top-level `seed` is the one used."""
         import llama_cpp
 
         info = self._info
@@ -464,21 +414,25 @@ class LlamaCppEngine:
             "n_ctx": info.n_ctx,
             "template": info.template_name,
             "template_source": info.template_source,
-            "sampling": {**params.to_dict(), "seed": stats.seed},
+            "mode": mode.value,
+            "sampling": params.to_dict(),
             "seed": stats.seed,
             **{k: v for k, v in stats.to_dict().items() if k not in ("seed", "error")},
             "llama_cpp_version": llama_cpp.__version__,
             "app_version": __version__,
+            # split over RPC hosts: which, and how many layers each held
+            **({"rpc_servers": list(info.rpc_servers), "layer_split": info.layer_split} if info.rpc_servers else {}),
         }
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+def _register_rpc(hosts: Sequence[str]) -> None:
+    """Makes the RPC hosts' devices known to llama.cpp (core/rpc.py); a host that does not answer is one sentence.
+    llama.cpp abort()s the process when a host goes away later: core/rpc_engine.py loads RPC models in a child."""
+    if hosts:
+        try:
+            rpc.register(hosts)
+        except rpc.RpcError as exc:
+            raise ModelLoadError(str(exc)) from exc
 
 
 class _LoadFailed(Exception):

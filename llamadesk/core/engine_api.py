@@ -7,10 +7,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from llamadesk.core.token_probs import TokenProb
+
+
+class GenerationMode(str, Enum):
+    """How a stream reads its messages; recorded as the receipt's "mode"."""
+
+    CHAT = "chat"  # render the conversation with the chat template and open a new reply
+    CONTINUE = "continue"  # the last message is an unfinished reply: render it open and extend it
+    COMPLETION = "completion"  # no template: the messages' text, joined, is continued as raw text (notebook)
 
 
 class FinishReason(str, Enum):
@@ -22,12 +33,13 @@ class FinishReason(str, Enum):
 
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 GPU_LAYERS_ALL = -1
+GPU_LAYERS_AUTO = -2  # as many as fit in free GPU memory with the KV cache (hardware.auto_gpu_layers)
 
 
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model. `chat_template` names a built-in template to use instead of the GGUF's.
-    The rest are advanced settings: n_gpu_layers (-1: all), flash attention (None: llama.cpp decides per
+    The rest are advanced settings: n_gpu_layers (-1: all, -2: auto), flash attention (None: llama.cpp decides per
     device), the KV cache types (a quantized V cache needs flash attention), mmap and mlock."""
 
     path: Path
@@ -40,6 +52,7 @@ class LoadOptions:
     type_v: str = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    rpc_servers: tuple[str, ...] = ()  # "host:port" of llama.cpp rpc-servers to split the layers over (core/rpc.py)
 
     def check(self) -> None:
         """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""
@@ -53,8 +66,12 @@ class LoadOptions:
                 f"A quantized V cache ({self.type_v}) needs flash attention; "
                 "turn flash attention on (or to auto), or use an f16 V cache."
             )
-        if self.n_gpu_layers < GPU_LAYERS_ALL:
-            raise InvalidSetting(f"GPU layers must be -1 (all), 0 or more, not {self.n_gpu_layers}.")
+        if self.n_gpu_layers < GPU_LAYERS_AUTO:
+            raise InvalidSetting(f"GPU layers must be -2 (auto), -1 (all), 0 or more, not {self.n_gpu_layers}.")
+        if self.rpc_servers and self.n_gpu_layers == 0:
+            raise InvalidSetting(
+                "Splitting a model over RPC hosts needs GPU layers (all or auto): to llama.cpp the hosts are GPUs."
+            )
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,12 @@ class ModelInfo:
     use_mmap: bool = True
     use_mlock: bool = False
     gpu_buffers: dict[str, float] = field(default_factory=dict)  # model weights per buffer, MiB ("CUDA0": 812.5)
+    rpc_servers: tuple[str, ...] = ()  # the RPC hosts the model is split over (LoadOptions.rpc_servers)
+    layer_split: dict[str, int] = field(default_factory=dict)  # layers per device or RPC host, as llama.cpp placed them
+    # A model served by a remote endpoint: its base URL and server kind; then file_name (and path) is the model id,
+    # size_bytes 0, sha256 "" and template_name "server" (the server applies its own chat template).
+    endpoint: str = ""
+    server_kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,9 +136,11 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class Token:
-    """A piece of reply text (one or more tokens, always whole UTF-8 characters)."""
+    """A piece of reply text (one or more tokens, always whole UTF-8 characters); with token probabilities asked
+    for, the record of the token that made it (its text may still be held back, then `text` is empty)."""
 
     text: str
+    probs: tuple[TokenProb, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +158,10 @@ LoadProgress = Callable[[float], bool]  # receives 0..1; return False to cancel 
 
 class Engine(Protocol):
     """load / stream / stop / stats / capabilities. One thread owns an engine for its whole life;
-    only `request_stop`-style cancellation (a threading.Event) crosses threads."""
+    only `request_stop`-style cancellation (a threading.Event) crosses threads.
+
+    Optional: an engine whose capabilities() lists "modes" (GenerationMode values) accepts `mode=` in stream();
+    one with capabilities()["token_probs"] True accepts `token_probs=True`. Callers pass them only then."""
 
     @property
     def info(self) -> ModelInfo | None: ...

@@ -10,9 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.gguf_header import GGUFHeader
 
 # enum ggml_backend_dev_type in ggml-backend.h
 DEVICE_TYPES = {0: "CPU", 1: "GPU", 2: "IGPU", 3: "ACCEL", 4: "META"}
@@ -102,14 +106,24 @@ def library_dir() -> Path:
     return Path(getattr(lcpp, "_base_path", Path(lcpp.__file__).parent / "lib"))
 
 
+def _linked_ggml(folder: Path) -> Path | None:
+    """The libggml file libllama is linked against. Wheels hold copies, not symlinks (libggml.so, libggml.so.0,
+    libggml.so.0.25.3): each file opened loads as a library of its own, with its own backend registry, so only
+    the one named by the soname (the shortest versioned name: libggml.so.0, libggml.0.dylib) is libllama's."""
+    found = sorted([*folder.glob("libggml.so.*"), *folder.glob("libggml.*.dylib")], key=lambda p: len(p.name))
+    return found[0] if found else None
+
+
 @cache
 def ggml() -> Any:
     """libggml, bound here: llama-cpp-python binds none of the ggml_backend_* registry functions.
-    Importing llama_cpp first loads libllama, so this opens the copy already in the process."""
+    Importing llama_cpp first loads libllama, so this opens the copy already in the process (the same
+    registry llama.cpp loads models with: RPC servers registered here are the ones a load can use)."""
     import llama_cpp  # noqa: F401 (loads libggml-base, libggml and the backends)
     from llama_cpp._ctypes_extensions import load_shared_library
 
-    lib = load_shared_library("ggml", library_dir())
+    linked = _linked_ggml(library_dir())
+    lib = ctypes.CDLL(str(linked)) if linked is not None else load_shared_library("ggml", library_dir())
     vp, size, text = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
     signatures: dict[str, tuple[list[Any], Any]] = {
         "ggml_backend_reg_count": ([], size),
@@ -127,6 +141,8 @@ def ggml() -> Any:
         "ggml_backend_load_all_from_path": ([text], None),
         "ggml_version": ([], text),
         "ggml_commit": ([], text),
+        "ggml_backend_reg_by_name": ([text], vp),
+        "ggml_backend_register": ([vp], None),
     }
     for name, (argtypes, restype) in signatures.items():
         fn = getattr(lib, name)
@@ -218,6 +234,42 @@ def cpu_features(info: str) -> list[str]:
 # How many layers fit is core/fit.py's estimate (layers_for_vram); what a load actually did is read here.
 
 
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def auto_gpu_layers(
+    header: GGUFHeader, options: LoadOptions, devices: Sequence[Device], *, total_weights: int | None = None
+) -> tuple[int, str]:
+    """n_gpu_layers for "auto": as many layers as the GPUs' free memory holds with the KV cache at
+    options.n_ctx and the chosen cache types (fit.layers_for_vram), and one sentence saying so.
+    Several GPUs are taken as one pool (llama.cpp splits the layers by free memory), each keeping its reserve."""
+    from llamadesk.core import fit
+
+    gpus = [d for d in devices if d.can_offload]
+    n_all = (header.n_layers or 0) + 1
+    if not gpus:
+        return 0, "GPU layers are on auto and no GPU device was found, so all layers run on the CPU."
+    free = sum(d.free_bytes for d in gpus)
+    shape = fit.ModelShape.from_header(header, total_weights=total_weights)
+    n = fit.layers_for_vram(
+        shape, options.n_ctx, free, type_k=options.type_k, type_v=options.type_v,
+        flash_attn=options.flash_attn is True, reserve=fit.VRAM_RESERVE * len(gpus),
+    )  # fmt: skip
+    where = f"{_gib(free)} free on {', '.join(d.name for d in gpus)}"
+    if n == 0:
+        return 0, (
+            f"GPU layers are on auto and the model does not fit in GPU memory ({where}) with a "
+            f"{options.n_ctx}-token context, so all layers run on the CPU."
+        )
+    if n >= n_all:
+        return n_all, f"GPU layers are on auto: all {n_all} layers fit in GPU memory ({where})."
+    return n, (
+        f"GPU layers are on auto: {n} of {n_all} layers fit in GPU memory ({where}) with a "
+        f"{options.n_ctx}-token context; the rest run on the CPU."
+    )
+
+
 def fallback_layers(n_gpu_layers: int) -> list[int]:
     """The layer counts to try, in order, when a load runs out of GPU memory: halving, then 0."""
     steps = []
@@ -246,14 +298,17 @@ class Placement:
     layer_devices: dict[int, str] = field(default_factory=dict)
     buffers: dict[str, float] = field(default_factory=dict)
     flash_attn: str = "auto"
+    descriptions: dict[str, str] = field(default_factory=dict)  # "RPC0" → "192.168.1.10:50052" ("using device")
 
     @classmethod
     def parse(cls, lines: Sequence[str]) -> Placement:
         found = cls()
         for line in lines:
-            if not ("assigned to device" in line or "buffer size" in line or "lash" in line):
+            if not ("assigned to device" in line or "buffer size" in line or "lash" in line or "using device" in line):
                 continue
-            if m := re.search(r"layer\s+(\d+) assigned to device ([^,\s]+)", line):
+            if m := re.search(r"using device (\S+) \(([^)]*)\)", line):
+                found.descriptions[m.group(1)] = m.group(2)
+            elif m := re.search(r"layer\s+(\d+) assigned to device ([^,\s]+)", line):
                 found.layer_devices[int(m.group(1))] = m.group(2)
             elif m := re.search(r"(\S+) model buffer size =\s*([\d.]+) MiB", line):
                 found.buffers[m.group(1)] = found.buffers.get(m.group(1), 0.0) + float(m.group(2))
@@ -269,19 +324,31 @@ class Placement:
     def gpu_layers(self) -> int:
         return sum(1 for d in self.layer_devices.values() if not d.startswith("CPU"))
 
+    def layer_split(self) -> dict[str, int]:
+        """Layers per device in load order, RPC devices named by their host ("192.168.1.10:50052": 12, "CPU": 1);
+        the output layer counts as one (llama.cpp's n_layers + 1)."""
+        split: dict[str, int] = {}
+        for _, device in sorted(self.layer_devices.items()):
+            name = self.descriptions.get(device, device) if device.startswith("RPC") else device
+            split[name] = split.get(name, 0) + 1
+        return split
 
-def offload_note(asked: int, placed: int, n_all: int, devices: Sequence[str], *, out_of_memory: bool = False) -> str:
+
+def offload_note(
+    asked: int, placed: int, n_all: int, devices: Sequence[str], *, out_of_memory: bool = False, auto_note: str = ""
+) -> str:
     """One sentence on where the layers went; empty when no GPU layers were asked for. out_of_memory: the
-    load was retried with fewer layers because the GPU ran out of memory."""
+    load was retried with fewer layers because the GPU ran out of memory. auto_note (from auto_gpu_layers)
+    is the sentence when "auto" chose `asked` and the load placed them."""
     if asked == 0:
-        return ""
+        return auto_note
     if not devices:
         names = ", ".join(b.name for b in list_backends())
         return f"No GPU device was found (backends in this build: {names}), so all layers run on the CPU."
     where = ", ".join(devices)
     wanted = n_all if asked < 0 else min(asked, n_all)
     if placed >= wanted:
-        return f"{placed} of {n_all} layers run on {where}."
+        return auto_note or f"{placed} of {n_all} layers run on {where}."
     if out_of_memory and placed == 0:
         return f"The model did not fit in GPU memory ({where}), so all layers run on the CPU."
     if out_of_memory:

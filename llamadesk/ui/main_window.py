@@ -23,16 +23,21 @@ from llamadesk.core.presets import PresetStore
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.settings import AppSettings, load_settings, save_settings
 from llamadesk.paths import Paths
+from llamadesk.ui.about_dialog import AboutAction
 from llamadesk.ui.chat.appearance import ChatAppearance
 from llamadesk.ui.chat.composer import Composer
 from llamadesk.ui.chat.context_meter import ReplyFigures
 from llamadesk.ui.chat.controller import ChatController
 from llamadesk.ui.chat.model import MessageListModel
+from llamadesk.ui.chat.notebook import NotebookController
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
+from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
+from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
+from llamadesk.ui.settings.server_page import ServerControl
 from llamadesk.ui.shortcuts import build_menus
 from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.theme import ThemeManager, UiPrefs
@@ -126,7 +131,12 @@ class MainWindow(QMainWindow):
         self.context_meter = self.figures.meter
         self.context_label = self.context_meter.label
         self.chat = ChatController(self)
+        self.notebook = NotebookController(self)  # notebook mode: shown instead of the chat for notebook conversations
         self.navigation = Navigation(self)
+        self.advanced_settings = AdvancedSettings(self)  # View → Advanced model settings…, panel button
+        self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
+        self.about = AboutAction(self)  # Help → About LlamaDesk / System…
+        self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self._conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
 
@@ -211,9 +221,8 @@ class MainWindow(QMainWindow):
         return LoadOptions(
             path=model.path,
             n_ctx=self.panel.n_ctx(),
-            n_threads=s.n_threads,
-            n_gpu_layers=s.n_gpu_layers,
             chat_template=s.chat_template,
+            **s.load_kwargs(),  # threads, GPU layers, flash attention, KV cache types, mmap/mlock
         )
 
     def _auto_load(self) -> None:
@@ -294,6 +303,7 @@ class MainWindow(QMainWindow):
 
     def _show_messages(self) -> None:
         self.session.show(self.current_cid)
+        self.notebook.conversation_shown(self.current_cid)
         self.chat_view.follow()
         self.navigation.conversation_shown(self.current_cid)
 
@@ -307,7 +317,7 @@ class MainWindow(QMainWindow):
                 NEW_TITLE,
                 model=self.loaded_model.name if self.loaded_model else None,
                 system_prompt=self.panel.system_prompt(),
-                sampling=self.panel.params().to_dict(),
+                sampling=self.notebook.sampling_for(None, self.panel.params().to_dict()),
             )
         except LlamaDeskError as exc:
             self.warn("Conversation not created", str(exc))
@@ -384,7 +394,9 @@ class MainWindow(QMainWindow):
             return
         try:
             self.history.update_conversation(
-                cid, system_prompt=self.panel.system_prompt(), sampling=self.panel.params().to_dict()
+                cid,
+                system_prompt=self.panel.system_prompt(),
+                sampling=self.notebook.sampling_for(cid, self.panel.params().to_dict()),
             )
         except LlamaDeskError as exc:
             self.warn("Conversation settings not saved", str(exc))
@@ -406,6 +418,8 @@ class MainWindow(QMainWindow):
         self._closed = True
         self._update_state()
         self.navigation.shutdown()
+        self.picker.shutdown()  # its background listing of endpoints' models
+        self.server.shutdown()  # before the engine thread ends: the server's requests are cancelled first
         self.host.shutdown()
         # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)

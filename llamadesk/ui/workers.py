@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from llamadesk.core.engine_api import Done, Engine, LoadOptions, Message, Token
-from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.errors import GenerationError, LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,26 @@ SHUTDOWN_WAIT_MS = 60_000
 EngineFactory = Callable[[], Engine]
 
 
-def default_engine_factory() -> Engine:
-    """The in-process llama.cpp engine; imported here so that the import happens in the worker thread."""
+def engine_kind(options: LoadOptions) -> str:
+    """Which engine a load needs: "remote" (a model an endpoint serves), "rpc" (a local file split over llama.cpp
+    RPC hosts, run in a child process) or "local" (the in-process llama.cpp engine)."""
+    from llamadesk.core.endpoints import RemoteOptions
+
+    if isinstance(options, RemoteOptions):
+        return "remote"
+    return "rpc" if getattr(options, "rpc_servers", ()) else "local"
+
+
+def default_engine_factory(kind: str = "local") -> Engine:
+    """The engine of a kind (see `engine_kind`); imported here so that the import happens in the worker thread."""
+    if kind == "remote":
+        from llamadesk.core.remote_engine import RemoteEngine
+
+        return RemoteEngine()
+    if kind == "rpc":
+        from llamadesk.core.rpc_engine import ChildEngine
+
+        return ChildEngine()
     from llamadesk.core.engine import LlamaCppEngine
 
     return LlamaCppEngine()
@@ -44,17 +62,45 @@ class EngineWorker(QObject):
     finished = Signal(int, object, object)  # request id, GenerationStats, receipt dict
     failed = Signal(int, str)  # request id, a sentence
     tokenCount = Signal(int)
+    tokenProbs = Signal(int, object)  # request id, a batch of TokenProb records (sent with the text's batch)
     closed = Signal()
 
     def __init__(self, engine_factory: EngineFactory) -> None:
         super().__init__()
         self._factory = engine_factory
         self._engine: Engine | None = None
+        self._kind = "local"
 
-    def _get_engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._factory()
-        return self._engine
+    def _get_engine(self, kind: str | None = None) -> Engine:
+        """The current engine (kind None or the same), else a new engine of `kind` that `load` adopts once it has
+        loaded: a conversation switches between local, remote and RPC models with the picker, and a failed switch
+        leaves the model that was loaded in place."""
+        if kind is None or kind == self._kind:
+            if self._engine is None:
+                self._engine = self._make_engine(self._kind)
+            return self._engine
+        return self._make_engine(kind)
+
+    def _make_engine(self, kind: str) -> Engine:
+        return self._factory() if kind == "local" else default_engine_factory(kind)
+
+    def _adopt(self, engine: Engine, kind: str) -> None:
+        """Makes `engine` the current one, closing the previous engine (of another kind)."""
+        if engine is not self._engine:
+            old, self._engine, self._kind = self._engine, engine, kind
+            if old is not None:
+                try:
+                    old.close()
+                except Exception:
+                    log.exception("Closing the previous engine failed")
+
+    def _discard(self, engine: Engine | None) -> None:
+        """Closes a new engine whose first load failed (the current one stays)."""
+        if engine is not None and engine is not self._engine:
+            try:
+                engine.close()
+            except Exception:
+                log.exception("Closing an engine that failed to load failed")
 
     @Slot(object, object)
     def load(self, options: LoadOptions, cancel: threading.Event) -> None:
@@ -71,16 +117,21 @@ class EngineWorker(QObject):
                 self.loadProgress.emit(float(fraction))
             return not cancel.is_set()
 
+        kind = engine_kind(options)
+        engine: Engine | None = None
         try:
-            engine = self._get_engine()
+            engine = self._get_engine(kind)
             info = engine.load(options, progress)
         except LlamaDeskError as exc:
+            self._discard(engine)
             self._after_failed_load(cancel, str(exc))
             return
         except Exception as exc:  # a bug or an unexpected library error: log it, show a sentence
             log.exception("Loading %s failed", options.path)
+            self._discard(engine)
             self._after_failed_load(cancel, f"The model could not be loaded: {exc}.")
             return
+        self._adopt(engine, kind)
         self.loaded.emit(info)
 
     def _after_failed_load(self, cancel: threading.Event, message: str) -> None:
@@ -91,11 +142,14 @@ class EngineWorker(QObject):
         if self._engine is None or self._engine.info is None:
             self.unloaded.emit()
 
-    @Slot(int, object, object, object)
+    @Slot(int, object, object, object, object)
     def generate(
-        self, request_id: int, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event
-    ) -> None:
+        self, request_id: int, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event,
+        options: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """`options`: {"mode": "chat" | "continue" | "completion", "token_probs": bool} (GenerationMode values)."""
         pending: list[str] = []
+        pending_probs: list[Any] = []
         last_emit = 0.0  # the first text goes out at once (time to first token), the rest at the display rate
 
         def flush() -> None:
@@ -103,14 +157,19 @@ class EngineWorker(QObject):
             if pending:
                 self.tokens.emit(request_id, "".join(pending))
                 pending.clear()
+            if pending_probs:
+                self.tokenProbs.emit(request_id, list(pending_probs))
+                pending_probs.clear()
             last_emit = time.monotonic()
 
         events = None
         try:
-            events = self._get_engine().stream(messages, params, cancel)
+            engine = self._get_engine()
+            events = engine.stream(messages, params, cancel, **_stream_options(engine, options or {}))
             for event in events:
                 if isinstance(event, Token):
                     pending.append(event.text)
+                    pending_probs.extend(event.probs)
                     if time.monotonic() - last_emit >= BATCH_INTERVAL_S:
                         flush()
                 elif isinstance(event, Done):
@@ -167,6 +226,23 @@ class EngineWorker(QObject):
                 thread.quit()
 
 
+def _stream_options(engine: Engine, options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of engine.stream() for a request's options; only those the engine says it takes."""
+    mode, probs = str(options.get("mode") or "chat"), bool(options.get("token_probs"))
+    if mode == "chat" and not probs:
+        return {}
+    capabilities = engine.capabilities()
+    kwargs: dict[str, Any] = {}
+    if mode != "chat":
+        if mode not in capabilities.get("modes", ()):
+            what = "continue a reply" if mode == "continue" else "continue raw text (notebook mode)"
+            raise GenerationError(f"This engine cannot {what}; use the local llama.cpp engine for that.")
+        kwargs["mode"] = mode
+    if probs and capabilities.get("token_probs"):
+        kwargs["token_probs"] = True
+    return kwargs
+
+
 _live_hosts: weakref.WeakSet[EngineHost] = weakref.WeakSet()
 
 
@@ -174,7 +250,7 @@ class EngineHost(QObject):
     """Makes the engine thread and its worker; the GUI talks to the engine only through this object."""
 
     _loadRequested = Signal(object, object)
-    _generateRequested = Signal(int, object, object, object)
+    _generateRequested = Signal(int, object, object, object, object)
     _countRequested = Signal(object)
     _unloadRequested = Signal()
     _closeRequested = Signal()
@@ -216,11 +292,16 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
 
-    def generate(self, messages: Sequence[Message], params: SamplingParams) -> tuple[int, threading.Event]:
+    def generate(
+        self, messages: Sequence[Message], params: SamplingParams, *, mode: str = "chat", token_probs: bool = False
+    ) -> tuple[int, threading.Event]:
+        """Queues a reply. `mode` "continue" extends the last (assistant) message; "completion" continues the
+        messages' text as raw text; `token_probs` records each token's probability and alternatives."""
         request_id = next(self._ids)
         cancel = threading.Event()
         self._cancels[request_id] = cancel
-        self._generateRequested.emit(request_id, [dict(m) for m in messages], params, cancel)
+        options = {"mode": mode, "token_probs": token_probs}
+        self._generateRequested.emit(request_id, [dict(m) for m in messages], params, cancel, options)
         return request_id, cancel
 
     def stop(self, request_id: int | None = None) -> None:
@@ -257,3 +338,143 @@ class EngineHost(QObject):
 def live_hosts() -> list[EngineHost]:
     """Hosts whose thread has not been shut down (tests assert that none is left)."""
     return [h for h in _live_hosts if h.thread_running]
+
+
+# --- background queries: searches, Ctrl+F, export and import off the GUI thread ---------------------------------
+
+
+class _QueryWorker(QObject):
+    """Lives in a query thread with its own resource (e.g. a History connection: one per thread), opened there."""
+
+    done = Signal(int, object)  # ticket, result
+    failed = Signal(int, str)  # ticket, a sentence
+
+    def __init__(self, open_resource: Callable[[], Any], is_stale: Callable[[int, str], bool]) -> None:
+        super().__init__()
+        self._open, self._is_stale = open_resource, is_stale
+        self._resource: Any = None
+
+    @Slot(int, str, object)
+    def run(self, ticket: int, channel: str, job: Callable[[Any], Any]) -> None:
+        if self._is_stale(ticket, channel):
+            return  # a newer request of the same kind is queued behind this one: skip the work
+        try:
+            if self._resource is None:
+                self._resource = self._open()
+            result = job(self._resource)
+        except LlamaDeskError as exc:
+            self.failed.emit(ticket, str(exc))
+            return
+        except Exception as exc:  # a bug: logged, and still one sentence for the user
+            log.exception("Background query %s failed", channel)
+            self.failed.emit(ticket, f"The operation failed unexpectedly: {exc}.")
+            return
+        self.done.emit(ticket, result)
+
+    @Slot()
+    def close(self) -> None:
+        try:
+            close = getattr(self._resource, "close", None)
+            if callable(close):
+                close()
+        except Exception:
+            log.exception("Closing the query resource failed")
+        finally:
+            self._resource = None
+            thread = self.thread()
+            if thread is not None:
+                thread.quit()
+
+
+_live_runners: set[BackgroundQueries] = set()  # strong references: a QThread must not be collected while it runs
+
+
+class BackgroundQueries(QObject):
+    """One thread that runs read-mostly jobs one at a time on a resource opened in it (a History of its own).
+
+    `submit(channel, job, on_done, on_failed)`: `job(resource)` runs in the thread; `on_done(result)` or
+    `on_failed(sentence)` runs on the GUI thread, but only for the newest job of its channel: a newer submit (or
+    `cancel(channel)`) makes older ones stale, so they are skipped if not started and their results dropped.
+    """
+
+    _runRequested = Signal(int, str, object)
+    _closeRequested = Signal()
+
+    def __init__(
+        self, open_resource: Callable[[], Any], parent: QObject | None = None, *, name: str = "queries"
+    ) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName(f"llamadesk-{name}")
+        self._latest: dict[str, int] = {}
+        self._callbacks: dict[int, tuple[str, Callable[[Any], None], Callable[[str], None]]] = {}
+        self._tickets = itertools.count(1)
+        self.worker = _QueryWorker(open_resource, self._is_stale)
+        self.worker.moveToThread(self._thread)
+        self._runRequested.connect(self.worker.run)
+        self._closeRequested.connect(self.worker.close)
+        self.worker.done.connect(self._on_done)
+        self.worker.failed.connect(self._on_failed)
+        self._thread.start()
+        _live_runners.add(self)
+
+    def _is_stale(self, ticket: int, channel: str) -> bool:
+        return self._latest.get(channel, ticket) != ticket  # read from the query thread: one dict look-up
+
+    @property
+    def thread_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def submit(
+        self, channel: str, job: Callable[[Any], Any], on_done: Callable[[Any], None], on_failed: Callable[[str], None]
+    ) -> int:
+        """Queues `job`; returns its ticket. Ignored (0) after shutdown."""
+        if not self._thread.isRunning():
+            return 0
+        ticket = next(self._tickets)
+        self._latest[channel] = ticket
+        self._callbacks[ticket] = (channel, on_done, on_failed)
+        self._runRequested.emit(ticket, channel, job)
+        return ticket
+
+    def cancel(self, channel: str) -> None:
+        """Drops the pending job of `channel` (its callbacks will not run)."""
+        self._latest[channel] = -1
+
+    def busy(self, channel: str) -> bool:
+        """Whether the newest job of `channel` has not reported yet."""
+        return self._latest.get(channel, -1) in self._callbacks
+
+    def _take(self, ticket: int) -> tuple[Callable[[Any], None], Callable[[str], None]] | None:
+        entry = self._callbacks.pop(ticket, None)
+        if entry is None or self._latest.get(entry[0]) != ticket:
+            return None
+        return entry[1], entry[2]
+
+    def _on_done(self, ticket: int, result: Any) -> None:
+        callbacks = self._take(ticket)
+        if callbacks is not None:
+            callbacks[0](result)
+
+    def _on_failed(self, ticket: int, message: str) -> None:
+        callbacks = self._take(ticket)
+        if callbacks is not None:
+            callbacks[1](message)
+
+    def shutdown(self, wait_ms: int = SHUTDOWN_WAIT_MS) -> bool:
+        """Drops what is queued, closes the resource in its thread and waits for the thread to end."""
+        for channel in list(self._latest):
+            self._latest[channel] = -1
+        self._callbacks.clear()
+        if self._thread.isRunning():
+            self._closeRequested.emit()
+            if not self._thread.wait(wait_ms):
+                log.error("The query thread did not stop within %d ms", wait_ms)
+                return False
+        _live_runners.discard(self)
+        return True
+
+
+def live_query_runners() -> list[BackgroundQueries]:
+    """Query threads not shut down yet (tests assert that none is left)."""
+    return [r for r in _live_runners if r.thread_running]

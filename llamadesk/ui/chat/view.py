@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, Qt, QTimer, QUrl, Signal
@@ -10,6 +11,7 @@ from PySide6.QtGui import (
     QContextMenuEvent,
     QDesktopServices,
     QGuiApplication,
+    QHelpEvent,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -31,9 +33,11 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core.markdown import is_safe_link, parse_copy_href, warm_up
+from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.delegate import MessageDelegate
 from llamadesk.ui.chat.menu import message_menu
 from llamadesk.ui.chat.model import ChatRow, ContentRole, KeyRole, MessageListModel, RowRole
+from llamadesk.ui.chat.token_hover import TokenLookup
 
 FOLLOW_SLACK_PX = 24  # this close to the bottom counts as "at the bottom"
 MEASURE_MARGIN_ROWS = 3  # rows above and below the screen laid out exactly, so a small scroll shows no jump
@@ -80,6 +84,8 @@ class ChatView(QTableView):
         self.verticalScrollBar().setSingleStep(24)
         self.placeholder = "Load a model, then type a message below."
         self.menu: QMenu | None = None
+        self.token_records: Callable[[int], Sequence[TokenProb]] | None = None  # message id → its token records
+        self._token_lookup = TokenLookup()
         self._follow = True
         self._measuring = False
         self._width = 0
@@ -119,6 +125,11 @@ class ChatView(QTableView):
         self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
         self.setCurrentIndex(index)
         self._update_jump_button()
+
+    def set_highlight(self, query: str) -> None:
+        """Highlights the words `query` matches in every message shown (the find bar, a search hit); "" clears."""
+        if self.delegate.set_highlight(query):
+            self.viewport().update()
 
     def follow(self) -> None:
         """Sticks to the bottom again (after you send a message, or switch conversation)."""
@@ -410,3 +421,28 @@ class ChatView(QTableView):
             rect = self.viewport().rect().adjusted(24, 24, -24, -24)
             painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
             painter.end()
+
+    # --- token probabilities on hover -------------------------------------------------------------------------
+    def viewportEvent(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            tip = self.token_tooltip(event.pos())
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self.viewport())
+                return True
+        return super().viewportEvent(event)
+
+    def token_tooltip(self, pos: QPoint) -> str | None:
+        """"token 'foo' 62.1% · alternatives: …" for the reply token under `pos`, when its probabilities were kept."""
+        if self.token_records is None:
+            return None
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return None
+        found = self.delegate.text_position(index, self.visualRect(index), QPointF(pos))
+        if found is None:
+            return None
+        row, rendered, position = found
+        records = self.token_records(row.message_id)
+        if not records:
+            return None
+        return self._token_lookup.tooltip(row.message_id, row.content, rendered, position, records)
