@@ -36,7 +36,8 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--seed", type=int, default=None, help=f"fixed seed 0–{MAX_SEED} (default: random)")
     chat.add_argument("--ctx", type=int, default=4096, help=f"context length in tokens ({CTX_RANGE[0]}–{CTX_RANGE[1]})")
     chat.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    chat.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    chat.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="N|auto|all",
+                      help="layers to offload to the GPU (default: auto, as many as fit; all with --rpc)")  # fmt: skip
     chat.add_argument("--template", default=None, help="chat template to use instead of the model's")
     chat.add_argument(
         "--rpc", nargs="?", const="", default=None, metavar="HOST:PORT,...",
@@ -45,6 +46,38 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
     chat.add_argument("prompt", help="the message; - reads it from stdin")
+
+
+def gpu_layers_arg(text: str) -> int:
+    """--gpu-layers: a number of layers, "auto" (as many as fit in free VRAM) or "all"."""
+    from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
+
+    word = text.strip().lower()
+    if word in ("auto", "all"):
+        return GPU_LAYERS_AUTO if word == "auto" else GPU_LAYERS_ALL
+    try:
+        value = int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of layers, auto or all") from None
+    if value < GPU_LAYERS_AUTO:
+        raise argparse.ArgumentTypeError(f"{value} layers: use 0 or more, auto or all")
+    return value
+
+
+def default_gpu_layers(asked: int | None, rpc_servers: object) -> int:
+    """What --gpu-layers means when left out: every layer on the RPC hosts, else as many as fit."""
+    from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
+
+    if asked is not None:
+        return asked
+    return GPU_LAYERS_ALL if rpc_servers else GPU_LAYERS_AUTO
+
+
+def _terminal_safe(text: str) -> str:
+    """Model output for a terminal: escape sequences dropped, other control characters shown, not obeyed."""
+    from llamadesk.core.markdown import inert_text
+
+    return inert_text(text)
 
 
 def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
@@ -107,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = engine.load(
             remote or LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
-                        n_gpu_layers=args.gpu_layers or (-1 if rpc_servers else 0), chat_template=args.template,
+                        n_gpu_layers=default_gpu_layers(args.gpu_layers, rpc_servers), chat_template=args.template,
                         rpc_servers=rpc_servers)
         )  # fmt: skip
     except ModelLoadError as exc:
@@ -138,13 +171,14 @@ def run(args: argparse.Namespace) -> int:
         cancel.set()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    shown = _terminal_safe if sys.stdout.isatty() else str  # a reply must not drive the user's terminal
     done: Done | None = None
     try:
         for event in engine.stream(messages, params, cancel):
             if isinstance(event, Done):
                 done = event
             else:
-                sys.stdout.write(event.text)
+                sys.stdout.write(shown(event.text))
                 sys.stdout.flush()
                 if reply is not None:
                     reply.append(event.text)

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from llamadesk.commands import EXIT_FAIL, EXIT_LOAD, EXIT_OK, EXIT_USAGE
+from llamadesk.commands.chat import default_gpu_layers, gpu_layers_arg
 
 API_KEY_ENV = "LLAMADESK_API_KEY"
 
@@ -29,7 +30,8 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--record-history", action="store_true", help="keep requests in the history (label: server)")
     serve.add_argument("--ctx", type=int, default=4096, help="context length in tokens")
     serve.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    serve.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all, -2: auto)")
+    serve.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="N|auto|all",
+                       help="layers to offload to the GPU (default: auto, as many as fit; all with --rpc)")  # fmt: skip
     serve.add_argument(
         "--rpc", nargs="?", const="", default=None, metavar="HOST:PORT,...",
         help="split the model over llama.cpp rpc-server hosts: these, or the saved list (llamadesk rpc list)",
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = backend.start(
             LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
-                        n_gpu_layers=args.gpu_layers or (-1 if hosts else 0), rpc_servers=hosts)
+                        n_gpu_layers=default_gpu_layers(args.gpu_layers, hosts), rpc_servers=hosts)
         )  # fmt: skip
     except ModelLoadError as exc:
         print(f"llamadesk serve: {exc}", file=sys.stderr)
