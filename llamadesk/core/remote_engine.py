@@ -306,7 +306,7 @@ class RemoteEngine:
             "model_file": self._model,
             "template": "server",
             "template_source": "server",
-            "sampling": {**params.to_dict(), "seed": stats.seed},
+            "sampling": params.to_dict(),  # seed: the one asked for (None: random); the top-level seed was sent
             "sent_sampling": sent,
             "ignored_sampling": ignored,
             "token_counts": "server" if counted else "estimated",

@@ -15,6 +15,7 @@ from remote_server import LlamaServer, free_port
 from llamadesk.core import rpc
 from llamadesk.core.endpoints import EndpointStore, RemoteOptions
 from llamadesk.core.history import History
+from llamadesk.core.sampling import RANGES
 from llamadesk.ui.main_window import MainWindow
 from llamadesk.ui.model_picker import Choice
 
@@ -97,6 +98,20 @@ def test_one_conversation_switches_between_local_and_remote(
     assert remote["endpoint"] == llama_server.url and remote["model"] == llama_server.model_id
     assert remote["finish_reason"] == "length" and remote["generated_tokens"] >= 1
     assert "endpoint" not in local and local["model_file"] == "tiny-chatml.gguf"
+    assert remote["sampling"]["seed"] is None and isinstance(remote["seed"], int)  # random, and the one sent
+
+    # The remote reply's receipt names the endpoint; with the local model loaded it cannot be reproduced.
+    remote_id = next(m.id for m in history.messages(window.current_cid) if m.receipt == remote)
+    receipt = window.chat.show_receipt(remote_id)
+    assert receipt is not None
+    assert receipt.value("Endpoint") == f"box ({llama_server.url})" and receipt.value("Model") == llama_server.model_id
+    assert receipt.value("Not sent (the server ignores them)") == ", ".join(
+        RANGES[name].label for name in remote["ignored_sampling"]
+    )  # fmt: skip
+    assert not receipt.reproduce_button.isEnabled()
+    assert receipt.note.text() == (f"This reply came from {llama_server.model_id} on box; "
+                                   "choose it in the model picker to reproduce it.")  # fmt: skip
+    receipt.close()
     assert dialogs.warnings == []
 
 

@@ -149,6 +149,11 @@ class ChatController(QObject):
         info = w.model_info
         if info is None:
             return f"Load {receipt.get('model_file', 'the model')} to reproduce this reply."
+        if receipt.get("engine") == "remote":
+            if (receipt.get("endpoint"), receipt.get("model")) != (info.endpoint, info.file_name):
+                return (f"This reply came from {receipt.get('model')} on {receipt.get('endpoint_name')}; "
+                        "choose it in the model picker to reproduce it.")  # fmt: skip
+            return "Wait for the current reply to end." if w.is_generating or w.is_loading else ""
         if receipt.get("sha256") and receipt.get("sha256") != info.sha256:
             return f"This reply was made with {receipt.get('model_file')}; load that exact file to reproduce it."
         if receipt.get("template") and receipt.get("template") != info.template_name:

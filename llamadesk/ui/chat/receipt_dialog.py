@@ -53,6 +53,23 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
         ("Context length", _number(receipt.get("n_ctx"), "tokens")),
         ("Chat template", template),
     ]
+    if receipt.get("engine") == "remote":  # a server's reply: no file, no hash; where it came from instead
+        model = [
+            ("Endpoint", f"{receipt.get('endpoint_name', '—')} ({receipt.get('endpoint', '—')})"),
+            ("Server", str(receipt.get("server_kind", "—"))),
+            ("Model", str(receipt.get("model", "—"))),
+        ]
+        ignored = receipt.get("ignored_sampling")
+        if isinstance(ignored, list):
+            labels = [RANGES[str(k)].label if str(k) in RANGES else str(k) for k in ignored]
+            model.append(("Not sent (the server ignores them)", ", ".join(labels) or "nothing"))
+        if receipt.get("token_counts") == "estimated":
+            model.append(("Token counts", "estimated (the server did not report them)"))
+    if isinstance(receipt.get("rpc_servers"), list):
+        model.append(("RPC hosts", ", ".join(map(str, receipt["rpc_servers"]))))
+        split = receipt.get("layer_split")
+        if isinstance(split, dict) and split:
+            model.append(("Layer split", ", ".join(f"{dev}: {n}" for dev, n in split.items())))
     knobs = [(rng.label, _sampling_value(sampling.get(name))) for name, rng in RANGES.items()]
     knobs.append(("Seed", _seed(receipt, sampling)))
     result = [
