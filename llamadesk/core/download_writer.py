@@ -1,17 +1,23 @@
 """The disk side of a download: a thread that writes and hashes what the socket thread received, and wakes a
-read blocked on a silent server when Pause or Cancel is pressed; the sha256 of a .part file as it grows."""
+read blocked on a silent server when Pause or Cancel is pressed; the sha256 of a .part file as it grows; the
+watchers that make Pause and Cancel answer while a request waits for its headers or for the Hub's HEAD."""
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import hashlib
 import queue
-import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, TypeVar
 
 import httpx2
+
+from llamadesk.core.remote import SocketWatch, shutdown_stream
+
+T = TypeVar("T")
 
 MiB = 1 << 20
 QUEUE_BLOCKS = 4  # blocks in flight between the socket and the disk: bounds the memory a slow disk can pin
@@ -74,11 +80,7 @@ class BlockWriter(threading.Thread):
         if self._interrupted:
             return
         self._interrupted = True
-        stream = self.response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain one: a TLS socket keeps its state
+        shutdown_stream(self.response.extensions.get("network_stream"))
 
     def put(self, block: bytes) -> None:
         """Hands a block over, waiting while QUEUE_BLOCKS are in flight; raises the writer's error."""
@@ -97,6 +99,61 @@ class BlockWriter(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
+
+
+def stop_requested(cancel: threading.Event, pause: threading.Event) -> bool:
+    return cancel.is_set() or pause.is_set()
+
+
+class StopWatcher(threading.Thread):
+    """While a job runs (`with StopWatcher(cancel, pause) as watch:`), shuts the sockets of its requests down as
+    soon as Pause or Cancel is pressed: a request waiting for response headers fails at once, not at its timeout
+    (the body has the BlockWriter's own watch too). Pass `watch` to every request (remote.open_stream)."""
+
+    def __init__(self, cancel: threading.Event, pause: threading.Event) -> None:
+        super().__init__(name="download-stop-watcher", daemon=True)
+        self.cancel, self.pause = cancel, pause
+        self.watch = SocketWatch()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(STOP_POLL):
+            if stop_requested(self.cancel, self.pause):
+                self.watch.stop()
+                return
+
+    def __enter__(self) -> SocketWatch:
+        self.start()
+        return self.watch
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._done.set()
+        self.join()
+
+
+def call_stoppable(call: Callable[[], T], cancel: threading.Event, pause: threading.Event) -> T:
+    """The result of a blocking call whose socket we do not hold (huggingface_hub's HEAD), made on a helper
+    thread; raises Stopped as soon as Pause or Cancel is pressed. An abandoned call ends at its own timeout and
+    its result is dropped."""
+    if stop_requested(cancel, pause):
+        raise Stopped
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def work() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="download-metadata", daemon=True).start()
+    while True:
+        if stop_requested(cancel, pause):
+            raise Stopped
+        try:
+            return future.result(timeout=STOP_POLL)
+        except TimeoutError:
+            continue
 
 
 class Hasher:

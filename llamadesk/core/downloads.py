@@ -31,11 +31,11 @@ from llamadesk.core.download_queue import (
     State,
     check_free_space,
 )
-from llamadesk.core.download_writer import BlockWriter, Hasher, Stopped
+from llamadesk.core.download_writer import BlockWriter, Hasher, Stopped, StopWatcher, call_stoppable
 from llamadesk.core.errors import LlamaDeskError, ModelLoadError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.library import write_sidecar
-from llamadesk.core.remote import make_client, open_stream
+from llamadesk.core.remote import SocketWatch, make_client, open_stream
 
 __all__ = [
     "DISK_MARGIN", "QUARANTINE_DIR", "STATE_DIR", "DiskFullError", "DownloadBusyError", "DownloadError",
@@ -146,8 +146,9 @@ class Downloader:
             job.state, job.error = State.DOWNLOADING, None
             self.queue.save(job)
             try:
-                with self._client_factory(read_timeout=self.policy.stall_timeout) as client:
-                    self._run(job, client, meter, cancel, pause)
+                with StopWatcher(cancel, pause) as watch, \
+                        self._client_factory(read_timeout=self.policy.stall_timeout) as client:
+                    self._run(job, client, watch, meter, cancel, pause)
             except Stopped:
                 if cancel.is_set():
                     self.queue.part_path(job).unlink(missing_ok=True)
@@ -171,10 +172,10 @@ class Downloader:
                 meter.emit(job.bytes_done, force=True)
         return job
 
-    def _run(self, job: DownloadJob, client: httpx2.Client, meter: _Meter, cancel: threading.Event,
-             pause: threading.Event) -> None:
+    def _run(self, job: DownloadJob, client: httpx2.Client, watch: SocketWatch, meter: _Meter,
+             cancel: threading.Event, pause: threading.Event) -> None:
         part = self.queue.part_path(job)
-        self._with_retries(job, meter, cancel, pause, lambda: self._resolve(job, part))
+        self._with_retries(job, meter, cancel, pause, lambda: self._resolve(job, part, cancel, pause))
         have = part.stat().st_size if part.is_file() else 0
         check_free_space(self.queue.models_dir, max(0, (job.size or 0) - have), job.label)
         digest = Hasher()
@@ -185,7 +186,7 @@ class Downloader:
                 break
             before = have
             try:
-                self._fetch(job, client, part, digest, meter, cancel, pause)
+                self._fetch(job, client, watch, part, digest, meter, cancel, pause)
                 break
             except _Retry as exc:
                 now = part.stat().st_size if part.is_file() else 0
@@ -218,10 +219,14 @@ class Downloader:
             if cancel.wait(min(0.05, max(0.0, deadline - time.monotonic()))) or pause.is_set():
                 raise Stopped
 
-    def _resolve(self, job: DownloadJob, part: Path) -> None:
-        """Pins the job to the commit the Hub names; a file that changed since the .part started restarts."""
-        meta = hub.file_metadata(job.repo_id, job.filename, revision=job.commit or job.revision,
-                                 endpoint=self.endpoint, token=self._token)
+    def _resolve(self, job: DownloadJob, part: Path, cancel: threading.Event, pause: threading.Event) -> None:
+        """Pins the job to the commit the Hub names; a file that changed since the .part started restarts.
+        The HEAD runs on a helper thread, so that Pause and Cancel need not wait for a silent Hub."""
+        def head() -> hub.FileMetadata:
+            return hub.file_metadata(job.repo_id, job.filename, revision=job.commit or job.revision,
+                                     endpoint=self.endpoint, token=self._token)
+
+        meta = call_stoppable(head, cancel, pause)
         if job.etag and meta.etag and job.etag != meta.etag:
             log.info("%s changed on the Hub since the partial download; starting again", job.label)
             part.unlink(missing_ok=True)
@@ -229,14 +234,14 @@ class Downloader:
         job.commit, job.url = meta.commit or job.commit, meta.url
         self.queue.save(job)
 
-    def _fetch(self, job: DownloadJob, client: httpx2.Client, part: Path, digest: Hasher, meter: _Meter,
-               cancel: threading.Event, pause: threading.Event) -> None:
+    def _fetch(self, job: DownloadJob, client: httpx2.Client, watch: SocketWatch, part: Path, digest: Hasher,
+               meter: _Meter, cancel: threading.Event, pause: threading.Event) -> None:
         have = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         done = have
         try:
-            with open_stream(client, job.url or "", headers=headers, token=self._token,
-                             endpoint=self.endpoint) as response:
+            with open_stream(client, job.url or "", headers=headers, token=self._token, endpoint=self.endpoint,
+                             watch=watch) as response:
                 status = response.status_code
                 if status in (401, 403):
                     raise DownloadError(f"{job.repo_id} is gated or private: accept its license on the Hub and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
+
+from llamadesk.core.errors import LlamaDeskError
 
 if TYPE_CHECKING:
     from llamadesk.core.engine_api import LoadOptions
@@ -251,6 +254,8 @@ def auto_gpu_layers(
     if not gpus:
         return 0, "GPU layers are on auto and no GPU device was found, so all layers run on the CPU."
     free = sum(d.free_bytes for d in gpus)
+    if total_weights is None:
+        total_weights = split_weights(header, options.path)
     shape = fit.ModelShape.from_header(header, total_weights=total_weights)
     n = fit.layers_for_vram(
         shape, options.n_ctx, free, type_k=options.type_k, type_v=options.type_v,
@@ -268,6 +273,29 @@ def auto_gpu_layers(
         f"GPU layers are on auto: {n} of {n_all} layers fit in GPU memory ({where}) with a "
         f"{options.n_ctx}-token context; the rest run on the CPU."
     )
+
+
+def split_weights(header: GGUFHeader, path: str | os.PathLike[str]) -> int | None:
+    """The weights of every part of a split model (`-00001-of-0000N.gguf`) whose first part is `path` (read
+    into `header`): the tensors listed in each part's header; None for a single file. The first part's header
+    alone lists only its own tensors, so a fit from it alone would offload far too many layers."""
+    from llamadesk.core.gguf_header import read_header
+    from llamadesk.core.library import split_parts
+
+    first = Path(path)
+    parts = split_parts(first)
+    if len(parts) < 2:
+        return None
+    total = sum(t.n_bytes for t in header.tensors)
+    for part in parts:
+        if part == first:
+            continue
+        try:
+            total += sum(t.n_bytes for t in read_header(part).tensors)
+        except (LlamaDeskError, OSError):  # an unreadable part: its size is the best guess (the load will say)
+            with contextlib.suppress(OSError):
+                total += part.stat().st_size
+    return total
 
 
 def fallback_layers(n_gpu_layers: int) -> list[int]:

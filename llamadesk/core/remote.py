@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
@@ -32,15 +34,57 @@ def auth_headers(url: str, token: str | None, endpoint: str | None) -> dict[str,
     return {}
 
 
+def shutdown_stream(stream: object) -> None:
+    """Shuts down the socket under an httpcore network stream, from any thread: a recv() blocked on it returns."""
+    get_extra_info = getattr(stream, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain one: a TLS socket keeps its state
+
+
+class SocketWatch:
+    """The sockets a client opened for one job, so that another thread can shut them down: a request still
+    waiting for its response headers (or a body read) then fails at once instead of after its timeout. It learns
+    them from httpcore's `trace` request extension when each connection is made; pass it to every request of the
+    client (`open_stream(..., watch=)`), so that a pooled connection was seen when it was made."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: list[object] = []
+        self.stopped = False
+
+    def trace(self, name: str, info: dict[str, object]) -> None:
+        if name not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        with self._lock:
+            self._streams.append(stream)
+            stopped = self.stopped
+        if stopped:  # connected after stop(): fail this request too
+            shutdown_stream(stream)
+
+    def stop(self) -> None:
+        """Shuts every socket seen (and any made later) down; the requests on them raise a TransportError."""
+        with self._lock:
+            self.stopped = True
+            streams = list(self._streams)
+        for stream in streams:
+            shutdown_stream(stream)
+
+
 @contextlib.contextmanager
 def open_stream(
     client: httpx2.Client, url: str, *, headers: dict[str, str] | None = None, token: str | None = None,
-    endpoint: str | None = None, method: str = "GET",
+    endpoint: str | None = None, method: str = "GET", watch: SocketWatch | None = None,
 ) -> Iterator[httpx2.Response]:
-    """A streamed response after following redirects by hand, re-deciding at each hop whether the token goes."""
+    """A streamed response after following redirects by hand, re-deciding at each hop whether the token goes.
+    With `watch`, another thread can interrupt the request at any point after its connection is made."""
+    extensions = {"trace": watch.trace} if watch is not None else None
     for _ in range(MAX_REDIRECTS + 1):
         request_headers = {**(headers or {}), **auth_headers(url, token, endpoint)}
-        response = client.send(client.build_request(method, url, headers=request_headers), stream=True)
+        request = client.build_request(method, url, headers=request_headers, extensions=extensions)
+        response = client.send(request, stream=True)
         if response.is_redirect and "location" in response.headers:
             response.close()
             url = urljoin(url, response.headers["location"])

@@ -340,3 +340,45 @@ def test_pause_and_cancel_answer_at_once_while_the_server_is_silent(
         assert [r for r in hub.records if r.method == "GET"][-1].headers["range"] == f"bytes={stall}-"
     else:
         assert result.state is State.CANCELLED and not part.exists()
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+@pytest.mark.parametrize("stop", ["pause", "cancel"])
+def test_pause_and_cancel_answer_at_once_while_the_server_holds_the_headers(
+    hub: FakeHub, models: Path, medium_model: Path, stop: str, method: str
+) -> None:
+    """The Hub answers the metadata HEAD (or the file's GET) with nothing at all, not even headers; the stall
+    timeout is 30 s (huggingface_hub's HEAD waits 10 s), yet Pause/Cancel end the download within 2 s, and the
+    download later runs to the end."""
+    hub.faults.hold_headers = (method,)
+    queue = DownloadQueue(models)
+    job = queue.add(REPO, FILE)
+    pause, cancel = threading.Event(), threading.Event()
+    outcome: list[object] = []
+    slow = RetryPolicy(max_attempts=2, stall_timeout=30.0)
+
+    def run() -> None:
+        try:
+            outcome.append(downloader(models, policy=slow).download(job, pause=pause, cancel=cancel))
+        except Exception as exc:  # recorded for the assertion below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert hub.held.wait(30), f"the {method} never reached the server"
+        started = time.monotonic()
+        (pause if stop == "pause" else cancel).set()
+        worker.join(10)
+        elapsed = time.monotonic() - started
+    finally:
+        hub.faults.hold_headers = ()
+        hub.release()
+        worker.join(30)
+    assert not worker.is_alive() and elapsed < 2.0, f"took {elapsed:.1f} s"
+    [result] = outcome
+    assert isinstance(result, downloads.DownloadJob), result
+    assert result.state is (State.PAUSED if stop == "pause" else State.CANCELLED)
+    assert [r.method for r in hub.records].count(method) == 1  # stopped, not retried
+    resumed = downloader(models).download(job.id)
+    assert resumed.state is State.DONE and Path(resumed.dest).read_bytes() == medium_model.read_bytes()

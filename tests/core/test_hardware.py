@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import gguf
+import numpy as np
 import psutil
 import pytest
 from gguf_factory import write_tiny_llama
@@ -156,6 +158,46 @@ def test_auto_gpu_layers_follows_the_fit_estimate(tmp_path: Path) -> None:
     # two GPUs pool their free memory, each keeping its reserve
     n, _ = hardware.auto_gpu_layers(header, options, [gpu(want, "CUDA0"), gpu(fit.VRAM_RESERVE, "CUDA1")])
     assert n == 2
+
+
+def write_split_parts(tmp_path: Path, count: int = 3, extra: int = 1 << 20) -> tuple[Path, int]:
+    """A split model as gguf-split lays it out: the first part holds the metadata and the first tensors, the
+    others `split.no`/`split.count` and more tensors (here `extra` float32 values of block 1's weights each).
+    Returns the first part and the weights of all parts together."""
+    first = write_tiny_llama(tmp_path / f"m-00001-of-{count:05d}.gguf", n_layers=3, n_embd=64, n_head=2)
+    total = sum(t.n_bytes for t in read_header(first).tensors)
+    for no in range(1, count):
+        w = gguf.GGUFWriter(str(tmp_path / f"m-{no + 1:05d}-of-{count:05d}.gguf"), "llama")
+        w.add_uint16("split.no", no)
+        w.add_uint16("split.count", count)
+        w.add_tensor(f"blk.1.ffn_extra_{no}.weight", np.zeros(extra, dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        total += extra * 4
+    return first, total
+
+
+def test_auto_gpu_layers_counts_every_part_of_a_split_model(tmp_path: Path) -> None:
+    first, total = write_split_parts(tmp_path)
+    header = read_header(first)
+    options = LoadOptions(first, n_ctx=512)
+    assert hardware.split_weights(header, first) == total
+    assert hardware.split_weights(header, write_tiny_llama(tmp_path / "single.gguf")) is None
+
+    alone = fit.ModelShape.from_header(header)  # what the first part's header alone tells
+    whole = fit.ModelShape.from_header(header, total_weights=total)
+    assert whole.weights_bytes == total > alone.weights_bytes + (2 << 20)
+    # room for every layer of the first part alone, far from enough for the whole model
+    room = fit.VRAM_RESERVE + fit.compute_buffer_bytes(alone, 512) + fit.kv_cache_bytes(alone, 512)
+    room += alone.weights_bytes
+    assert fit.layers_for_vram(alone, 512, room) == 4
+    n, note = hardware.auto_gpu_layers(header, options, [gpu(room)])
+    assert n == fit.layers_for_vram(whole, 512, room) < 4 and f"{n} of 4 layers fit" in note
+
+    (tmp_path / "m-00003-of-00003.gguf").write_bytes(b"not a gguf" * 100)  # unreadable: its size counts
+    assert hardware.split_weights(header, first) == total - (1 << 22) + 1000
 
 
 def test_offload_note_prefers_the_auto_sentence_when_the_load_did_what_auto_chose() -> None:

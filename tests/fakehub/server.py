@@ -76,6 +76,7 @@ class Faults:
     corrupt: bool = False  # flip one byte of every body
     ignore_range: bool = False
     hold_after: int | None = None  # body bytes sent before the server waits for release()
+    hold_headers: tuple[str, ...] = ()  # methods ("HEAD", "GET") answered only after release(), headers included
     redirect_to_cdn: bool = False
 
 
@@ -228,6 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         record = self._record()
+        if self.command in self.fake.faults.hold_headers:
+            self.fake.held.set()
+            self.fake.release_event.wait(120)
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query)

@@ -89,6 +89,42 @@ def test_compare_two_models_runs_b_in_a_second_engine_closed_with_the_dialog(
     assert window.chat_model.row(3).status == "complete"
 
 
+def test_compare_on_a_notebook_continues_its_text_as_a_completion(
+    window: MainWindow, history: History, qtbot: QtBot
+) -> None:
+    window.panel.system_prompt_edit.setPlainText("Be brief.")  # a chat would send it; a completion must not
+    window.notebook.action.trigger()
+    editor = window.notebook.panel.editor
+    editor.setPlainText("Once upon a time")
+    qtbot.mouseClick(window.notebook.panel.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    cid = window.current_cid
+    assert cid is not None and window.notebook.active
+    document, continuation = history.messages(cid)[-2:]
+    assert document.content == "Once upon a time" and continuation.receipt is not None
+    assert continuation.receipt["mode"] == "completion"
+    before = [m.id for m in history.all_messages(cid)]
+
+    dialog = window.chat.show_compare()
+    assert dialog is not None and dialog.mode == "completion"
+    assert dialog.prompt_view.toPlainText() == "Once upon a time"
+    a, b = dialog.sides
+    b.combo.setCurrentText(CURRENT)
+    with qtbot.waitSignal(dialog.finishedBoth, timeout=REPLY_TIMEOUT_MS):
+        qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    for side in (a, b):
+        assert side.stats is not None and side.stats.generated_tokens > 0
+        assert side.receipt["mode"] == "completion"  # the text continued as raw text, with nothing before it
+        assert side.stats.prompt_tokens == continuation.receipt["prompt_tokens"]
+    dialog.close()
+    assert [m.id for m in history.all_messages(cid)] == before
+
+    window.notebook.action.trigger()  # the same conversation as a chat: compare answers it as a chat again
+    dialog = window.chat.show_compare()
+    assert dialog is not None and dialog.mode == "chat"
+    dialog.close()
+
+
 def test_memory_note_warns_when_the_second_model_may_not_fit(tiny_model: Path) -> None:
     assert "may not fit" in memory_note(tiny_model, 512, ram_free=0)
     assert "second engine" in memory_note(tiny_model, 512, ram_free=8 << 30)

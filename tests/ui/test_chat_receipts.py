@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QHelpEvent
+from PySide6.QtGui import QHelpEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
@@ -15,7 +15,8 @@ from llamadesk.core.history import History
 from llamadesk.core.token_probs import TokenProb, records_from_receipt
 from llamadesk.paths import Paths
 from llamadesk.ui.chat.delegate import PAD_H, PAD_V
-from llamadesk.ui.chat.token_hover import align, record_at, tooltip_text
+from llamadesk.ui.chat.render import MessageRenderer
+from llamadesk.ui.chat.token_hover import TokenLookup, align, inert_offsets, record_at, tooltip_text
 from llamadesk.ui.main_window import MainWindow
 
 REPLY_TIMEOUT_MS = 60_000
@@ -201,3 +202,35 @@ def test_rendered_text_maps_back_to_the_markdown_source() -> None:
     assert record_at(records, 100) is None and record_at(records, -1) is None
     assert tooltip_text(records[2]) == "token 'bold' 90.0% · alternatives: 'big' 5.0%"
     assert tooltip_text(TokenProb(0, "\n", 0.25)) == "token '\\n' 25.0%"
+
+
+def test_hover_finds_the_token_behind_escapes_and_bidi_overrides(qtbot: QtBot) -> None:
+    """The bubble shows the reply made inert (a terminal title sequence dropped, a right-to-left override shown
+    as "[RLO]"), so its text is not the stored one; the hover still names the token under the mouse."""
+    tokens = ["Hi", " ", "\x1b]0;a totally harmless window title\x07", "\u202e", "OLD", " news", "\x1b[31m", "!"]
+    records = []
+    offset = 0
+    for n, text in enumerate(tokens):
+        records.append(TokenProb(offset, text, (n + 1) / 10))
+        offset += len(text)
+    source = "".join(tokens)
+    doc = QTextDocument()
+    MessageRenderer()(doc, source, "assistant")
+    rendered = doc.toPlainText()
+    assert rendered.rstrip() == "Hi [RLO]OLD news!"  # what the bubble shows
+    lookup = TokenLookup()
+
+    def tip_at(position: int) -> str | None:
+        return lookup.tooltip(7, source, rendered, position, records)
+
+    for position in range(rendered.index("[RLO]"), rendered.index("OLD")):
+        assert tip_at(position) == tooltip_text(records[3])  # the stand-in is the override's own token
+    for position in range(rendered.index("OLD"), rendered.index(" news")):
+        assert tip_at(position) == tooltip_text(records[4])
+    assert tip_at(rendered.index("news")) == tooltip_text(records[5])
+    assert tip_at(rendered.index("!")) == tooltip_text(records[7])
+    shown, offsets = inert_offsets(source)
+    assert shown == "Hi [RLO]OLD news!" and [source[i] for i in offsets[3:8]] == ["\u202e"] * 5
+    assert inert_offsets("plain") == ("plain", [0, 1, 2, 3, 4])
+    assert tooltip_text(records[3]) == "token '[RLO]' 40.0%"  # the tooltip is inert too
+    assert tooltip_text(records[6]) == "token '\u241b[31m' 70.0%"

@@ -3,6 +3,7 @@
 A runs on the loaded model. B runs on it too, or on another local model loaded into a second engine (its own
 EngineHost and thread) for as long as the dialog is open: it is shut down when the dialog closes. The two run one
 after the other, so they never compete for the CPU; a note says when both models may not fit in memory together.
+On a notebook conversation both continue the notebook's last text as raw text (mode "completion"), as Generate does.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Side:
     request: int | None = None
     content: list[str] = field(default_factory=list)
     stats: GenerationStats | None = None
+    receipt: dict[str, Any] = field(default_factory=dict)
     host: EngineHost | None = None  # where the request in flight runs
 
 
@@ -78,6 +80,11 @@ def _size(n: int) -> str:
     return f"{n / GiB:.1f} GB" if n >= GiB else f"{n / (1 << 20):.0f} MB"
 
 
+def _shows_notebook(window: QWidget | None) -> bool:
+    """Whether the window shows a notebook conversation (its NotebookController's `active`)."""
+    return getattr(getattr(window, "notebook", None), "active", False) is True
+
+
 class CompareDialog(QDialog):
     """Runs A, then B; shows both as markdown with their figures. Nothing is added to the history."""
 
@@ -87,7 +94,10 @@ class CompareDialog(QDialog):
         self, host: EngineHost, prompt: list[Message], params: SamplingParams, presets: dict[str, SamplingParams],
         renderer: MessageRenderer, parent: QWidget | None = None, *, models: Sequence[LocalModel] = (),
         current: Path | None = None, load_options: Callable[[LocalModel], LoadOptions] | None = None,
+        notebook: bool | None = None,
     ) -> None:  # fmt: skip
+        """`notebook`: continue the last text as raw text instead of answering the chat; None: as the window
+        (the parent) shows the conversation."""
         super().__init__(parent)
         self.setObjectName("compareDialog")
         self.setWindowTitle("Compare settings or models")
@@ -100,6 +110,9 @@ class CompareDialog(QDialog):
         self.other_loaded: Path | None = None
         self._loading: Side | None = None
         last = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+        self.mode = "completion" if (_shows_notebook(parent) if notebook is None else notebook) else "chat"
+        if self.mode == "completion":  # the document alone: a system prompt or earlier turns would be text too
+            self.prompt = [{"role": "user", "content": last}] if last else []
         self.prompt_view = QPlainTextEdit(last, self)
         self.prompt_view.setObjectName("comparePrompt")
         self.prompt_view.setAccessibleName("Prompt compared")
@@ -129,7 +142,9 @@ class CompareDialog(QDialog):
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("The conversation so far, with the last message:", self))
+        chat = "The conversation so far, with the last message:"
+        intro = "The notebook's text, which both continue:" if self.mode == "completion" else chat
+        layout.addWidget(QLabel(intro, self))
         layout.addWidget(self.prompt_view)
         layout.addLayout(grid, 1)
         layout.addWidget(self.memory)
@@ -208,7 +223,7 @@ class CompareDialog(QDialog):
             return
         for side in self.sides:
             side.content.clear()
-            side.stats = None
+            side.stats, side.receipt = None, {}
             side.text.clear()
             side.figures.setText("waiting…")
         self._queue = list(self.sides)
@@ -232,7 +247,7 @@ class CompareDialog(QDialog):
     def _generate(self, side: Side, host: EngineHost) -> None:
         side.figures.setText("generating…")
         side.host = host
-        side.request, _cancel = host.generate(self.prompt, self.params_of(side))
+        side.request, _cancel = host.generate(self.prompt, self.params_of(side), mode=self.mode)
 
     def _other(self) -> EngineHost:
         if self.other_host is None:
@@ -288,7 +303,7 @@ class CompareDialog(QDialog):
         side = self._side_of(request_id)
         if side is None:
             return
-        side.request, side.stats = None, stats
+        side.request, side.stats, side.receipt = None, stats, receipt
         self._show(side)
         model = str(receipt.get("model_file", ""))
         side.figures.setText(

@@ -3,6 +3,9 @@
 Token records carry offsets in the reply's source text (markdown); the bubble shows the rendered document, whose
 text lacks the markdown syntax. `align` maps each rendered character back to the source by walking both texts in
 order, skipping source characters the renderer dropped (`**`, `#`, backticks) and rendered ones it added (bullets).
+Before the markdown, the renderer makes the model's text inert (markdown.inert_text: escape sequences dropped,
+control characters shown as stand-ins such as "[RLO]") and breaks long runs with zero-width spaces; `inert_offsets`
+replays that with each character's source index, so the walk compares like with like.
 """
 
 from __future__ import annotations
@@ -10,14 +13,48 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from llamadesk.core.markdown import _ANSI, _SUSPECT, inert_text
 from llamadesk.core.token_probs import TokenProb
 
 LOOKAHEAD = 24  # source characters searched for the next rendered one (markdown syntax is short)
 SHOWN_ALTERNATIVES = 5
 
 
+def inert_offsets(source: str) -> tuple[str, list[int]]:
+    """`inert_text(source)`, and for each of its characters the index in `source` of the character it shows
+    (every character of a stand-in such as "[RLO]" points at the one it replaces)."""
+    inert = inert_text(source)
+    if inert == source:
+        return source, list(range(len(source)))
+    text: list[str] = []
+    offsets: list[int] = []
+    i = 0
+    while (found := _SUSPECT.search(source, i)) is not None:  # ESC is one of them
+        j = found.start()
+        text.append(source[i:j])
+        offsets.extend(range(i, j))
+        escape = _ANSI.match(source, j) if source[j] == "\x1b" else None
+        if escape is not None:  # dropped
+            i = escape.end()
+            continue
+        shown = inert_text(source[j])
+        text.append(shown)
+        offsets.extend([j] * len(shown))
+        i = j + 1
+    text.append(source[i:])
+    offsets.extend(range(i, len(source)))
+    if "".join(text) != inert:  # the renderer's rules changed: fall back to the walk alone
+        return source, list(range(len(source)))
+    return inert, offsets
+
+
 def align(source: str, rendered: str) -> list[int]:
     """For each character of `rendered`, its index in `source` (-1 where the renderer added it)."""
+    shown, offsets = inert_offsets(source)
+    return [offsets[j] if j >= 0 else -1 for j in _align(shown, rendered)]
+
+
+def _align(source: str, rendered: str) -> list[int]:
     out: list[int] = []
     i = 0
     for ch in rendered:
@@ -49,7 +86,10 @@ def record_at(records: Sequence[TokenProb], offset: int) -> TokenProb | None:
 
 
 def _quoted(text: str) -> str:
-    return "'" + text.replace("\n", "\\n").replace("\t", "\\t") + "'"
+    """A token as the tooltip shows it: inert like the reply (an override cannot reorder the tooltip), with an
+    escape sequence shown rather than dropped, and line breaks and tabs written out."""
+    shown = inert_text(text.replace("\x1b", "\u241b"))
+    return "'" + shown.replace("\n", "\\n").replace("\t", "\\t") + "'"
 
 
 def tooltip_text(record: TokenProb) -> str:
