@@ -85,8 +85,9 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # -- hostile output: terminal escapes, invisible controls, bidi overrides, endless words -----------------------------
 LONG_RUN = 1000  # a "word" longer than this gets break opportunities: Qt lays out one long word in quadratic time
 BREAK_EVERY = 200
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")  # CSI (colours) and OSC (titles)
-_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Terminal escapes: CSI (colours, cursor) and OSC (window titles, links)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _BIDI_NAMES = {
     "\u202a": "LRE", "\u202b": "RLE", "\u202c": "PDF", "\u202d": "LRO", "\u202e": "RLO",
     "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI",
@@ -108,8 +109,8 @@ def inert_text(text: str) -> str:
     """Model output with terminal escape sequences removed and every other control character (C0, C1, bidi
     embeddings, overrides and isolates) replaced by a visible stand-in; tabs and line breaks stay."""
     if "\x1b" in text:
-        text = _ANSI.sub("", text)
-    return _SUSPECT.sub(_visible, text)
+        text = ANSI_ESCAPE.sub("", text)
+    return CONTROL_CHAR.sub(_visible, text)
 
 
 def break_long_runs(text: str) -> str:

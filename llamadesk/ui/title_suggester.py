@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal
 from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
+from llamadesk.core.markdown import ANSI_ESCAPE
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.ui.workers import EngineHost
 
@@ -23,7 +24,6 @@ INSTRUCTION = (
     "no punctuation at the end."
 )
 _PREFIX = re.compile(r"^\s*(title\s*:\s*)", re.IGNORECASE)
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # terminal colour and cursor sequences
 _INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs"})
 _QUOTES = "\"'“”‘’«»`*#"
 
@@ -40,7 +40,7 @@ def clean_title(text: str) -> str:
     """The first non-empty line of a model's answer, without a "Title:" label, quotes, a final full stop or
     invisible characters."""
     # Control and format characters (escapes, bidi overrides) never belong in a title; the line breaks go first.
-    text = _ANSI.sub("", text)
+    text = ANSI_ESCAPE.sub("", text)
     lines = ("".join(ch for ch in part if unicodedata.category(ch) not in _INVISIBLE) for part in text.splitlines())
     line = next((part.strip() for part in lines if part.strip()), "")
     line = _PREFIX.sub("", line).strip().strip(_QUOTES).strip()

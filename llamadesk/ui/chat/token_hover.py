@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from llamadesk.core.markdown import _ANSI, _SUSPECT, inert_text
+from llamadesk.core.markdown import ANSI_ESCAPE, CONTROL_CHAR, inert_text
 from llamadesk.core.token_probs import TokenProb
 
 LOOKAHEAD = 24  # source characters searched for the next rendered one (markdown syntax is short)
@@ -29,11 +29,11 @@ def inert_offsets(source: str) -> tuple[str, list[int]]:
     text: list[str] = []
     offsets: list[int] = []
     i = 0
-    while (found := _SUSPECT.search(source, i)) is not None:  # ESC is one of them
+    while (found := CONTROL_CHAR.search(source, i)) is not None:  # ESC is one of them
         j = found.start()
         text.append(source[i:j])
         offsets.extend(range(i, j))
-        escape = _ANSI.match(source, j) if source[j] == "\x1b" else None
+        escape = ANSI_ESCAPE.match(source, j) if source[j] == "\x1b" else None
         if escape is not None:  # dropped
             i = escape.end()
             continue
