@@ -22,7 +22,7 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml packaging/build_llama_wheel.sh
+$(STAMP): pyproject.toml packaging/build_llama_wheel.sh packaging/wheelhouse.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	wheelhouse="$$(PYTHON=$(BIN)/python packaging/build_llama_wheel.sh $(BACKEND))" && \

@@ -11,22 +11,9 @@ set -euo pipefail
 
 backend="${1:-${LLAMADESK_BACKEND:-cpu}}"
 python="${PYTHON:-python3}"
-version="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$(dirname "$0")/../pyproject.toml")"
-[ -n "$version" ] || { echo "cannot read the llama-cpp-python pin from pyproject.toml" >&2; exit 1; }
-
-base="-DGGML_NATIVE=OFF -DGGML_RPC=ON"
-case "$backend" in
-  cpu)    args="${CMAKE_ARGS:-$base}" ;;
-  cuda)   args="${CMAKE_ARGS:-$base -DGGML_CUDA=on}" ;;
-  metal)  args="${CMAKE_ARGS:-$base -DGGML_METAL=on}" ;;
-  vulkan) args="${CMAKE_ARGS:-$base -DGGML_VULKAN=on}" ;;
-  custom) args="${CMAKE_ARGS:?set CMAKE_ARGS for a custom build}" ;;
-  *) echo "unknown backend '$backend' (cpu, cuda, metal, vulkan, custom)" >&2; exit 2 ;;
-esac
-
-pytag="$(uname -m)"
-key="$(printf '%s' "$args" | sha256sum | cut -c1-12)"
-wheelhouse="${LLAMADESK_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamadesk/wheelhouse}/$version-$backend-$pytag-$key"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=packaging/wheelhouse.sh
+. "$root/packaging/wheelhouse.sh"  # version, args, wheelhouse
 mkdir -p "$wheelhouse"
 
 if ls "$wheelhouse"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then

@@ -19,21 +19,8 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x "$root/.venv/bin/python" ]; then PYTHON="$root/.venv/bin/python"; else PYTHON=python3; fi
 fi
 cxx="${CXX:-g++}"
-version="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$root/pyproject.toml")"
-[ -n "$version" ] || { echo "cannot read the llama-cpp-python pin from pyproject.toml" >&2; exit 1; }
-
-# The same wheelhouse key as packaging/build_llama_wheel.sh.
-base="-DGGML_NATIVE=OFF -DGGML_RPC=ON"
-case "$backend" in
-  cpu)    args="${CMAKE_ARGS:-$base}" ;;
-  cuda)   args="${CMAKE_ARGS:-$base -DGGML_CUDA=on}" ;;
-  metal)  args="${CMAKE_ARGS:-$base -DGGML_METAL=on}" ;;
-  vulkan) args="${CMAKE_ARGS:-$base -DGGML_VULKAN=on}" ;;
-  custom) args="${CMAKE_ARGS:?set CMAKE_ARGS for a custom build}" ;;
-  *) echo "unknown backend '$backend' (cpu, cuda, metal, vulkan, custom)" >&2; exit 2 ;;
-esac
-key="$(printf '%s' "$args" | sha256sum | cut -c1-12)"
-wheelhouse="${LLAMADESK_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamadesk/wheelhouse}/$version-$backend-$(uname -m)-$key"
+# shellcheck source=packaging/wheelhouse.sh
+. "$root/packaging/wheelhouse.sh"  # version, args, wheelhouse: the same folder as packaging/build_llama_wheel.sh's
 bin="$wheelhouse/bin/rpc-server"
 
 libdir="$("$PYTHON" -c 'import llama_cpp.llama_cpp as l, pathlib; print(pathlib.Path(l._base_path).resolve())')"

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated LLAMADESK_HOME per test, generated tiny GGUF models, the real starter model."""
+"""Shared fixtures: an isolated LLAMADESK_HOME per test, generated tiny GGUF models (an endless one too), the real
+starter model, an in-memory keyring."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gguf_factory import write_tiny_llama
+from file_keyring import MemoryKeyring
+from gguf_factory import END_OF_TURN, edit_output_rows, write_tiny_llama
 
 pytest_plugins = ["fakehub.plugin", "remote_server"]  # fake_hub, loopback_only; llama_server, garbage_server
 
@@ -27,6 +29,16 @@ def llamadesk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     yield home
 
 
+@pytest.fixture
+def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
+    """An empty in-memory keyring in place of the machine's for this test (monkeypatch puts the real one back)."""
+    import keyring.core
+
+    memory = MemoryKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", memory)
+    return memory
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer llama with random weights and a ChatML template: loads in milliseconds."""
@@ -36,6 +48,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_no_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-notemplate.gguf", chat_template=None)
+
+
+@pytest.fixture(scope="session")
+def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the output rows of its end-of-turn tokens zeroed: their logit is 0, far below the
+    top-k, so a reply never ends by itself (it runs to max_tokens, Stop or a failure) and Stop or switching
+    conversation cannot race a natural end."""
+    dst = tmp_path_factory.mktemp("endless") / "tiny-endless.gguf"
+    return edit_output_rows(tiny_model, dst, zero=END_OF_TURN)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
-"""A keyring backend for CLI tests only: the subprocess's "OS keyring" is a JSON file outside LLAMADESK_HOME
-(PYTHON_KEYRING_BACKEND=file_keyring.FileKeyring, TEST_KEYRING_FILE=path), so a test can see where a key went."""
+"""Keyring backends for tests. FileKeyring, for CLI tests: the subprocess's "OS keyring" is a JSON file outside
+LLAMADESK_HOME (PYTHON_KEYRING_BACKEND=file_keyring.FileKeyring, TEST_KEYRING_FILE=path), so a test can see where a
+key went. MemoryKeyring, for in-process tests (the `memory_keyring` fixture): a key never reaches a disk or the
+machine's real keyring."""
 
 from __future__ import annotations
 
@@ -30,3 +32,22 @@ class FileKeyring(KeyringBackend):
         data = self._read()
         del data[f"{service}/{username}"]
         self.path.write_text(json.dumps(data))
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-memory keyring standing in for the desktop's; `store` maps (service, user) to the secret."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        del self.store[(service, username)]

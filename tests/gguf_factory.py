@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import gguf
 import numpy as np
@@ -75,6 +78,10 @@ _WORDS = [
     "cache",
     "history",
 ]
+
+
+END_OF_TURN = (2, 4)  # "</s>" and "<|im_end|>", the end-of-generation tokens of write_tiny_llama's vocabulary
+FIRST_BYTE_TOKEN = 5  # <unk> <s> </s> <|im_start|> <|im_end|>, then <0x00> … <0xFF>
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:
@@ -156,3 +163,31 @@ def write_tiny_llama(
     w.close()
     assert head_dim >= 32 or n_head == 1
     return path
+
+
+def edit_output_rows(
+    src: Path,
+    dst: Path,
+    *,
+    zero: Sequence[int] | Literal["all"],
+    rows: Mapping[int, float] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Copy a model to `dst` and edit its output matrix (one row per token; a token's logit is its row times the
+    hidden state): the rows in `zero` (or all) become 0, so those tokens' logit is 0, far below the top-k; each
+    token in `rows` gets one shared random row times its factor (a row and its negative: one of them always has
+    the largest logit by far)."""
+    shutil.copy(src, dst)
+    reader = gguf.GGUFReader(dst, "r+")
+    output = next(t for t in reader.tensors if t.name == "output.weight")
+    if zero == "all":
+        output.data[:] = 0
+    else:
+        output.data[list(zero)] = 0
+    if rows:
+        row = np.random.default_rng(seed).standard_normal(output.data.shape[1]).astype(output.data.dtype) * 50
+        for token, factor in rows.items():
+            output.data[token] = row * factor
+    reader.data.flush()
+    del reader
+    return dst

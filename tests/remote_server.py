@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -17,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gguf
 import httpx2
 import pytest
+from gguf_factory import END_OF_TURN, FIRST_BYTE_TOKEN, edit_output_rows
 
 START_TIMEOUT_S = 90.0
 
@@ -34,13 +33,8 @@ def write_endless(tiny_model: Path, path: Path) -> Path:
     """The tiny model with the output rows of its end-of-turn tokens zeroed (their logit is 0, far below the top-k):
     every reply runs to max_tokens (or Stop). The rows of the byte tokens 0x80-0xFF too: llama-cpp-python's server
     holds back everything after a byte that is not whole UTF-8, and the rest of the reply would arrive at its end."""
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4, *range(5 + 0x80, 5 + 0x100)]] = 0
-    reader.data.flush()
-    del reader
-    return path
+    high_bytes = range(FIRST_BYTE_TOKEN + 0x80, FIRST_BYTE_TOKEN + 0x100)
+    return edit_output_rows(tiny_model, path, zero=[*END_OF_TURN, *high_bytes])
 
 
 class LlamaServer:

@@ -30,6 +30,14 @@ from llamadesk.core.engine_api import (
     ModelInfo,
     StreamEvent,
 )
+from llamadesk.core.engine_load import (
+    GGML_TYPES,
+    LoadFailed,
+    ParamsHook,
+    llama_log_lines,
+    load_failure_sentence,
+    register_rpc,
+)
 from llamadesk.core.engine_stream import Outcome, common_prefix, stream_tokens
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
@@ -46,88 +54,6 @@ def default_threads() -> int:
     """Physical cores; on machines with many, one is left for the GUI so the window stays responsive."""
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     return cores - 1 if cores > 4 else cores
-
-
-class _ParamsHook:
-    """Llama() takes neither a progress callback, flash attention "auto" nor a device list: it reads
-    llama_model_default_params() and passes its context params to llama_init_from_model(). Both are
-    wrapped (in llama_cpp.llama_cpp, the module Llama() calls them through) to apply the loading thread's
-    settings, kept thread-local. The device list (core/rpc.devices_for) keeps RPC hosts registered in this
-    process for an earlier load out of a load that did not ask for them."""
-
-    _local = threading.local()
-    _installed = False
-
-    @classmethod
-    def install(cls) -> None:
-        if cls._installed:
-            return
-        import llama_cpp.llama_cpp as lcpp
-
-        default_params, init_from_model = lcpp.llama_model_default_params, lcpp.llama_init_from_model
-
-        def model_default_params() -> Any:
-            params = default_params()
-            callback = getattr(cls._local, "callback", None)
-            if callback is not None:
-                params.progress_callback = callback
-            devices = getattr(cls._local, "devices", None)
-            if devices is not None:
-                params.devices = ctypes.cast(devices, ctypes.c_void_p)
-            return params
-
-        def init_context(model: Any, params: Any) -> Any:
-            flash_attn_type = getattr(cls._local, "flash_attn_type", None)
-            if flash_attn_type is not None:
-                params.flash_attn_type = flash_attn_type
-            return init_from_model(model, params)
-
-        lcpp.llama_model_default_params = model_default_params
-        lcpp.llama_init_from_model = init_context
-        cls._installed = True
-
-    @classmethod
-    @contextlib.contextmanager
-    def active(cls, progress: LoadProgress | None, flash_attn: bool | None, devices: Any = None) -> Iterator[None]:
-        import llama_cpp
-
-        def on_progress(value: float, _data: ctypes.c_void_p) -> bool:
-            try:
-                return bool(progress(min(max(value, 0.0), 1.0))) if progress is not None else True
-            except Exception:  # an exception must not unwind through C
-                log.exception("Load progress callback failed")
-                return True
-
-        cls._local.callback = llama_cpp.llama_progress_callback(on_progress) if progress is not None else None
-        cls._local.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if flash_attn is None else None
-        cls._local.devices = devices  # kept alive here until the load has copied it
-        try:
-            yield
-        finally:
-            cls._local.callback = None
-            cls._local.flash_attn_type = None
-            cls._local.devices = None
-
-
-@contextlib.contextmanager
-def _llama_log_lines(lines: list[str], down_to: int) -> Iterator[None]:
-    """Collects llama.cpp's log lines down to level `down_to` into `lines` while loading (where layers and
-    buffers went, whether flash attention is on, a cancel); the logger passes on only what it did before.
-    Layer placement is logged at DEBUG, about 2,000 lines for a small model: asked for only with GPU layers."""
-    logger = llama_log.log
-    threshold, level = logger.getEffectiveLevel(), logger.level
-
-    def keep(record: logging.LogRecord) -> bool:
-        lines.append(record.getMessage())
-        return record.levelno >= threshold
-
-    logger.addFilter(keep)
-    logger.setLevel(min(threshold, down_to))
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
-        logger.setLevel(level)
 
 
 class LlamaCppEngine:
@@ -176,8 +102,8 @@ class LlamaCppEngine:
         probe.probe_model(path)
         self.unload()
         llama_log.install()
-        _ParamsHook.install()
-        _register_rpc(options.rpc_servers)  # before GPUs are counted: to llama.cpp the hosts' devices are GPUs
+        ParamsHook.install()
+        register_rpc(options.rpc_servers)  # before GPUs are counted: to llama.cpp the hosts' devices are GPUs
         n_threads = options.n_threads or default_threads()
         started = time.perf_counter()
         n_all = (header.n_layers or 0) + 1  # llama.cpp counts the output layer as one more
@@ -192,9 +118,9 @@ class LlamaCppEngine:
             try:
                 llama, placement = self._new_llama(path, options, n_threads, n_gpu, progress)
                 break
-            except _LoadFailed as failed:
+            except LoadFailed as failed:
                 if n_gpu == attempts[-1] or not hardware.is_memory_failure(failed.reason):
-                    raise ModelLoadError(_load_failure_sentence(path, failed.reason, options)) from failed.cause
+                    raise ModelLoadError(load_failure_sentence(path, failed.reason, options)) from failed.cause
                 log.warning("%s did not fit with %d GPU layers (%s); trying fewer", path.name, n_gpu, failed.reason)
         llama.verbose = False  # from here on, no per-request prints to stderr
 
@@ -267,17 +193,17 @@ class LlamaCppEngine:
         try:
             # verbose=True keeps Llama() from dup2()-ing the whole process's stdout/stderr to /dev/null;
             # the few lines it prints with Python's print() are captured here and logged at debug level.
-            with _ParamsHook.active(progress, options.flash_attn, devices), contextlib.redirect_stderr(captured), \
-                    _llama_log_lines(lines, logging.DEBUG if n_gpu_layers else logging.INFO):  # fmt: skip
+            with ParamsHook.active(progress, options.flash_attn, devices), contextlib.redirect_stderr(captured), \
+                    llama_log_lines(lines, logging.DEBUG if n_gpu_layers else logging.INFO):  # fmt: skip
                 llama = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=options.n_ctx,
                     n_threads=n_threads,
                     n_threads_batch=n_threads,
                     n_gpu_layers=n_gpu_layers,
-                    flash_attn=bool(options.flash_attn),  # None ("auto") is set by _ParamsHook
-                    type_k=_GGML_TYPES[options.type_k],
-                    type_v=_GGML_TYPES[options.type_v],
+                    flash_attn=bool(options.flash_attn),  # None ("auto") is set by ParamsHook
+                    type_k=GGML_TYPES[options.type_k],
+                    type_v=GGML_TYPES[options.type_v],
                     use_mmap=options.use_mmap,
                     use_mlock=options.use_mlock,
                     verbose=True,
@@ -286,7 +212,7 @@ class LlamaCppEngine:
             reason = llama_log.reason_since(mark)
             if progress is not None and any("cancelled model load" in line for line in lines):
                 raise ModelLoadError(f"Loading {path.name} was cancelled.") from exc
-            raise _LoadFailed(reason, exc) from exc
+            raise LoadFailed(reason, exc) from exc
         finally:
             log.debug("llama_cpp.Llama() printed: %s", captured.getvalue()[:20000])
         return llama, hardware.Placement.parse(lines)
@@ -423,39 +349,3 @@ class LlamaCppEngine:
             # split over RPC hosts: which, and how many layers each held
             **({"rpc_servers": list(info.rpc_servers), "layer_split": info.layer_split} if info.rpc_servers else {}),
         }
-
-
-def _register_rpc(hosts: Sequence[str]) -> None:
-    """Makes the RPC hosts' devices known to llama.cpp (core/rpc.py); a host that does not answer is one sentence.
-    llama.cpp abort()s the process when a host goes away later: core/rpc_engine.py loads RPC models in a child."""
-    if hosts:
-        try:
-            rpc.register(hosts)
-        except rpc.RpcError as exc:
-            raise ModelLoadError(str(exc)) from exc
-
-
-class _LoadFailed(Exception):
-    def __init__(self, reason: str | None, cause: Exception) -> None:
-        super().__init__(reason or str(cause))
-        self.reason, self.cause = reason, cause
-
-
-_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8}  # enum ggml_type
-
-
-def _load_failure_sentence(path: Path, reason: str | None, options: LoadOptions) -> str:
-    text = (reason or "").rstrip(".")
-    lower = text.lower()
-    if "unknown model architecture" in lower:
-        return f"{path.name} uses a model architecture this version of llama.cpp does not support ({text})."
-    if "out of memory" in lower or "failed to allocate" in lower or "unable to allocate" in lower:
-        return (
-            f"{path.name} does not fit in memory at a context of {options.n_ctx} tokens; "
-            "try a smaller context length or a smaller quantization."
-        )
-    if "failed to create context" in lower or "failed to initialize the context" in lower:
-        return f"{path.name} loaded, but its context of {options.n_ctx} tokens could not be created; try a smaller one."
-    if text:
-        return f"{path.name} could not be loaded: {text}."
-    return f"{path.name} could not be loaded; see the log for llama.cpp's reason."

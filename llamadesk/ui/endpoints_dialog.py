@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core.endpoints import SERVER_KINDS, Endpoint, EndpointStore, check_url
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.ui.models.tasks import TaskContext, TaskRunner
+from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
     from llamadesk.core.remote_api import Listing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -20,8 +20,7 @@ from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.core.library import LocalModel
 from llamadesk.core.presets import PresetStore
-from llamadesk.core.sampling import SamplingParams
-from llamadesk.core.settings import AppSettings, load_settings, save_settings
+from llamadesk.core.settings import AppSettings, load_settings
 from llamadesk.paths import Paths
 from llamadesk.ui.about_dialog import AboutAction
 from llamadesk.ui.chat.appearance import ChatAppearance
@@ -36,6 +35,7 @@ from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
+from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.settings.server_page import ServerControl
 from llamadesk.ui.shortcuts import build_menus
@@ -44,16 +44,6 @@ from llamadesk.ui.theme import ThemeManager, UiPrefs
 from llamadesk.ui.workers import EngineFactory, EngineHost
 
 log = logging.getLogger(__name__)
-
-SAVE_DELAY_MS = 400
-
-
-def _safe_params(data: dict[str, object] | None) -> SamplingParams:
-    try:
-        return SamplingParams.from_dict(data)
-    except LlamaDeskError as exc:
-        log.warning("Ignoring stored sampling settings: %s", exc)
-        return SamplingParams()
 
 
 class MainWindow(QMainWindow):
@@ -73,7 +63,6 @@ class MainWindow(QMainWindow):
         self.model_info: ModelInfo | None = None
         self.loaded_model: LocalModel | None = None
         self.current_cid: int | None = None
-        self._dirty_cid: int | None = None
         self._closed = False
         self._build()
         self._connect()
@@ -137,8 +126,7 @@ class MainWindow(QMainWindow):
         self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
         self.about = AboutAction(self)  # Help → About LlamaDesk / System…
         self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
-        self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
-        self._conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
+        self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)
@@ -162,19 +150,9 @@ class MainWindow(QMainWindow):
         self.window_actions.find.triggered.connect(self.find_requested)
         self.window_actions.focus_composer.triggered.connect(self.focus_composer)
         self.panel.presets.notice.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.panel.context_box.policyChanged.connect(self._on_policy_changed)
-        self.panel.paramsChanged.connect(self._on_panel_changed)
-        self.panel.systemPromptChanged.connect(self._on_panel_changed)
-        self.panel.contextLengthChanged.connect(self._on_context_length_changed)
-        self._save_timer.timeout.connect(self.save_settings)
-        self._conv_timer.timeout.connect(self._save_conversation_settings)
 
     def _restore_settings(self) -> None:
-        self.panel.set_params(_safe_params(self.settings.sampling))
-        self.panel.set_system_prompt(self.settings.system_prompt)
-        self.panel.set_n_ctx(self.settings.n_ctx)
-        self.panel.context_box.set_policy(self.prefs.overflow_policy)
-        self.chat.set_policy(self.panel.context_box.policy().value)
+        self.keeper.restore()
         self.appearance = ChatAppearance(
             self.prefs, self.theme, self.chat_view, self.composer.edit, self.panel.appearance_box
         )
@@ -245,7 +223,7 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, model: LocalModel | None, info: ModelInfo) -> None:
         self.model_info, self.loaded_model = info, model
         self.settings.last_model = str(model.path if model else info.path)
-        self._save_timer.start()
+        self.keeper.save_timer.start()
         if not self.is_loading:
             self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s", 5000)
         self._refresh_context()
@@ -294,7 +272,7 @@ class MainWindow(QMainWindow):
                 self.current_cid = None
                 self.refresh_conversations()
                 return
-            self.panel.set_params(_safe_params(conv.sampling) if conv.sampling else self.panel.params())
+            self.panel.set_params(safe_params(conv.sampling) if conv.sampling else self.panel.params())
             self.panel.set_system_prompt(conv.system_prompt)
         self.sidebar.set_current(cid)
         self.setWindowTitle(f"{conv.title} — LlamaDesk" if cid is not None else "LlamaDesk")
@@ -330,8 +308,7 @@ class MainWindow(QMainWindow):
     def _on_conversation_trashed(self, cid: int) -> None:
         """The sidebar moved it to the trash (its Undo bar brings it back) and selected a neighbour if any.
         A reply still streaming into it keeps being saved, so Undo restores it whole."""
-        if self._dirty_cid == cid:
-            self._dirty_cid = None
+        self.keeper.forget(cid)
         if cid == self.current_cid:
             self.current_cid = None
             self.select_conversation(self.sidebar.current_id())
@@ -366,49 +343,12 @@ class MainWindow(QMainWindow):
     def set_font_size(self, points: int) -> None:
         self.appearance.set_font_size(points)
 
-    def _on_policy_changed(self, value: str) -> None:
-        self.prefs.overflow_policy = value
-        self.chat.set_policy(value)
-        self._refresh_context()
-
     # --- settings ----------------------------------------------------------------------------------------------
-    def _on_panel_changed(self, *_: object) -> None:
-        """Your latest values become the defaults for new chats and belong to the shown conversation."""
-        self.settings.sampling = self.panel.params().to_dict()
-        self.settings.system_prompt = self.panel.system_prompt()
-        self._save_timer.start()
-        if self.current_cid is not None:
-            self._dirty_cid = self.current_cid
-            self._conv_timer.start()
-
-    def _on_context_length_changed(self, n_ctx: int) -> None:
-        self.settings.n_ctx = n_ctx
-        self._save_timer.start()
-        if self.model_info is not None and n_ctx != self.model_info.n_ctx:
-            self.statusBar().showMessage("The new context length applies when the model is loaded again.", 5000)
-
     def _save_conversation_settings(self) -> None:
-        self._conv_timer.stop()
-        cid, self._dirty_cid = self._dirty_cid, None
-        if cid is None or cid != self.current_cid:
-            return
-        try:
-            self.history.update_conversation(
-                cid,
-                system_prompt=self.panel.system_prompt(),
-                sampling=self.notebook.sampling_for(cid, self.panel.params().to_dict()),
-            )
-        except LlamaDeskError as exc:
-            self.warn("Conversation settings not saved", str(exc))
+        self.keeper.save_conversation_settings()
 
     def save_settings(self) -> None:
-        self._save_timer.stop()
-        self.settings.n_ctx = self.panel.n_ctx()
-        try:
-            save_settings(self.paths.settings_file, self.settings)
-        except LlamaDeskError as exc:
-            log.warning("Settings not saved: %s", exc)
-            self.statusBar().showMessage(str(exc), 10000)
+        self.keeper.save_settings()
 
     # --- closing -----------------------------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -17,14 +17,6 @@ from llamadesk.core.sampling import SamplingParams
 HELLO = [{"role": "user", "content": "hello model"}]
 
 
-@pytest.fixture
-def engine(tiny_model: Path):
-    eng = LlamaCppEngine()
-    eng.load(LoadOptions(tiny_model, n_ctx=512, n_threads=2))
-    yield eng
-    eng.close()
-
-
 def run(engine: LlamaCppEngine, messages, params: SamplingParams, cancel=None) -> tuple[str, Done]:
     text, done = [], None
     for event in engine.stream(messages, params, cancel):

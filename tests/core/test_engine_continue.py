@@ -27,14 +27,6 @@ def run(engine: LlamaCppEngine, messages, params: SamplingParams, **options) -> 
     return "".join(text), done
 
 
-@pytest.fixture
-def engine(tiny_model: Path):
-    eng = LlamaCppEngine()
-    eng.load(LoadOptions(tiny_model, n_ctx=512, n_threads=1))
-    yield eng
-    eng.close()
-
-
 @pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
 def test_every_builtin_template_leaves_the_reply_open(name: str) -> None:
     t = BUILTIN_TEMPLATES[name]

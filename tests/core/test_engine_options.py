@@ -199,7 +199,7 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         tried.append(n_gpu)
         if n_gpu > 1:
             cause = ValueError("Failed to load model from file")
-            raise engine_module._LoadFailed("unable to allocate CUDA0 buffer", cause)
+            raise engine_module.LoadFailed("unable to allocate CUDA0 buffer", cause)
         return real_new_llama(self, path, options, n_threads, n_gpu, progress)
 
     monkeypatch.setattr(LlamaCppEngine, "_new_llama", new_llama)
@@ -222,7 +222,7 @@ def test_out_of_memory_at_every_step_is_one_sentence(
         self: LlamaCppEngine, path: Path, options: LoadOptions, n_threads: int, n_gpu: int, progress: Any
     ) -> Any:
         fake_gpu.append(n_gpu)
-        raise engine_module._LoadFailed("unable to allocate CPU buffer", ValueError("Failed to load model from file"))
+        raise engine_module.LoadFailed("unable to allocate CPU buffer", ValueError("Failed to load model from file"))
 
     monkeypatch.setattr(LlamaCppEngine, "_new_llama", always_oom)
     with pytest.raises(ModelLoadError, match="does not fit in memory") as err:
@@ -237,7 +237,7 @@ def test_other_failures_are_not_retried(
         self: LlamaCppEngine, path: Path, options: LoadOptions, n_threads: int, n_gpu: int, progress: Any
     ) -> Any:
         fake_gpu.append(n_gpu)
-        raise engine_module._LoadFailed("unknown model architecture: 'x'", ValueError("Failed to load model"))
+        raise engine_module.LoadFailed("unknown model architecture: 'x'", ValueError("Failed to load model"))
 
     monkeypatch.setattr(LlamaCppEngine, "_new_llama", broken)
     with pytest.raises(ModelLoadError, match="architecture"):

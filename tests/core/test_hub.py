@@ -8,6 +8,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from file_keyring import MemoryKeyring
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -180,51 +181,27 @@ def test_hub_down_is_one_sentence(monkeypatch: pytest.MonkeyPatch, loopback_only
         hub.file_metadata("a/b", "x.gguf")
 
 
-class _MemoryKeyring:
-    """A keyring backend in memory (the real one is the OS's; CI machines have none)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, user: str) -> str | None:
-        return self.store.get((service, user))
-
-    def set_password(self, service: str, user: str, password: str) -> None:
-        self.store[(service, user)] = password
-
-    def delete_password(self, service: str, user: str) -> None:
-        del self.store[(service, user)]
-
-
-def test_token_lives_in_the_keyring(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    keyring = pytest.importorskip("keyring")
-    from keyring.backend import KeyringBackend
+def test_token_lives_in_the_keyring(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, memory_keyring: MemoryKeyring
+) -> None:
+    import keyring
+    from keyring.backends import fail
 
     from llamadesk.core import secrets
 
-    backend = type("Mem", (_MemoryKeyring, KeyringBackend), {})()
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    try:
-        assert secrets.get_hf_token() is None
-        secrets.set_hf_token("  hf_abcdefghijklmnop \n")
-        assert secrets.get_hf_token() == "hf_abcdefghijklmnop"
-        assert backend.store == {(secrets.SERVICE, secrets.HF_TOKEN_KEY): "hf_abcdefghijklmnop"}
-        monkeypatch.setenv("HF_TOKEN", "hf_from_environment")
-        assert secrets.get_hf_token() == "hf_from_environment"
-        monkeypatch.delenv("HF_TOKEN")
-        assert secrets.delete_hf_token() and not secrets.delete_hf_token()
-        with pytest.raises(secrets.SecretStoreError, match="does not look like"):
-            secrets.set_hf_token("not a token")
-        from keyring.backends import fail
-
-        keyring.set_keyring(fail.Keyring())
-        assert secrets.get_hf_token() is None  # no keyring: no token, a log line, no crash
-        with pytest.raises(secrets.SecretStoreError, match="refused to store"):
-            secrets.set_hf_token("hf_abcdefghijklmnop")
-        assert "hf_abcdefghijklmnop" not in caplog.text
-    finally:
-        keyring.set_keyring(previous)
+    assert secrets.get_hf_token() is None
+    secrets.set_hf_token("  hf_abcdefghijklmnop \n")
+    assert secrets.get_hf_token() == "hf_abcdefghijklmnop"
+    assert memory_keyring.store == {(secrets.SERVICE, secrets.HF_TOKEN_KEY): "hf_abcdefghijklmnop"}
+    monkeypatch.setenv("HF_TOKEN", "hf_from_environment")
+    assert secrets.get_hf_token() == "hf_from_environment"
+    monkeypatch.delenv("HF_TOKEN")
+    assert secrets.delete_hf_token() and not secrets.delete_hf_token()
+    with pytest.raises(secrets.SecretStoreError, match="does not look like"):
+        secrets.set_hf_token("not a token")
+    keyring.set_keyring(fail.Keyring())
+    assert secrets.get_hf_token() is None  # no keyring: no token, a log line, no crash
+    with pytest.raises(secrets.SecretStoreError, match="refused to store"):
+        secrets.set_hf_token("hf_abcdefghijklmnop")
+    assert "hf_abcdefghijklmnop" not in caplog.text

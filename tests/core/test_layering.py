@@ -40,3 +40,13 @@ def test_core_and_cli_import_without_loading_qt() -> None:
         "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_gui_threads_are_made_only_in_ui_workers() -> None:
+    makers = ("QThread(", "QThreadPool(", "threading.Thread(", "Thread(")
+    offenders = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "ui").rglob("*.py")
+        if p.parent.name != "workers" and any(m in p.read_text(encoding="utf-8") for m in makers)
+    }
+    assert not offenders

@@ -10,11 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
-import keyring.core
 import psutil
 import pytest
-from keyring.backend import KeyringBackend
+from file_keyring import MemoryKeyring
 from remote_server import GarbageServer, LlamaServer, free_port
 
 from llamadesk.core.endpoints import Endpoint, EndpointError, EndpointStore, check_url, remote_options
@@ -27,32 +25,6 @@ from llamadesk.core.sampling import SamplingParams
 pytestmark = pytest.mark.usefixtures("no_proxy")
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 STOP_WITHIN_S = 2.0
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory keyring standing in for the desktop's (a key never reaches a disk)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.store[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
-    memory = MemoryKeyring()
-    monkeypatch.setattr(keyring.core, "_keyring_backend", memory)
-    return memory
 
 
 def local(url: str, **kw: object) -> Endpoint:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import gguf
 import pytest
 
 from llamadesk import cli
@@ -88,19 +86,6 @@ def two_servers(rpc_server_bin: Path) -> Iterator[tuple[RpcServer, RpcServer]]:
     for server in (a, b):
         if server.process.poll() is None:
             server.kill()
-
-
-@pytest.fixture(scope="module")
-def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model whose end-of-turn tokens never win: a reply runs until max_tokens or a failure."""
-    path = tmp_path_factory.mktemp("endless") / "tiny-endless.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4]] = 0  # "</s>" and "<|im_end|>"
-    reader.data.flush()
-    del reader
-    return path
 
 
 def options(model: Path, hosts: tuple[str, ...]) -> LoadOptions:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gguf
 import openai
 import pytest
 
@@ -27,19 +25,6 @@ from llamadesk.server.runner import ServerConfig, ServerError, ServerRunner
 
 KEY = "test-key-123"
 HI = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture(scope="module")
-def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model whose end-of-turn tokens never win: replies run until max_tokens or a stop."""
-    path = tmp_path_factory.mktemp("endless") / "tiny-endless.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4]] = 0
-    reader.data.flush()
-    del reader
-    return path
 
 
 def start(model: Path, *, api_key: str | None = KEY, record: bool = False) -> tuple[EngineThreadBackend, ServerRunner]:

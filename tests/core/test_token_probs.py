@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, LoadOptions, Token
+from llamadesk.core.engine_api import Done, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import MAX_RECORDS, TokenProb, TopKRecorder, receipt_field, records_from_receipt
 
@@ -46,14 +44,6 @@ def test_receipt_field_is_compact_capped_and_reads_back() -> None:
     assert back[1] == TokenProb(1, "a", 0.1235, (("b", 0.5),))
     assert records_from_receipt({"token_probs": {"tokens": [["bad"], [1, "x", "nan?", []]]}}) == []
     assert records_from_receipt({}) == [] and records_from_receipt(None) == []
-
-
-@pytest.fixture
-def engine(tiny_model: Path):
-    eng = LlamaCppEngine()
-    eng.load(LoadOptions(tiny_model, n_ctx=512, n_threads=1))
-    yield eng
-    eng.close()
 
 
 def test_stream_records_one_probability_per_token(engine: LlamaCppEngine) -> None:

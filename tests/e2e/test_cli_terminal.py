@@ -5,35 +5,23 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import gguf
-import numpy as np
 import pytest
+from gguf_factory import FIRST_BYTE_TOKEN, edit_output_rows
 
 from llamadesk.commands.chat import gpu_layers_arg
-
-FIRST_BYTE_TOKEN = 5  # <unk> <s> </s> <|im_start|> <|im_end|>, then <0x00> … <0xFF> (tests/gguf_factory.py)
 
 
 @pytest.fixture(scope="module")
 def escape_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model made to emit only ESC (0x1B) and BEL (0x07): one output row and its negative, all other rows
     zero, so one of the two always wins."""
-    path = tmp_path_factory.mktemp("escape") / "tiny-escape.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    row = np.random.default_rng(11).standard_normal(output.data.shape[1]).astype(output.data.dtype) * 50
-    output.data[:] = 0
-    output.data[FIRST_BYTE_TOKEN + 0x1B] = row
-    output.data[FIRST_BYTE_TOKEN + 0x07] = -row
-    reader.data.flush()
-    del reader
-    return path
+    dst = tmp_path_factory.mktemp("escape") / "tiny-escape.gguf"
+    rows = {FIRST_BYTE_TOKEN + 0x1B: 1.0, FIRST_BYTE_TOKEN + 0x07: -1.0}
+    return edit_output_rows(tiny_model, dst, zero="all", rows=rows, seed=11)
 
 
 def _args(model: Path) -> list[str]:

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gguf
 import pytest
 
 from llamadesk.core.history import History
@@ -29,19 +28,6 @@ CHILD = Path(__file__).resolve().parent / "gui_kill_child.py"
 WAIT_S = 60.0  # generous bound on every wait (a child loads PySide6, llama.cpp and the model): never a hang
 MAX_LOST_S = 1.0
 KILL_WINDOW_S = 1.5  # the kill comes at a random moment up to this long after the first text reached the disk
-
-
-@pytest.fixture(scope="module")
-def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with its end-of-turn output rows zeroed: a reply never ends by itself."""
-    path = tmp_path_factory.mktemp("endless-gui") / "tiny-endless.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4]] = 0  # "</s>" and "<|im_end|>"
-    reader.data.flush()
-    del reader
-    return path
 
 
 def start_reader(proc: subprocess.Popen[str]) -> queue.Queue[dict[str, Any] | None]:

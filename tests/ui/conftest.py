@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gguf
 import pytest
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
@@ -66,20 +65,6 @@ def paths(llamadesk_home: Path) -> Paths:
     p = get_paths().ensure()
     save_settings(p.settings_file, AppSettings(n_threads=1))
     return p
-
-
-@pytest.fixture(scope="session")
-def endless_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with the output rows of its end-of-turn tokens zeroed: their logit is 0, far below the
-    top-k, so a reply never ends by itself and Stop or switching conversation cannot race a natural end."""
-    path = tmp_path_factory.mktemp("endless") / "tiny-endless.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4]] = 0  # "</s>" and "<|im_end|>", the end-of-generation tokens
-    reader.data.flush()
-    del reader
-    return path
 
 
 @pytest.fixture

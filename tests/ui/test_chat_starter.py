@@ -25,6 +25,10 @@ def test_a_real_answer_renders_code_and_reproduces(
     panel = window.panel
     panel.rows["max_tokens"].spin.setValue(120)
     panel.rows["temperature"].set_value(0.8)
+    # A fixed seed: at 0.8 a 135M model does not put its answer in a code block every time (a random seed
+    # made this test fail now and then). Reproduce with a random seed is tested on the generated model.
+    panel.random_seed.setChecked(False)
+    panel.seed_spin.setValue(7)
     window.send("Write a Python function that adds two numbers. Put the code in a markdown code block.")
     qtbot.waitUntil(lambda: not window.is_generating, timeout=TIMEOUT_MS)
     index = window.chat_model.index(1, 0)

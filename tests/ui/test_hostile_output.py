@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import gguf
-import numpy as np
 import pytest
+from gguf_factory import FIRST_BYTE_TOKEN, edit_output_rows
 from PySide6.QtGui import QTextDocument, QTextFormat
 from pytestqt.qtbot import QtBot
 
@@ -169,18 +168,9 @@ def invalid_utf8_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactor
 
     Every output row is zeroed but those two byte tokens', which get a row and its negative: one of them always
     has the largest logit by far."""
-    path = tmp_path_factory.mktemp("invalid-utf8") / "tiny-invalid-utf8.gguf"
-    shutil.copy(tiny_model, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    row = np.random.default_rng(7).standard_normal(output.data.shape[1]).astype(output.data.dtype) * 50
-    output.data[:] = 0
-    first_byte = 5  # <unk> <s> </s> <|im_start|> <|im_end|>, then <0x00> … <0xFF> (tests/gguf_factory.py)
-    output.data[first_byte + 0x80] = row
-    output.data[first_byte + 0x81] = -row
-    reader.data.flush()
-    del reader
-    return path
+    dst = tmp_path_factory.mktemp("invalid-utf8") / "tiny-invalid-utf8.gguf"
+    rows = {FIRST_BYTE_TOKEN + 0x80: 1.0, FIRST_BYTE_TOKEN + 0x81: -1.0}
+    return edit_output_rows(tiny_model, dst, zero="all", rows=rows, seed=7)
 
 
 def test_invalid_utf8_from_the_engine_shows_as_replacement_characters(

@@ -12,8 +12,8 @@ import keyring
 import keyring.core
 import pytest
 from fakehub import FakeHub
+from file_keyring import MemoryKeyring
 from gguf_factory import write_tiny_llama
-from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as FailKeyring
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QTableWidget, QTableWidgetItem
@@ -467,30 +467,12 @@ def test_models_of_other_apps_are_used_without_copying(
 
 
 # -- settings ---------------------------------------------------------------------------------------------------
-class MemoryKeyring(KeyringBackend):
-    """An in-memory keyring standing in for the desktop's (the token never reaches a disk)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.store[(service, username)]
-
-
 def test_hf_token_goes_to_the_keyring_and_never_to_the_log(
     make_dialog: Callable[..., ModelManagerDialog],
     qtbot: QtBot,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    memory_keyring: MemoryKeyring,
 ) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     # Whatever keyring this machine has, the test starts with none (monkeypatch puts the real one back).
@@ -507,15 +489,14 @@ def test_hf_token_goes_to_the_keyring_and_never_to_the_log(
     qtbot.waitUntil(lambda: page.message.is_error, timeout=WAIT_MS)
     assert "keyring refused" in page.message.text() and page.token_field.text() == secret
 
-    memory = MemoryKeyring()
-    keyring.set_keyring(memory)
+    keyring.set_keyring(memory_keyring)
     qtbot.mouseClick(page.save_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.has_token is True, timeout=WAIT_MS)
-    assert memory.store == {("LlamaDesk", "huggingface-token"): secret}
+    assert memory_keyring.store == {("LlamaDesk", "huggingface-token"): secret}
     assert page.token_field.text() == "" and "stored in the system keyring" in page.token_state.text()
     qtbot.mouseClick(page.forget_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.has_token is False, timeout=WAIT_MS)
-    assert memory.store == {}
+    assert memory_keyring.store == {}
     assert secret not in caplog.text
 
 
@@ -524,14 +505,12 @@ def test_a_gated_repo_downloads_once_a_token_is_stored(
     make_dialog: Callable[..., ModelManagerDialog],
     qtbot: QtBot,
     paths: Paths,
-    monkeypatch: pytest.MonkeyPatch,
+    memory_keyring: MemoryKeyring,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "hf_GatedAccess0987654321"
     hub.add_repo("tester/Gated-GGUF", downloads=99, gated_token=secret)
     hub.add_file("tester/Gated-GGUF", "gated-Q4_K_M.gguf", hub.files[(REPO, FILE)].data)
-    memory = MemoryKeyring()
-    monkeypatch.setattr(keyring.core, "_keyring_backend", memory)
     caplog.set_level(logging.DEBUG)
     dialog = make_dialog()
     search_and_open(qtbot, dialog, "Gated", "tester/Gated-GGUF")

@@ -6,8 +6,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import gguf
 import pytest
+from gguf_factory import END_OF_TURN, edit_output_rows
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -24,14 +24,8 @@ REPLY_TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def endless_base_model(tiny_model_no_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model without a chat template (a "base model") whose end-of-generation tokens never win."""
-    path = tmp_path_factory.mktemp("base") / "tiny-base.gguf"
-    shutil.copy(tiny_model_no_template, path)
-    reader = gguf.GGUFReader(path, "r+")
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    output.data[[2, 4]] = 0
-    reader.data.flush()
-    del reader
-    return path
+    dst = tmp_path_factory.mktemp("base") / "tiny-base.gguf"
+    return edit_output_rows(tiny_model_no_template, dst, zero=END_OF_TURN)
 
 
 def base_window(make_window: Callable[..., MainWindow], paths: Paths, model: Path, qtbot: QtBot) -> MainWindow:

@@ -4,11 +4,12 @@ window's real engine (tiny model), requests in turn with the user's replies, the
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
+from file_keyring import MemoryKeyring
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -25,34 +26,7 @@ TIMEOUT_MS = 60_000
 HI = [{"role": "user", "content": "hello"}]
 
 
-class _MemoryKeyring:
-    """A keyring backend in memory: the test must not write the machine's real keyring."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, user: str) -> str | None:
-        return self.store.get((service, user))
-
-    def set_password(self, service: str, user: str, password: str) -> None:
-        self.store[(service, user)] = password
-
-    def delete_password(self, service: str, user: str) -> None:
-        del self.store[(service, user)]
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[_MemoryKeyring]:
-    keyring = pytest.importorskip("keyring")
-    from keyring.backend import KeyringBackend
-
-    backend = type("Mem", (_MemoryKeyring, KeyringBackend), {})()
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+pytestmark = pytest.mark.usefixtures("memory_keyring")  # the server key must not reach the real keyring
 
 
 def in_thread(qtbot: QtBot, work: Callable[[], Any]) -> Any:
@@ -80,7 +54,7 @@ def turn_on(window: MainWindow, *, record: bool = False, key: str | None = "gui-
 
 
 def test_off_by_default_then_serves_the_loaded_model(
-    window: MainWindow, qtbot: QtBot, memory_keyring: _MemoryKeyring
+    window: MainWindow, qtbot: QtBot, memory_keyring: MemoryKeyring
 ) -> None:
     assert not window.server.running and not window.server.label.isVisible()
     url = turn_on(window)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +16,12 @@ from PySide6.QtGui import (
     QFontMetrics,
     QPainter,
     QPalette,
-    QTextCharFormat,
-    QTextCursor,
     QTextDocument,
     QTextLine,
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from llamadesk.core.history.matching import match_spans
+from llamadesk.ui.chat.highlight import HighlightMixin, code_point_index
 from llamadesk.ui.chat.model import EXCLUDED_NOTE, ChatRow, RowRole, footer_text, shown_text
 from llamadesk.ui.chat.render import EMPTY, MessageRenderer, PlainRenderer, RenderInfo
 
@@ -42,9 +39,6 @@ DOC_CACHE_SIZE = 256
 STREAM_MIN_INTERVAL_S = 0.016  # a streaming reply is laid out again at most this often...
 STREAM_COST_FACTOR = 3.0  # ...and at most once per this many times its last render took
 
-HIGHLIGHT_BG = QColor("#ffe26a")  # the search panel's mark colour: readable on light and dark bubbles alike
-HIGHLIGHT_FG = QColor("#000000")
-HIGHLIGHT_CACHE_SIZE = 64
 
 ACTION_LABELS = {
     "copy": "Copy",
@@ -100,7 +94,7 @@ def _row(index: Index) -> ChatRow | None:
     return row if isinstance(row, ChatRow) else None
 
 
-class MessageDelegate(QStyledItemDelegate):
+class MessageDelegate(HighlightMixin, QStyledItemDelegate):
     """Lays a message out in a QTextDocument once per (message revision, width) and reuses it."""
 
     def __init__(self, view: QWidget, renderer: MessageRenderer | PlainRenderer | None = None) -> None:
@@ -115,7 +109,7 @@ class MessageDelegate(QStyledItemDelegate):
         self.on_stale: Callable[[float], None] | None = None  # asks the view to look again in so many seconds
         self.layouts: Counter[int] = Counter()  # documents made per message id (tests and the benchmark read it)
         self.highlight_query = ""  # words shown highlighted (the find bar's, a search hit's)
-        self._highlights: OrderedDict[tuple[int, int, int], tuple[QTextDocument, list[Any]]] = OrderedDict()
+        self._highlights = OrderedDict()
 
     def set_renderer(self, renderer: MessageRenderer | PlainRenderer) -> None:
         self.renderer = renderer
@@ -389,55 +383,6 @@ class MessageDelegate(QStyledItemDelegate):
             painter.drawText(item.rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), item.text)
         painter.restore()
 
-    # --- highlighted words (the find bar's query, a search hit's) -------------------------------------------
-    def set_highlight(self, query: str) -> bool:
-        """Highlights the words `query` matches (search rules, last word as a prefix) in every message; "" clears.
-        Returns whether anything changed (the view then repaints)."""
-        query = query.strip()
-        if query == self.highlight_query:
-            return False
-        self.highlight_query = query
-        self._highlights.clear()
-        return True
-
-    def highlight_spans(self, row: ChatRow, doc: QTextDocument) -> list[tuple[int, int]]:
-        """Where the highlighted words sit in `doc`, as document positions (UTF-16 units, like QTextCursor's).
-
-        Matched in the rendered text, not the markdown source: "**turnips**" shows, and highlights, as "turnips".
-        """
-        if not self.highlight_query:
-            return []
-        text = doc.toPlainText()
-        spans = match_spans(text, self.highlight_query, prefix=True)
-        if spans and max(text) > "\uffff":  # characters outside the BMP take two UTF-16 units in the document
-            astral = [i for i, ch in enumerate(text) if ch > "\uffff"]
-            spans = [(a + bisect_left(astral, a), b + bisect_left(astral, b)) for a, b in spans]
-        return spans
-
-    def highlight_selections(self, row: ChatRow, doc: QTextDocument) -> list[Any]:
-        """The highlight as paint-time selections: the document and its layout stay untouched."""
-        if not self.highlight_query:
-            return []
-        key = (row.message_id, row.revision, int(doc.textWidth()))
-        found = self._highlights.get(key)
-        if found is not None and found[0] is doc:
-            return found[1]
-        fmt = QTextCharFormat()
-        fmt.setBackground(HIGHLIGHT_BG)
-        fmt.setForeground(HIGHLIGHT_FG)
-        selections = []
-        for start, end in self.highlight_spans(row, doc):
-            cursor = QTextCursor(doc)
-            cursor.setPosition(start)
-            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-            selection = QAbstractTextDocumentLayout.Selection()
-            selection.cursor, selection.format = cursor, fmt
-            selections.append(selection)
-        self._highlights[key] = (doc, selections)
-        if len(self._highlights) > HIGHLIGHT_CACHE_SIZE:
-            self._highlights.popitem(last=False)
-        return selections
-
     # --- the character under the mouse (token probabilities on hover) ------------------------------------------
     def text_position(self, index: Index, rect: QRect, pos: QPointF) -> tuple[ChatRow, str, int] | None:
         """The reply under `pos`, its rendered text and the index in that text of the character under `pos`."""
@@ -461,17 +406,5 @@ class MessageDelegate(QStyledItemDelegate):
             if on_line and line.x() <= inner.x() < line.x() + line.naturalTextWidth():
                 at = line.xToCursor(inner.x(), QTextLine.CursorPosition.CursorOnCharacter) + block.position()
                 text = doc.toPlainText()
-                return row, text, _code_point_index(text, at)
+                return row, text, code_point_index(text, at)
         return None
-
-
-def _code_point_index(text: str, utf16: int) -> int:
-    """A QTextDocument position (UTF-16 units) as an index into the Python string of its text."""
-    if utf16 <= 0 or max(text, default="a") <= "\uffff":
-        return utf16
-    units = 0
-    for i, ch in enumerate(text):
-        units += 2 if ch > "\uffff" else 1
-        if units > utf16:
-            return i
-    return len(text)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
 
-from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QContextMenuEvent,
-    QDesktopServices,
-    QGuiApplication,
     QHelpEvent,
     QKeyEvent,
     QKeySequence,
@@ -25,18 +22,18 @@ from PySide6.QtWidgets import (
     QFrame,
     QHeaderView,
     QMenu,
-    QMessageBox,
     QTableView,
     QToolButton,
     QToolTip,
     QWidget,
 )
 
-from llamadesk.core.markdown import is_safe_link, parse_copy_href, warm_up
+from llamadesk.core.markdown import parse_copy_href, warm_up
 from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.delegate import MessageDelegate
 from llamadesk.ui.chat.menu import message_menu
-from llamadesk.ui.chat.model import ChatRow, ContentRole, KeyRole, MessageListModel, RowRole
+from llamadesk.ui.chat.message_actions import MessageActions
+from llamadesk.ui.chat.model import ChatRow, KeyRole, MessageListModel, RowRole
 from llamadesk.ui.chat.token_hover import TokenLookup
 
 FOLLOW_SLACK_PX = 24  # this close to the bottom counts as "at the bottom"
@@ -48,7 +45,7 @@ ESTIMATE_SAMPLE = 200  # rows whose estimated heights give the height of rows ne
 Index = QModelIndex | QPersistentModelIndex
 
 
-class ChatView(QTableView):
+class ChatView(MessageActions, QTableView):
     """Shows a MessageListModel with MessageDelegate. Row heights live in the (hidden) vertical header: rows far
     from the screen keep a cheap estimate; rows on screen get their exact height, keeping what you read in place."""
 
@@ -308,54 +305,6 @@ class ChatView(QTableView):
                 event.accept()
                 return
         super().mouseReleaseEvent(event)
-
-    def activate(self, index: Index, kind: str, value: str) -> None:
-        """Runs what was clicked: a footer action, a code block's Copy link, or a link (after asking)."""
-        row = index.data(RowRole)
-        if not isinstance(row, ChatRow):
-            return
-        if kind == "action":
-            self.run_action(value, row.message_id)
-        elif parse_copy_href(value) is not None:
-            self.copy_code(index, parse_copy_href(value) or 0)
-        else:
-            self.open_link(value)
-
-    def run_action(self, action: str, message_id: int) -> None:
-        if action == "copy":
-            i = self._chat_model.find(message_id)
-            if i >= 0:
-                self.copy_row(self._chat_model.index(i, 0))
-        else:
-            self.actionRequested.emit(action, message_id)
-
-    # --- copy and links -----------------------------------------------------------------------------------
-    def copy_row(self, index: Index) -> None:
-        if index.isValid():
-            QGuiApplication.clipboard().setText(str(index.data(ContentRole) or ""))
-
-    def copy_code(self, index: Index, block: int) -> None:
-        blocks = self.delegate.render_info(index).code_blocks
-        if 0 <= block < len(blocks):
-            QGuiApplication.clipboard().setText(blocks[block].code)
-
-    def open_link(self, url: str) -> bool:
-        """Model output is untrusted: a link opens in the browser only after you saw its address and agreed."""
-        if not is_safe_link(url):
-            return False
-        host = urlsplit(url).hostname or url
-        answer = QMessageBox.question(
-            self,
-            "Open link",
-            f"Open this link in your web browser?\n\n{url}\n\nIt leads to {host}. The model wrote it; check it first.",
-            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
-        )
-        if answer not in (QMessageBox.StandardButton.Open, QMessageBox.StandardButton.Yes):
-            return False
-        QDesktopServices.openUrl(QUrl(url))
-        self.linkOpened.emit(url)
-        return True
 
     # --- keyboard and menu ----------------------------------------------------------------------------------
     def keyPressEvent(self, event: QKeyEvent) -> None:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core.fit import FitEstimate, Verdict
-from llamadesk.ui.model_picker import human_size
+from llamadesk.ui.model_choice import human_size
 
 __all__ = [
     "ContextSpinBox",

@@ -27,7 +27,7 @@ from llamadesk.ui.models.downloads_page import DownloadsPage, job_title
 from llamadesk.ui.models.hub_page import HubPage
 from llamadesk.ui.models.library_page import LibraryPage
 from llamadesk.ui.models.settings_page import SettingsPage
-from llamadesk.ui.models.tasks import TaskContext, TaskRunner
+from llamadesk.ui.workers import TaskContext, TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from llamadesk.core import secrets
 from llamadesk.core.downloads import Downloader, DownloadJob, DownloadQueue, Progress, State
-from llamadesk.ui.models.tasks import Task, TaskContext, TaskRunner
+from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ from llamadesk.ui.models.common import (
     verdict_color,
 )
 from llamadesk.ui.models.download_manager import DownloadManager
-from llamadesk.ui.models.tasks import Task, TaskContext, TaskRunner
+from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 PAGE_SIZE = 30
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))

@@ -31,7 +31,7 @@ from llamadesk.core.library import (
     list_local_models,
 )
 from llamadesk.ui.models.common import MessageLine, human_size, make_table, right_aligned
-from llamadesk.ui.models.tasks import Task, TaskContext, TaskRunner
+from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 IMPORT_MODES = (
     ("Copy into the models folder", "copy"),

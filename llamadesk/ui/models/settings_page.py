@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from llamadesk.core import secrets
 from llamadesk.core.hub import hub_endpoint
 from llamadesk.ui.models.common import MessageLine
-from llamadesk.ui.models.tasks import TaskContext, TaskRunner
+from llamadesk.ui.workers import TaskContext, TaskRunner
 
 
 class SettingsPage(QWidget):

@@ -1,6 +1,5 @@
-"""Background work for the model manager: a thread pool whose results, errors and progress arrive on the GUI thread."""
-
-# TODO(lead): the house rule puts every thread in llamadesk/ui/workers.py; move TaskRunner there.
+"""TaskRunner: a thread pool for independent jobs (the model manager's, the picker's, the endpoints dialog's) whose
+results, errors and progress arrive on the GUI thread."""
 
 from __future__ import annotations
 
