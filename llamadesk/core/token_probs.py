@@ -8,16 +8,18 @@ the sampled token comes back, its probability and the alternatives are paired up
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported on first use: the window imports this module at start-up for TokenProb
+    import numpy as np
 
 TOP_K = 5  # alternatives kept per token
 MAX_RECORDS = 2048  # per reply in the receipt: ~80 bytes each as JSON
 DIGITS = 4  # probabilities are rounded to this many decimals in receipts
-CLOSE = float(np.exp(-6.0))  # tokens this much less likely than the best are no top-k candidates if enough are closer
+CLOSE = math.exp(-6.0)  # tokens this much less likely than the best are no top-k candidates if enough are closer
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class TopKRecorder:
         self._weights: np.ndarray[Any, Any] | None = None
 
     def __call__(self, _input_ids: Any, scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         best = float(scores.max())
         weights = np.subtract(scores, best, out=self._buffer(scores.shape[0]), dtype=np.float32)
         np.exp(weights, out=weights)  # exp(logit - best): the unnormalised probabilities, in a reused buffer
@@ -93,6 +97,8 @@ class TopKRecorder:
         return scores
 
     def _buffer(self, n: int) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         if self._weights is None or self._weights.shape[0] != n:
             self._weights = np.empty(n, dtype=np.float32)
         return self._weights

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.server.app import build_app
 from llamadesk.server.backend import Backend
 
 if TYPE_CHECKING:
@@ -107,6 +106,8 @@ class ServerRunner:
             return self.url
         self.config.check()
         sock = self._bind()
+        from llamadesk.server.app import build_app  # starlette and uvicorn load only when a server starts
+
         app = build_app(self.backend, api_key=self.config.api_key, loopback_only=self.config.loopback)
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", http="h11", ws="none", loop="asyncio",

@@ -13,7 +13,6 @@ from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
-from llamadesk.core import doctor
 from llamadesk.paths import Paths
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ def _row(label: str, value: str) -> str:
 
 
 def _gib(n: int | None) -> str:
+    from llamadesk.core import doctor
+
     return "?" if n is None else doctor.gib(n)
 
 
@@ -93,6 +94,8 @@ class AboutDialog(QDialog):
         self.setWindowTitle("About LlamaDesk")
         self.resize(760, 640)
         try:
+            from llamadesk.core import doctor  # psutil and the ggml registry: only when the dialog opens
+
             self.report: dict[str, Any] = doctor.collect(paths)
         except Exception as exc:
             log.exception("The system report failed")
@@ -139,6 +142,8 @@ class AboutDialog(QDialog):
         return __version__
 
     def text(self) -> str:
+        from llamadesk.core import doctor
+
         return doctor.format_text(self.report) if self.report else self.error
 
     def copy_text(self) -> None:

@@ -50,3 +50,15 @@ def test_gui_threads_are_made_only_in_ui_workers() -> None:
         if p.parent.name != "workers" and any(m in p.read_text(encoding="utf-8") for m in makers)
     }
     assert not offenders
+
+
+def test_the_window_starts_without_the_heavy_stacks() -> None:
+    """Cold start (goal ≤ 1 s, bench/bench_engine.py): numpy/gguf, the Hub and HTTP stacks, the server and llama.cpp
+    load when a feature first needs them, not while the window opens."""
+    heavy = ("numpy", "gguf", "starlette", "uvicorn", "httpx2", "huggingface_hub", "psutil", "llama_cpp", "keyring")
+    code = (
+        "import sys, llamadesk.ui.app, llamadesk.ui.main_window; "
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == []

@@ -13,13 +13,13 @@ from llamadesk.core.engine_api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.branches import Tree
-from llamadesk.ui.chat.compare import CompareDialog
 from llamadesk.ui.chat.context import OverflowPolicy
 from llamadesk.ui.chat.notebook import menu_named
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
 
 if TYPE_CHECKING:
+    from llamadesk.ui.chat.compare import CompareDialog
     from llamadesk.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,8 @@ class ChatController(QObject):
         plan = w.session.plan(w.current_cid, w.panel.system_prompt(), last_user.message_id, params.max_tokens)
         presets = {n: p for n in w.panel.presets.names() if (p := w.panel.presets.get(n)) is not None}
         renderer = w.chat_view.delegate.renderer
+        from llamadesk.ui.chat.compare import CompareDialog  # on first use: it pulls in the fit estimates
+
         dialog = CompareDialog(
             w.host, plan.messages, params, presets,
             renderer if isinstance(renderer, MessageRenderer) else MessageRenderer(), w,

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.engine import default_threads
 from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO, KV_CACHE_TYPES, LoadOptions
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.settings import FLASH_ATTN, AppSettings
@@ -99,6 +97,10 @@ class AdvancedModelBox(QGroupBox):
         self.threads_spin = QSpinBox(self)
         self.threads_spin.setObjectName("threads")
         self.threads_spin.setAccessibleName("CPU threads")
+        import psutil  # the dialog's imports wait until it opens: the window's start-up stays lean
+
+        from llamadesk.core.engine import default_threads
+
         self.threads_spin.setRange(0, max(64, 2 * (psutil.cpu_count(logical=True) or 1)))
         self.threads_spin.setSpecialValueText(f"Default ({default_threads()})")
         self.threads_spin.setToolTip(

@@ -11,15 +11,14 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QMessageBox, QPushButton
 
-from llamadesk.core import hardware
 from llamadesk.core.engine_api import GPU_LAYERS_AUTO, LoadOptions
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.gguf_header import GGUFHeader, read_header
 from llamadesk.core.settings import FLASH_ATTN
 from llamadesk.ui.history_actions import menu_named
 from llamadesk.ui.settings.advanced import FIELDS, AdvancedSettingsDialog, Preview
 
 if TYPE_CHECKING:
+    from llamadesk.core.gguf_header import GGUFHeader
     from llamadesk.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,8 @@ class AdvancedSettings(QObject):
         if path is None:
             return None
         try:
+            from llamadesk.core.gguf_header import read_header
+
             return read_header(path)
         except (LlamaDeskError, OSError) as exc:
             log.info("No header for %s: %s", path, exc)
@@ -82,6 +83,8 @@ class AdvancedSettings(QObject):
         if header is None:
             return None
         try:
+            from llamadesk.core import hardware
+
             devices = hardware.list_devices()
         except (OSError, AttributeError) as exc:  # a llama.cpp library without the registry: no preview
             log.info("No device list: %s", exc)
