@@ -130,11 +130,13 @@ class GuiRig:
         self.stalls.start()
         w.send(PROMPT)
         self._wait(lambda: not w.is_generating, 300)
-        reply = w.history.messages(w.current_cid)[-1]  # type: ignore[arg-type]
-        self._wait(lambda: any(s != "streaming" and m == reply.id for _t, _n, s, m in self.renders), 10)
+        # The reply's id from the view's model: reading the branch from the history here would block this thread
+        # (60 ms for 10,000 messages) inside the measurement, a stall of the benchmark's own making.
+        reply_id = w.chat_model.row(w.chat_model.rowCount() - 1).message_id
+        self._wait(lambda: any(s != "streaming" and m == reply_id for _t, _n, s, m in self.renders), 10)
         self.stalls.stop()
-        receipt = reply.receipt or {}
-        shown = [t for t, n, _s, m in self.renders if n > 0 and m == reply.id]
+        receipt = w.history.get_message(reply_id).receipt or {}
+        shown = [t for t, n, _s, m in self.renders if n > 0 and m == reply_id]
         tokens = int(receipt.get("generated_tokens") or 0)
         elapsed = shown[-1] - shown[0] if len(shown) > 1 else 0.0
         return {

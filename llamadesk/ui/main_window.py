@@ -32,6 +32,7 @@ from llamadesk.ui.chat.notebook import NotebookController
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.endpoints_dialog import EndpointsAction
+from llamadesk.ui.idle_gc import IdleCollector
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
@@ -79,6 +80,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.chat_model = MessageListModel(self)
         self.session = ChatSession(self.history, self.host, self.chat_model, self)
+        # Full garbage collections wait for a moment without a reply streaming or a model loading.
+        self.idle_gc = IdleCollector(lambda: self._closed or self.is_generating or self.is_loading, self)
         self.chat_view = ChatView(self.chat_model)
         self.composer = Composer()
         self.sidebar = Sidebar(history=self.history)  # reads its pages lazily; pin, rename and trash itself
@@ -361,6 +364,7 @@ class MainWindow(QMainWindow):
         self.picker.shutdown()  # its background listing of endpoints' models
         self.server.shutdown()  # before the engine thread ends: the server's requests are cancelled first
         self.host.shutdown()
+        self.idle_gc.stop()
         # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
         self.session.abandon_all()
