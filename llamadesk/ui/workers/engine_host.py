@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from llamadesk.core import priority
 from llamadesk.core.engine_api import Done, Engine, LoadOptions, Message, Token
 from llamadesk.core.errors import GenerationError, LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
@@ -164,6 +165,8 @@ class EngineWorker(QObject):
 
         events = None
         try:
+            # This thread and llama.cpp's pool (which inherits its niceness) yield the cores to the GUI thread.
+            priority.yield_to()
             engine = self._get_engine()
             events = engine.stream(messages, params, cancel, **_stream_options(engine, options or {}))
             for event in events:
