@@ -35,6 +35,7 @@ from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.idle_gc import IdleCollector
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
+from llamadesk.ui.rpc_dialog import RpcHostsAction
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
@@ -129,6 +130,7 @@ class MainWindow(QMainWindow):
         self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
         self.about = AboutAction(self)  # Help → About LlamaDesk / System…
         self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
+        self.rpc_hosts = RpcHostsAction(self)  # File → RPC hosts…: rpc-server hosts, their memory, the split
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
 
     def _connect(self) -> None:
