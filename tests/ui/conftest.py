@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
 from llamadesk.core.settings import AppSettings, save_settings
 from llamadesk.paths import Paths, get_paths
 from llamadesk.ui.main_window import MainWindow
+from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.workers import live_hosts, live_query_runners
 
 LOAD_TIMEOUT_MS = 60_000
@@ -119,3 +121,22 @@ def endless_window(
     """A window whose model only stops at max tokens (4000 here) or when told to."""
     shutil.copy(endless_model, paths.models / endless_model.name)
     return _ready(make_window, qtbot, 4000)
+
+
+def run_menu_action(sidebar: Sidebar, cid: int, text: str) -> list[str]:
+    """Opens the real context menu on `cid`, picks `text`, returns the entries it offered."""
+    rect = sidebar.list.visualRect(sidebar.model.index(sidebar.model.row_of(cid), 0))
+    seen: list[list[str]] = []
+
+    def pick() -> None:
+        menu = QApplication.activePopupWidget()
+        assert isinstance(menu, QMenu)
+        seen.append([a.text() for a in menu.actions()])
+        action = next(a for a in menu.actions() if a.text() == text)
+        menu.close()
+        action.trigger()
+
+    QTimer.singleShot(0, pick)
+    sidebar.list.customContextMenuRequested.emit(rect.center())
+    assert seen and text in seen[0]
+    return seen[0]

@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from PySide6.QtCore import QObject, QTimer, QUrl, Slot
+from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
 from llamadesk.paths import Paths
 from llamadesk.ui.main_window import MainWindow
-from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.title_suggester import MAX_TITLE_CHARS, clean_title, title_prompt
 from llamadesk.ui.workers import live_query_runners
-from tests.ui.conftest import REPLY_TIMEOUT_MS, Dialogs
+from tests.ui.conftest import REPLY_TIMEOUT_MS, Dialogs, run_menu_action
 
 
 @pytest.fixture(autouse=True)
@@ -62,25 +60,6 @@ def test_open_log_folder_hands_the_folder_to_the_desktop(
     help_action(window, "Open log folder").trigger()  # type: ignore[attr-defined]
     assert [u.toLocalFile() for u in file_urls.urls] == [str(paths.logs)]
     assert paths.logs.is_dir()
-
-
-def run_menu_action(sidebar: Sidebar, cid: int, text: str) -> list[str]:
-    """Opens the real context menu on `cid`, picks `text`, returns the entries it offered."""
-    rect = sidebar.list.visualRect(sidebar.model.index(sidebar.model.row_of(cid), 0))
-    seen: list[list[str]] = []
-
-    def pick() -> None:
-        menu = QApplication.activePopupWidget()
-        assert isinstance(menu, QMenu)
-        seen.append([a.text() for a in menu.actions()])
-        action = next(a for a in menu.actions() if a.text() == text)
-        menu.close()
-        action.trigger()
-
-    QTimer.singleShot(0, pick)
-    sidebar.list.customContextMenuRequested.emit(rect.center())
-    assert seen and text in seen[0]
-    return seen[0]
 
 
 def chat(history: History) -> int:

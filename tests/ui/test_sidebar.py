@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QLineEdit, QMenu
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import Conversation, FullConversation, History, Message
 from llamadesk.ui.conversation_list import HeaderRole, IdRole
 from llamadesk.ui.sidebar import Sidebar
+from tests.ui.conftest import run_menu_action
 
 NOW = dt.datetime(2026, 3, 10, 12, 0).timestamp()  # local time, like the sidebar
 DAY = 86400.0
@@ -121,24 +122,6 @@ def test_pinned_first_then_date_headings(history: History, qtbot: QtBot) -> None
     qtbot.keyClick(sidebar.list, Qt.Key.Key_Up)
     qtbot.keyClick(sidebar.list, Qt.Key.Key_Up)
     assert sidebar.list.currentIndex().data() == "pinned old"
-
-
-def run_menu_action(sidebar: Sidebar, cid: int, text: str) -> None:
-    """Opens the real context menu on `cid` and picks `text` in it."""
-    rect = sidebar.list.visualRect(sidebar.model.index(sidebar.model.row_of(cid), 0))
-    seen: list[list[str]] = []
-
-    def pick() -> None:
-        menu = QApplication.activePopupWidget()
-        assert isinstance(menu, QMenu)
-        seen.append([a.text() for a in menu.actions()])
-        action = next(a for a in menu.actions() if a.text() == text)
-        menu.close()
-        action.trigger()
-
-    QTimer.singleShot(0, pick)
-    sidebar.list.customContextMenuRequested.emit(rect.center())
-    assert seen and text in seen[0]
 
 
 @pytest.mark.qt_log_ignore("This plugin does not support (raise|grabbing the keyboard).*")  # offscreen popups
