@@ -80,9 +80,7 @@ def build_app(backend: Backend, *, api_key: str | None = None, loopback_only: bo
         check(request)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise RequestError("Send the request body as JSON (Content-Type: application/json).", status=415)
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise RequestError(f"The request is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", status=413)
+        raw = await _read_body(request)
         try:
             body = json.loads(raw)
         except ValueError as exc:
@@ -120,6 +118,22 @@ def build_app(backend: Backend, *, api_key: str | None = None, loopback_only: bo
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={RequestError: on_request_error, HTTPException: on_http_error})
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused as soon as it passes MAX_BODY_BYTES (by its Content-Length or while it arrives)."""
+    too_large = RequestError(f"The request is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", status=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _complete(req: ChatRequest, model: str, job: Job, events: asyncio.Queue[JobEvent]) -> Response:

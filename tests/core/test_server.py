@@ -176,6 +176,19 @@ def test_bad_requests_get_openai_errors(server: tuple[EngineThreadBackend, Serve
     assert got == 400 and answer["error"]["code"] == "invalid_host"  # DNS rebinding onto loopback
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server: tuple[EngineThreadBackend, ServerRunner]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server[1].port, timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    for name, value in (("Authorization", f"Bearer {KEY}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(10 * 1024**3))):  # fmt: skip
+        conn.putheader(name, value)
+    conn.endheaders()  # ten GB announced, none sent: the answer comes from the header alone
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    conn.close()
+    assert response.status == 413 and "larger than 8 MB" in answer["error"]["message"]
+
+
 def test_no_cors_headers(server: tuple[EngineThreadBackend, ServerRunner]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server[1].port, timeout=30)
     conn.request("OPTIONS", "/v1/chat/completions", headers={"Origin": "https://evil.example",
