@@ -3,8 +3,11 @@
 On a machine whose cores all compute a reply (a 2-core laptop with 2 llama.cpp threads), the GUI thread waits for
 the scheduler and the window stutters: bench/bench_gui.py measured single 30–80 ms stalls. Linux schedules threads
 one by one and lets a process raise the niceness of its own threads without privileges, so every thread of the
-process but the GUI thread gets COMPUTE_NICE: the GUI thread then preempts them as soon as it has work. Other
-programs are treated as before. Elsewhere (macOS, Windows) this does nothing.
+process but the GUI thread gets COMPUTE_NICE: the GUI thread then preempts them as soon as it has work. Where each
+program runs in a cgroup or autogroup of its own (systemd desktops put every app in its own scope; the kernel's
+autogroup gives each session one), niceness only orders the threads inside LlamaDesk, and other programs share the
+CPU with it as before; where all share one group, the compute threads also give way to other busy programs.
+Elsewhere (macOS, Windows) this does nothing.
 """
 
 from __future__ import annotations
