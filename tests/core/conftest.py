@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engine_api import Done, LoadOptions, StreamEvent, Token
 
 
 @pytest.fixture
@@ -19,3 +19,17 @@ def engine(tiny_model: Path) -> Iterator[LlamaCppEngine]:
     eng.load(LoadOptions(tiny_model, n_ctx=512, n_threads=1))
     yield eng
     eng.close()
+
+
+def collect(events: Iterable[StreamEvent]) -> tuple[str, Done]:
+    """A stream's text and its Done event (which must come last, once)."""
+    text: list[str] = []
+    done: Done | None = None
+    for event in events:
+        if isinstance(event, Token):
+            assert done is None, "no text after Done"
+            text.append(event.text)
+        else:
+            done = event
+    assert done is not None
+    return "".join(text), done

@@ -13,20 +13,13 @@ from llamadesk.core.engine import LlamaCppEngine
 from llamadesk.core.engine_api import Done, FinishReason, LoadOptions, Token
 from llamadesk.core.errors import GenerationError, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
+from tests.core.conftest import collect
 
 HELLO = [{"role": "user", "content": "hello model"}]
 
 
 def run(engine: LlamaCppEngine, messages, params: SamplingParams, cancel=None) -> tuple[str, Done]:
-    text, done = [], None
-    for event in engine.stream(messages, params, cancel):
-        if isinstance(event, Token):
-            assert done is None, "no text after Done"
-            text.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return "".join(text), done
+    return collect(engine.stream(messages, params, cancel))
 
 
 def test_load_reports_model_info(engine: LlamaCppEngine, tiny_model: Path) -> None:

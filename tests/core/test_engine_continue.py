@@ -7,24 +7,18 @@ from pathlib import Path
 import pytest
 
 from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, GenerationMode, LoadOptions, Token
+from llamadesk.core.engine_api import Done, GenerationMode, LoadOptions
 from llamadesk.core.errors import GenerationError
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.templates import BUILTIN_TEMPLATES, CONTINUE_SENTINEL, ChosenTemplate, TemplateRenderer
+from tests.core.conftest import collect
 
 HELLO = [{"role": "user", "content": "hello model"}]
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0, max_tokens=8, seed=0)
 
 
 def run(engine: LlamaCppEngine, messages, params: SamplingParams, **options) -> tuple[str, Done]:
-    text, done = [], None
-    for event in engine.stream(messages, params, **options):
-        if isinstance(event, Token):
-            text.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return "".join(text), done
+    return collect(engine.stream(messages, params, **options))
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))

@@ -14,9 +14,10 @@ from gguf_factory import write_tiny_llama
 from llamadesk.core import engine as engine_module
 from llamadesk.core import hardware
 from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import GPU_LAYERS_AUTO, Done, LoadOptions, Token
+from llamadesk.core.engine_api import GPU_LAYERS_AUTO, Done, LoadOptions
 from llamadesk.core.errors import InvalidSetting, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
+from tests.core.conftest import collect
 
 HELLO = [{"role": "user", "content": "hello model"}]
 
@@ -35,14 +36,7 @@ def engine() -> Any:
 
 
 def reply(engine: LlamaCppEngine, max_tokens: int = 8) -> tuple[str, Done]:
-    text, done = [], None
-    for event in engine.stream(HELLO, SamplingParams(max_tokens=max_tokens, seed=3, top_k=1)):
-        if isinstance(event, Token):
-            text.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return "".join(text), done
+    return collect(engine.stream(HELLO, SamplingParams(max_tokens=max_tokens, seed=3, top_k=1)))
 
 
 def no_gpu() -> bool:

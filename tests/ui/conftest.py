@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -140,3 +141,30 @@ def run_menu_action(sidebar: Sidebar, cid: int, text: str) -> list[str]:
     sidebar.list.customContextMenuRequested.emit(rect.center())
     assert seen and text in seen[0]
     return seen[0]
+
+
+class FileUrls(QObject):
+    """Receives the file: URLs the app asks the desktop to open (Qt's own hook, QDesktopServices.setUrlHandler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+@pytest.fixture
+def file_urls() -> Iterator[FileUrls]:
+    handler = FileUrls()
+    QDesktopServices.setUrlHandler("file", handler, "open")
+    yield handler
+    QDesktopServices.unsetUrlHandler("file")
+
+
+def help_action(window: MainWindow, text: str) -> object:
+    for action in window.menuBar().actions():
+        if action.text().replace("&", "") == "Help" and action.menu() is not None:
+            return next(a for a in action.menu().actions() if a.text() == text)
+    raise AssertionError("no Help menu")

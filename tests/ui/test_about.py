@@ -8,40 +8,20 @@ import shutil
 from collections.abc import Callable
 
 import pytest
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core import doctor
 from llamadesk.paths import Paths
 from llamadesk.ui.about_dialog import FOLDERS, AboutDialog
 from llamadesk.ui.main_window import MainWindow
-
-
-class Opened(QObject):
-    """Qt's own hook for file:// URLs (QDesktopServices.setUrlHandler): records them instead of a file manager."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
-@pytest.fixture
-def opened() -> Opened:
-    handler = Opened()
-    QDesktopServices.setUrlHandler("file", handler, "open")
-    yield handler
-    QDesktopServices.unsetUrlHandler("file")
+from tests.ui.conftest import FileUrls, help_action
 
 
 def test_help_menu_opens_the_report(make_window: Callable[..., MainWindow], qtbot: QtBot) -> None:
     window = make_window(auto_load=False)
-    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == "Help")
-    assert window.about.action in help_menu.actions()
+    assert help_action(window, window.about.action.text()) is window.about.action
     window.about.action.trigger()
     dialog = window.about.dialog
     assert dialog is not None
@@ -72,7 +52,7 @@ def test_copy_report_as_text_and_json(qtbot: QtBot, paths: Paths) -> None:
     assert json.loads(clipboard.text())["paths"]["models"] == str(paths.models)
 
 
-def test_folder_links_open_the_folders(qtbot: QtBot, paths: Paths, opened: Opened) -> None:
+def test_folder_links_open_the_folders(qtbot: QtBot, paths: Paths, file_urls: FileUrls) -> None:
     dialog = AboutDialog(paths)
     qtbot.addWidget(dialog)
     html = dialog.browser.toHtml()
@@ -83,7 +63,7 @@ def test_folder_links_open_the_folders(qtbot: QtBot, paths: Paths, opened: Opene
     with qtbot.waitSignal(dialog.folderOpened) as sent:
         dialog.browser.anchorClicked.emit(QUrl.fromLocalFile(str(paths.logs)))
     assert sent.args == [str(paths.logs)] and paths.logs.is_dir()  # made first, so the link goes somewhere
-    assert [u.toLocalFile() for u in opened.urls] == [str(paths.logs)]
+    assert [u.toLocalFile() for u in file_urls.urls] == [str(paths.logs)]
 
 
 def test_a_broken_report_is_one_sentence(qtbot: QtBot, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from PySide6.QtCore import QObject, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
@@ -14,7 +12,7 @@ from llamadesk.paths import Paths
 from llamadesk.ui.main_window import MainWindow
 from llamadesk.ui.title_suggester import MAX_TITLE_CHARS, clean_title, title_prompt
 from llamadesk.ui.workers import live_query_runners
-from tests.ui.conftest import REPLY_TIMEOUT_MS, Dialogs, run_menu_action
+from tests.ui.conftest import REPLY_TIMEOUT_MS, Dialogs, FileUrls, help_action, run_menu_action
 
 
 @pytest.fixture(autouse=True)
@@ -24,33 +22,6 @@ def no_query_thread_left() -> Iterator[None]:
 
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support.*")  # offscreen popups
-
-
-class FileUrls(QObject):
-    """Receives the file: URLs the app asks the desktop to open (Qt's own hook, QDesktopServices.setUrlHandler)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
-@pytest.fixture
-def file_urls() -> Iterator[FileUrls]:
-    handler = FileUrls()
-    QDesktopServices.setUrlHandler("file", handler, "open")
-    yield handler
-    QDesktopServices.unsetUrlHandler("file")
-
-
-def help_action(window: MainWindow, text: str) -> object:
-    for action in window.menuBar().actions():
-        if action.text().replace("&", "") == "Help" and action.menu() is not None:
-            return next(a for a in action.menu().actions() if a.text() == text)
-    raise AssertionError("no Help menu")
 
 
 def test_open_log_folder_hands_the_folder_to_the_desktop(
