@@ -133,6 +133,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         mode = self.server.mode
         if not self._authorised():
             return
+        if mode == "hold":  # a server still evaluating a long prompt: not even the headers until the client hangs up
+            self.server.streaming.set()
+            self.server.release.wait(30)
+            return
         if mode == "ok":  # a well-behaved server that also reports usage
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -162,7 +166,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class GarbageServer(http.server.ThreadingHTTPServer):
-    """An OpenAI impostor on 127.0.0.1. Modes: ok (a scripted good server), html, bad-stream, error, silent.
+    """An OpenAI impostor on 127.0.0.1. Modes: ok (a scripted good server), html, bad-stream, error, silent, hold.
     `api_key`: requests without it get 401; `tls`: (certfile, keyfile) serves https."""
 
     daemon_threads = True

@@ -10,12 +10,11 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TypeVar
 
 import httpx2
 
-from llamadesk.core.remote import SocketWatch, shutdown_stream
+from llamadesk.core.socket_stop import shutdown_stream
 
 T = TypeVar("T")
 
@@ -103,33 +102,6 @@ class BlockWriter(threading.Thread):
 
 def stop_requested(cancel: threading.Event, pause: threading.Event) -> bool:
     return cancel.is_set() or pause.is_set()
-
-
-class StopWatcher(threading.Thread):
-    """While a job runs (`with StopWatcher(cancel, pause) as watch:`), shuts the sockets of its requests down as
-    soon as Pause or Cancel is pressed: a request waiting for response headers fails at once, not at its timeout
-    (the body has the BlockWriter's own watch too). Pass `watch` to every request (remote.open_stream)."""
-
-    def __init__(self, cancel: threading.Event, pause: threading.Event) -> None:
-        super().__init__(name="download-stop-watcher", daemon=True)
-        self.cancel, self.pause = cancel, pause
-        self.watch = SocketWatch()
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.wait(STOP_POLL):
-            if stop_requested(self.cancel, self.pause):
-                self.watch.stop()
-                return
-
-    def __enter__(self) -> SocketWatch:
-        self.start()
-        return self.watch
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._done.set()
-        self.join()
 
 
 def call_stoppable(call: Callable[[], T], cancel: threading.Event, pause: threading.Event) -> T:

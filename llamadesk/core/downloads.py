@@ -31,11 +31,12 @@ from llamadesk.core.download_queue import (
     State,
     check_free_space,
 )
-from llamadesk.core.download_writer import BlockWriter, Hasher, Stopped, StopWatcher, call_stoppable
+from llamadesk.core.download_writer import STOP_POLL, BlockWriter, Hasher, Stopped, call_stoppable, stop_requested
 from llamadesk.core.errors import LlamaDeskError, ModelLoadError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.library import write_sidecar
 from llamadesk.core.remote import SocketWatch, make_client, open_stream
+from llamadesk.core.socket_stop import StopWatcher
 
 __all__ = [
     "DISK_MARGIN", "QUARANTINE_DIR", "STATE_DIR", "DiskFullError", "DownloadBusyError", "DownloadError",
@@ -146,7 +147,8 @@ class Downloader:
             job.state, job.error = State.DOWNLOADING, None
             self.queue.save(job)
             try:
-                with StopWatcher(cancel, pause) as watch, \
+                stop = StopWatcher(lambda: stop_requested(cancel, pause), name="download-stop-watcher", poll=STOP_POLL)
+                with stop as watch, \
                         self._client_factory(read_timeout=self.policy.stall_timeout) as client:
                     self._run(job, client, watch, meter, cancel, pause)
             except Stopped:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
@@ -14,6 +12,7 @@ import httpx2
 from llamadesk import __version__
 from llamadesk.core.gguf_header import ChunkedSource, GGUFHeader, read_header
 from llamadesk.core.hub import HubError, file_metadata, hub_endpoint, same_origin
+from llamadesk.core.socket_stop import SocketWatch  # re-exported: the downloader's names
 
 USER_AGENT = f"LlamaDesk/{__version__}"
 MAX_REDIRECTS = 5
@@ -32,45 +31,6 @@ def auth_headers(url: str, token: str | None, endpoint: str | None) -> dict[str,
     if token and same_origin(url, hub_endpoint(endpoint)):
         return {"Authorization": f"Bearer {token}"}
     return {}
-
-
-def shutdown_stream(stream: object) -> None:
-    """Shuts down the socket under an httpcore network stream, from any thread: a recv() blocked on it returns."""
-    get_extra_info = getattr(stream, "get_extra_info", None)
-    sock = get_extra_info("socket") if get_extra_info is not None else None
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain one: a TLS socket keeps its state
-
-
-class SocketWatch:
-    """The sockets a client opened for one job, so that another thread can shut them down: a request still
-    waiting for its response headers (or a body read) then fails at once instead of after its timeout. It learns
-    them from httpcore's `trace` request extension when each connection is made; pass it to every request of the
-    client (`open_stream(..., watch=)`), so that a pooled connection was seen when it was made."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._streams: list[object] = []
-        self.stopped = False
-
-    def trace(self, name: str, info: dict[str, object]) -> None:
-        if name not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            return
-        stream = info.get("return_value")
-        with self._lock:
-            self._streams.append(stream)
-            stopped = self.stopped
-        if stopped:  # connected after stop(): fail this request too
-            shutdown_stream(stream)
-
-    def stop(self) -> None:
-        """Shuts every socket seen (and any made later) down; the requests on them raise a TransportError."""
-        with self._lock:
-            self.stopped = True
-            streams = list(self._streams)
-        for stream in streams:
-            shutdown_stream(stream)
 
 
 @contextlib.contextmanager

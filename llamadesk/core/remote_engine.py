@@ -3,11 +3,9 @@ vLLM, Ollama, LM Studio), listed with GET /v1/models and streamed with POST /v1/
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,42 +46,11 @@ from llamadesk.core.remote_api import (
     transport_error,
 )
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
+from llamadesk.core.socket_stop import StopWatcher
 
 __all__ = ["RemoteEngine", "RemoteError", "RemoteGenerationError", "RemoteLoadError"]
 
 log = logging.getLogger(__name__)
-
-
-class _Interrupter:
-    """Shuts the response's socket down when `cancel` is set, so that a read blocked on a silent server (a long
-    prompt being evaluated) returns at once: the cancel Event alone is only seen between chunks, and closing a
-    socket does not wake a blocked recv() on Linux, shutdown() does. A daemon thread per streamed reply."""
-
-    def __init__(self, response: httpx2.Response, cancel: threading.Event) -> None:
-        stream = response.extensions.get("network_stream")
-        self._sock: socket.socket | None = stream.get_extra_info("socket") if stream is not None else None
-        self._cancel = cancel
-        self._lock = threading.Lock()
-        self._done = False
-        self.fired = False
-        if self._sock is not None:
-            threading.Thread(target=self._watch, name="llamadesk-remote-stop", daemon=True).start()
-
-    def _watch(self) -> None:
-        while True:
-            fired = self._cancel.wait(0.05)
-            with self._lock:
-                if self._done:
-                    return
-                if fired and self._sock is not None:
-                    self.fired = True
-                    with contextlib.suppress(OSError):  # already closed by the server
-                        self._sock.shutdown(socket.SHUT_RDWR)
-                    return
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done = True
 
 
 class RemoteEngine:
@@ -206,12 +173,13 @@ class RemoteEngine:
             reason = FinishReason.CANCELLED
         else:
             try:
-                with client.stream(
-                    "POST", endpoint.api_url("chat/completions"), json=body, headers=auth_headers(self._api_key)
+                # Stop shuts the socket down, also while the server is silent before its headers (a long prompt).
+                with StopWatcher(cancel.is_set, name="llamadesk-remote-stop", poll=0.05) as watch, client.stream(
+                    "POST", endpoint.api_url("chat/completions"), json=body, headers=auth_headers(self._api_key),
+                    extensions={"trace": watch.trace},
                 ) as response:
                     if response.status_code != 200:
                         raise RemoteGenerationError(http_error(endpoint, response, self._model))
-                    interrupter = _Interrupter(response, cancel)
                     try:
                         for data in self._events(endpoint, response):
                             if "usage" in data and isinstance(data["usage"], dict):
@@ -246,10 +214,10 @@ class RemoteEngine:
                                 if isinstance(exc, RemoteError)
                                 else f"The connection to {endpoint.name} was lost mid-reply ({type(exc).__name__})."
                             )
-                    finally:
-                        interrupter.finish()
             except httpx2.HTTPError as exc:
-                raise RemoteGenerationError(transport_error(endpoint, exc)) from exc
+                if not cancel.is_set():
+                    raise RemoteGenerationError(transport_error(endpoint, exc)) from exc
+                reason = FinishReason.CANCELLED  # stopped before the server answered: its socket was shut down
         ended = time.perf_counter()
         generated = int(usage.get("completion_tokens") or chunks)
         prompt_tokens = int(usage.get("prompt_tokens") or self.count_tokens(messages))

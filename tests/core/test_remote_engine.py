@@ -163,6 +163,28 @@ def test_stop_while_the_server_is_silent_returns_at_once(engine: RemoteEngine) -
         assert events[0] == Token("Hel") and done.stats.error is None
 
 
+def test_stop_before_the_server_sent_its_headers_returns_at_once(engine: RemoteEngine) -> None:
+    """The socket is shut down also while the request waits for the response headers."""
+    with GarbageServer("hold") as server:
+        engine.load(remote_options(local(server.url)))
+        cancel = threading.Event()
+        stopped: list[float] = []
+
+        def press_stop() -> None:
+            server.streaming.wait(10)
+            stopped.append(time.monotonic())
+            cancel.set()
+
+        presser = threading.Thread(target=press_stop)
+        presser.start()
+        events = list(engine.stream(MESSAGES, SamplingParams(), cancel))
+        presser.join()
+        assert time.monotonic() - stopped[0] < STOP_WITHIN_S
+        [done] = events
+        assert isinstance(done, Done) and done.stats.finish_reason is FinishReason.CANCELLED
+        assert done.stats.error is None
+
+
 def test_an_openai_server_gets_only_its_keys_and_reports_usage(engine: RemoteEngine) -> None:
     with GarbageServer("ok") as server:
         engine.load(remote_options(local(server.url, kind="openai")))
