@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+import pytest
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QAbstractSlider
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
+from llamadesk.ui.chat.delegate import PAD_H, PAD_V
 from llamadesk.ui.main_window import MainWindow
 
 REPLY_TIMEOUT_MS = 60_000
@@ -57,3 +59,39 @@ def test_a_row_shown_again_is_never_drawn_from_an_old_layout(qtbot: QtBot) -> No
     model.sync_rows([ChatRow(1, "user", "hi"), ChatRow(3, "assistant", "other")])  # another alternative
     model.sync_rows([ChatRow(1, "user", "hi"), ChatRow(2, "assistant", "the final text", "complete")])  # back
     assert view.delegate.document(model.row(1), width)[0].toPlainText().strip() == "the final text"
+
+
+@pytest.mark.parametrize("role", ["assistant", "user"])
+def test_right_to_left_text_is_drawn_inside_its_bubble_and_found_under_the_mouse(qtbot: QtBot, role: str) -> None:
+    from llamadesk.ui.chat.model import ChatRow, MessageListModel
+    from llamadesk.ui.chat.view import ChatView
+
+    short = "שלום עולם"  # shorter than a line: the bubble is only as wide as the text
+    long = "مرحبا بالعالم " * 12  # wraps: its last line is shorter than the others
+    model = MessageListModel()
+    view = ChatView(model)
+    qtbot.addWidget(view)
+    view.resize(500, 600)
+    view.show()
+    model.set_rows([ChatRow(1, role, short), ChatRow(2, role, long.strip())])  # type: ignore[arg-type]
+    for row in range(2):
+        index = model.index(row, 0)
+        rect = view.visualRect(index)
+        doc, _info, _fresh = view.delegate.document(model.row(row), view.delegate.text_width(rect.width()))
+        bubble = view.delegate.bubble_rect(model.row(row), doc, rect)
+        text = doc.toPlainText()
+        block = doc.begin()
+        assert block.textDirection() == Qt.LayoutDirection.RightToLeft
+        layout = block.layout()
+        found = []
+        for position in range(len(text)):
+            line = layout.lineForTextPosition(position)
+            x0, x1 = (line.cursorToX(p)[0] for p in (position, position + 1))
+            assert min(x0, x1) >= 0 and max(x0, x1) <= bubble.width() - 2 * PAD_H + 1, "drawn outside the bubble"
+            point = bubble.topLeft() + QPointF(PAD_H + (x0 + x1) / 2, PAD_V + line.y() + line.height() / 2)
+            hit = view.delegate.text_position(index, rect, point)
+            if role == "assistant":  # only replies carry token probabilities
+                assert hit is not None
+                found.append(hit[2])
+        if role == "assistant":
+            assert found == list(range(len(text)))

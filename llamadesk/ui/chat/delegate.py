@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -89,6 +90,40 @@ def _x_of(cursor_to_x: object) -> float:
     return float(cursor_to_x[0] if isinstance(cursor_to_x, tuple) else cursor_to_x)  # type: ignore[arg-type]
 
 
+def fit_right_to_left(doc: QTextDocument, text_width: int) -> None:
+    """Narrows a document holding right-to-left text to its ideal width. Its paragraphs are aligned to the right of
+    the text width, while the bubble is only as wide as the text: at the full width an Arabic or Hebrew reply shorter
+    than a line would be drawn outside its bubble (and clipped away)."""
+    block = doc.begin()
+    while block.isValid():
+        if block.textDirection() == Qt.LayoutDirection.RightToLeft:
+            ideal = math.ceil(doc.idealWidth()) + 1  # + 1: rounding must not wrap the longest line
+            if ideal < text_width:
+                doc.setTextWidth(ideal)
+            return
+        block = block.next()
+
+
+def _line_span(line: QTextLine) -> tuple[float, float]:
+    """Where a laid-out line's text is drawn, left to right (a right-to-left line ends at its right edge)."""
+    start = _x_of(line.cursorToX(line.textStart()))
+    end = _x_of(line.cursorToX(line.textStart() + line.textLength()))
+    return min(start, end), max(start, end)
+
+
+def _character_at(line: QTextLine, x: float) -> int:
+    """The position in its block of the character drawn at `x` on `line`. xToCursor alone answers the position after
+    the character in right-to-left text, so the answer is checked against the character spans around it."""
+    near = line.xToCursor(x, QTextLine.CursorPosition.CursorOnCharacter)
+    first, last = line.textStart(), line.textStart() + line.textLength() - 1
+    for position in (near, near - 1, near + 1):
+        if first <= position <= last:
+            x0, x1 = _x_of(line.cursorToX(position)), _x_of(line.cursorToX(position + 1))
+            if min(x0, x1) <= x < max(x0, x1):
+                return position
+    return min(max(near, first), last)
+
+
 def _row(index: Index) -> ChatRow | None:
     row = index.data(RowRole)
     return row if isinstance(row, ChatRow) else None
@@ -172,6 +207,7 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
             result = self.renderer(doc, text, row.role)
             info = result if isinstance(result, RenderInfo) else EMPTY
         doc.setTextWidth(text_width)
+        fit_right_to_left(doc, text_width)
         doc.size()  # lay it out now, inside the timing
         self._docs[key] = (doc, info)
         self.layouts[row.message_id] += 1
@@ -403,8 +439,8 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
         for i in range(layout.lineCount()):
             line = layout.lineAt(i)
             on_line = line.y() <= inner.y() < line.y() + line.height()
-            if on_line and line.x() <= inner.x() < line.x() + line.naturalTextWidth():
-                at = line.xToCursor(inner.x(), QTextLine.CursorPosition.CursorOnCharacter) + block.position()
+            if on_line and _line_span(line)[0] <= inner.x() < _line_span(line)[1]:
+                at = _character_at(line, inner.x()) + block.position()
                 text = doc.toPlainText()
                 return row, text, code_point_index(text, at)
         return None
