@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import alternate, machine, model_path, note, ratio_summary, wanted
 
-BENCHMARKS = ("stream", "ttft_multiturn", "cold_start", "memory", "token_probs")
+BENCHMARKS = ("stream", "ttft_multiturn", "ttft_overflow", "cold_start", "memory", "token_probs")
 N_CTX = 2048
 SEED = 1234
 PROMPT = [{"role": "user", "content": "Write a long story about a llama who learns to write computer programs."}]
@@ -229,6 +229,65 @@ def _library_floor(
         "turn10_s": statistics.median(tens),
         "turn1_s": statistics.median(ones),
         **ratio_summary([t / o for t, o in zip(tens, ones, strict=True)]),
+    }
+
+
+def bench_ttft_overflow(model: Path, threads: int, turns: int) -> dict[str, Any]:
+    """A conversation that outgrows a 2048-token context under "drop the oldest turns", planned by the window's
+    own planner. Sticky: what the last prompt left out stays out while the rest fits, and turns go with slack, so
+    the start of the prompt (and the engine's cache of it) lasts several turns. Greedy (the planner before): just
+    enough is left out each turn, so the prompt's start moves and every reply reads the whole context again.
+    The same texts in both: user messages of ~150 tokens, a fixed ~40-token reply, TTFT timed to the first token."""
+    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.ui.chat.context import Entry, OverflowPolicy, plan_prompt, reply_reserve
+
+    reply = "Noted. Water the garden early, stake the tomatoes, oil the shed hinge, and write to the council today."
+    n_ctx, max_tokens = N_CTX, 40
+    system = "You are a helpful assistant. Answer in one short paragraph."
+
+    def conversation(sticky: bool) -> tuple[list[float], list[float]]:
+        engine = LlamaCppEngine()
+        engine.load(LoadOptions(model, n_ctx=n_ctx, n_threads=threads))
+        _ttft(engine, [{"role": "user", "content": PARAGRAPH}], _params(1))  # warm-up
+        entries: list[Entry] = []
+        previous: set[int] = set()
+        tokens_per_char = 0.35
+        times, cached = [], []
+        for turn in range(turns):
+            entries.append(Entry(2 * turn, "user", f"Day {turn}. {PARAGRAPH} What first?", 2 * turn))
+            plan = plan_prompt(system, entries, policy=OverflowPolicy.DROP_OLDEST, n_ctx=n_ctx,
+                               reserve=reply_reserve(n_ctx, max_tokens), tokens_per_char=tokens_per_char,
+                               previous=previous if sticky else None)  # fmt: skip
+            ttft, _, done = _ttft(engine, plan.messages, _params(1))
+            if plan.excluded:  # the figures are those of the turns that overflow
+                times.append(ttft)
+                cached.append(done.stats.cached_tokens / max(done.stats.prompt_tokens, 1))
+            tokens_per_char = done.stats.prompt_tokens / sum(len(m["content"]) for m in plan.messages)
+            previous = plan.excluded
+            entries.append(Entry(2 * turn + 1, "assistant", reply, 2 * turn + 1))
+        engine.close()
+        return times, cached
+
+    sticky, sticky_cached = conversation(True)
+    greedy, greedy_cached = conversation(False)
+    note(f"ttft_overflow: sticky mean {statistics.mean(sticky) * 1000:.0f} ms over {len(sticky)} turns, "
+         f"greedy mean {statistics.mean(greedy) * 1000:.0f} ms")  # fmt: skip
+    return {
+        "benchmark": "ttft_overflow",
+        "value": statistics.mean(sticky),
+        "reference": statistics.mean(greedy),
+        "unit": "s",
+        "reference_is": "mean TTFT of the overflowing turns when just enough is left out each turn (the old planner)",
+        "ratio": statistics.mean(sticky) / statistics.mean(greedy),
+        "sticky_median_s": statistics.median(sticky),
+        "sticky_max_s": max(sticky),
+        "greedy_median_s": statistics.median(greedy),
+        "sticky_cached_share": statistics.mean(sticky_cached),
+        "greedy_cached_share": statistics.mean(greedy_cached),
+        "overflowing_turns": len(sticky),
+        "n_ctx": n_ctx,
+        "threads": threads,
     }
 
 
@@ -545,6 +604,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("stream", lambda: bench_stream(model, threads, 2 if quick else 10, 64 if quick else 128)),
         ("ttft_multiturn", lambda: bench_ttft_multiturn(model, threads, 1 if quick else 3, 2 if quick else 5, 40)),
+        ("ttft_overflow", lambda: bench_ttft_overflow(model, threads, 16 if quick else 30)),
         ("cold_start", lambda: bench_cold_start(2 if quick else 5)),
         ("cold_start", lambda: bench_model_load(model, threads, 2 if quick else 6)),
         ("memory", lambda: bench_memory(model, threads, 1 if quick else 3)),

@@ -140,10 +140,10 @@ def bench_server_stream(model: Path, threads: int, rounds: int, max_tokens: int)
         def through_server() -> dict[str, float]:
             chunks = client.chat.completions.create(
                 model="x",
-                messages=PROMPT,
+                messages=PROMPT,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 seed=SEED,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
             )
             return _timed(chunks, lambda c: c.choices[0].delta.content if c.choices else None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llamadesk.core.history import History
@@ -23,6 +24,18 @@ def stored_id(message: StoredMessage | ChatRow) -> int:
 def left_out(receipt: dict[str, Any], branch_ids: list[int]) -> set[int]:
     """The ids a reply's prompt left out; `branch_ids` is the branch from the first message to its parent."""
     return ids_in_spans(branch_ids, receipt.get("excluded_spans"))
+
+
+def last_left_out(branch: Sequence[StoredMessage | ChatRow]) -> set[int]:
+    """The ids the last reply on `branch` had left out of its prompt (rows shown carry it as their marks)."""
+    for k in range(len(branch) - 1, -1, -1):
+        message = branch[k]
+        if message.role != "assistant":
+            continue
+        if isinstance(message, ChatRow):
+            return {b.message_id for b in branch[:k] if isinstance(b, ChatRow) and b.excluded}
+        return left_out(message.receipt or {}, [stored_id(b) for b in branch[:k]])
+    return set()
 
 
 def excluded_for(branch: list[StoredMessage], streaming: dict[int, PendingReply]) -> set[int]:

@@ -15,6 +15,7 @@ MIN_TOKENS_PER_CHAR = 0.15
 MAX_TOKENS_PER_CHAR = 2.5
 OVERHEAD_TOKENS = 6  # the template's role markers around each message
 REPLY_SHARE = 4  # at most a quarter of the context is kept free for the reply
+SLACK_SHARE = 4  # leaving turns out frees a quarter of the prompt budget, for the turns to come
 
 
 class OverflowPolicy(str, Enum):
@@ -111,9 +112,14 @@ def plan_prompt(
     reserve: int,
     tokens_per_char: float = DEFAULT_TOKENS_PER_CHAR,
     excluded: set[int] | None = None,
+    previous: set[int] | None = None,
 ) -> Plan:
     """Applies the policy. `excluded` given (a reproduction) leaves out exactly those ids instead.
     The last turn is always sent; with DROP_MIDDLE the first one too, unless it alone is too long.
+
+    Turns are left out with slack (a share of the budget freed at once), and `previous` (what the last prompt of
+    the branch left out) is kept while the rest still fits: the start of the prompt then stays the same from turn
+    to turn, and the engine reuses its cache for it instead of reading the whole context again on every reply.
     Linear in the branch with small constants: it runs in the GUI thread on every send."""
     system = system_prompt.strip()
     sizes = [math.ceil(len(e.content) * tokens_per_char) + OVERHEAD_TOKENS for e in entries]
@@ -130,18 +136,37 @@ def plan_prompt(
     droppable = turns[keep_first:-1] if len(turns) > 1 else []
     if keep_first and len(turns) > 1:
         droppable.append(turns[0])  # only when leaving out the whole middle was not enough
-    dropped: list[tuple[int, int]] = []
-    for start, end in droppable:  # oldest first: from the start, or from just after the first turn
-        if total <= budget:
-            break
-        total -= sum(sizes[start:end])
-        dropped.append((start, end))
+    ids = [e.message_id for e in entries]
+    turn_sizes = [sum(sizes[start:end]) for start, end in droppable]
+    count = _still_left_out(previous or set(), ids, droppable)
+    total -= sum(turn_sizes[:count])
+    if total > budget:  # what was left out no longer makes room: free a share of the budget at once
+        target = budget - budget // SLACK_SHARE
+        for_slack = len(droppable) - keep_first  # the first turn of DROP_MIDDLE goes only when it must
+        while count < len(droppable) and (total > budget or (total > target and count < for_slack)):
+            total -= turn_sizes[count]
+            count += 1
     gone = [False] * len(entries)
-    for start, end in dropped:
+    for start, end in droppable[:count]:
         gone[start:end] = [True] * (end - start)
     left_out = {e.message_id for e, out in zip(entries, gone, strict=True) if out}
     kept = [e for e, out in zip(entries, gone, strict=True) if not out]
     return _plan(system, kept, left_out, total, spans_of(entries, left_out) if left_out else [])
+
+
+def _still_left_out(previous: set[int], ids: Sequence[int], droppable: Sequence[tuple[int, int]]) -> int:
+    """How many of the droppable turns, in the policy's order, the last prompt left out; 0 when what it left out
+    is not such a run (the policy changed, or the branch did)."""
+    present = previous.intersection(ids)
+    count, covered = 0, 0
+    for start, end in droppable:
+        if covered == len(present):
+            break
+        if not all(ids[i] in present for i in range(start, end)):
+            return 0
+        covered += end - start
+        count += 1
+    return count if covered == len(present) else 0
 
 
 def _plan(system: str, kept: list[Entry], excluded: set[int], total: int, spans: list[list[int]]) -> Plan:

@@ -15,7 +15,14 @@ from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb
-from llamadesk.ui.chat.branch_rows import branch_to, left_out, rows_after_request, rows_of_branch, stored_id
+from llamadesk.ui.chat.branch_rows import (
+    branch_to,
+    last_left_out,
+    left_out,
+    rows_after_request,
+    rows_of_branch,
+    stored_id,
+)
 from llamadesk.ui.chat.context import (
     DEFAULT_TOKENS_PER_CHAR,
     MAX_TOKENS_PER_CHAR,
@@ -91,9 +98,10 @@ class ChatSession(QObject, NotebookRequests):
         self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None
     ) -> Plan:
         """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied."""
+        branch = self.branch_to(cid, upto)
         entries = [
             Entry(stored_id(m), m.role, m.content, position)
-            for position, m in enumerate(self.branch_to(cid, upto))
+            for position, m in enumerate(branch)
             if m.content and m.status not in ("streaming", "error") and m.role in ("user", "assistant")
         ]
         return plan_prompt(
@@ -104,6 +112,7 @@ class ChatSession(QObject, NotebookRequests):
             reserve=reply_reserve(self.n_ctx, max_tokens),
             tokens_per_char=self.tokens_per_char,
             excluded=excluded,
+            previous=last_left_out(branch) if excluded is None else None,
         )
 
     def prompt_messages(self, cid: int, system_prompt: str, max_tokens: int = 0) -> list[Message]:
