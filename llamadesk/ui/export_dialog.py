@@ -151,11 +151,14 @@ class HistoryTransfer(QObject):
         name, _chosen = QFileDialog.getOpenFileName(self.parent_widget, "Import conversations", folder, IMPORT_FILTER)
         if not name:
             return False
-        path = Path(name)
+        self.import_path(Path(name))
+        return True
+
+    def import_path(self, path: Path) -> None:
+        """Adds the conversations of the LlamaDesk JSON export at `path` (all or nothing) in the query thread."""
         self.runner.submit(
             "import",
             lambda h: import_file(h, path),
             lambda ids: self.imported.emit(list(ids)),
             lambda sentence: self.problem.emit("Conversations not imported", sentence),
         )
-        return True

@@ -32,6 +32,7 @@ from llamadesk.ui.chat.notebook import NotebookController
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.endpoints_dialog import EndpointsAction
+from llamadesk.ui.file_drop import FileDrop
 from llamadesk.ui.idle_gc import IdleCollector
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
         self.rpc_hosts = RpcHostsAction(self)  # File → RPC hosts…: rpc-server hosts, their memory, the split
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
+        self.file_drop = FileDrop(self)  # a .gguf dropped on the window is used where it lies; a .json is imported
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)
@@ -364,6 +366,7 @@ class MainWindow(QMainWindow):
         self._update_state()
         self.navigation.shutdown()
         self.picker.shutdown()  # its background listing of endpoints' models
+        self.file_drop.shutdown()
         self.server.shutdown()  # before the engine thread ends: the server's requests are cancelled first
         self.host.shutdown()
         self.idle_gc.stop()

@@ -1,0 +1,104 @@
+"""Files dropped on the real window: a model is used where it lies and loaded, an export is imported, the rest
+is left to the widget under the mouse."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from llamadesk.core.history import History
+from llamadesk.core.history.export import export_to_path
+from llamadesk.ui.main_window import MainWindow
+from tests.ui.conftest import LOAD_TIMEOUT_MS, Dialogs
+
+
+def mime_of(*paths: Path) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return mime
+
+
+def drag_enter(target: QWidget, mime: QMimeData) -> bool:
+    """Whether `target` (the window or the composer) accepts the drag as it enters."""
+    event = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    event.setAccepted(False)
+    QApplication.sendEvent(target, event)
+    return event.isAccepted()
+
+
+def drop(target: QWidget, mime: QMimeData) -> None:
+    assert drag_enter(target, mime)
+    event = QDropEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    QApplication.sendEvent(target, event)
+    assert event.isAccepted()
+
+
+def test_a_dropped_model_is_used_where_it_lies_and_loaded(
+    window: MainWindow, tiny_model: Path, tmp_path: Path, qtbot: QtBot
+) -> None:
+    elsewhere = tmp_path / "Downloads" / "my-tiny-model.gguf"
+    elsewhere.parent.mkdir()
+    shutil.copy(tiny_model, elsewhere)
+    before = {m.path for m in window.picker.models()}
+    drop(window, mime_of(elsewhere))
+    qtbot.waitUntil(lambda: window.loaded_model is not None and window.loaded_model.path == elsewhere.resolve(),
+                    timeout=LOAD_TIMEOUT_MS)  # fmt: skip
+    assert {m.path for m in window.picker.models()} == before | {elsewhere.resolve()}
+    assert elsewhere.exists() and not any(window.paths.models.rglob("my-tiny-model.gguf"))  # not copied
+    assert window.picker.current_model() is not None and window.picker.current_model().path == elsewhere.resolve()
+
+
+def test_a_file_that_is_not_a_model_says_why_and_changes_nothing(
+    window: MainWindow, dialogs: Dialogs, tmp_path: Path, qtbot: QtBot
+) -> None:
+    broken = tmp_path / "notes.gguf"
+    broken.write_bytes(b"not a model at all, only text that happens to be named .gguf\n" * 20)
+    loaded, listed = window.loaded_model, [m.path for m in window.picker.models()]
+    drop(window.composer.edit.viewport(), mime_of(broken))  # the composer passes model files on
+    qtbot.waitUntil(lambda: bool(dialogs.warnings))
+    title, sentence = dialogs.warnings[0]
+    assert title == "Model not added" and "notes.gguf" in sentence and "\n" not in sentence.strip()
+    assert window.loaded_model is loaded and [m.path for m in window.picker.models()] == listed
+
+
+def test_a_dropped_export_is_imported(
+    make_window: Callable[..., MainWindow], history: History, tmp_path: Path, qtbot: QtBot
+) -> None:
+    cid = history.create_conversation("Soup").id
+    history.add_message(cid, "user", "How long do turnips cook?")
+    history.add_message(cid, "assistant", "About twenty minutes.")
+    export_to_path(history, None, "json", tmp_path / "soup.json")
+    window = make_window(auto_load=False)
+    transfer = window.navigation.history_actions.transfer
+    with qtbot.waitSignal(transfer.imported, timeout=10_000) as done:
+        drop(window, mime_of(tmp_path / "soup.json"))
+    (new_id,) = done.args[0]
+    assert new_id != cid and [m.content for m in history.messages(new_id)] == [
+        "How long do turnips cook?",
+        "About twenty minutes.",
+    ]
+
+
+def test_other_drags_are_left_to_the_widget_under_the_mouse(
+    make_window: Callable[..., MainWindow], tmp_path: Path
+) -> None:
+    window = make_window(auto_load=False)
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello", encoding="utf-8")
+    model = tmp_path / "model.gguf"
+    assert not drag_enter(window, mime_of(text_file))
+    assert not drag_enter(window, mime_of(model, text_file))  # a mixed drag is not ours either
+    remote = QMimeData()
+    remote.setUrls([QUrl("https://example.com/model.gguf")])
+    assert not drag_enter(window, remote)
+    words = QMimeData()
+    words.setText("some words")
+    assert drag_enter(window.composer.edit.viewport(), words)  # the composer still takes dropped text
