@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import alternate, machine, model_path, note, ratio_summary, wanted
 
-BENCHMARKS = ("stream", "ttft_multiturn", "ttft_overflow", "cold_start", "memory", "token_probs")
+BENCHMARKS = ("stream", "ttft_multiturn", "ttft_overflow", "ttft_prefill", "cold_start", "memory", "token_probs")
 N_CTX = 2048
 SEED = 1234
 PROMPT = [{"role": "user", "content": "Write a long story about a llama who learns to write computer programs."}]
@@ -287,6 +287,49 @@ def bench_ttft_overflow(model: Path, threads: int, turns: int) -> dict[str, Any]
         "greedy_cached_share": statistics.mean(greedy_cached),
         "overflowing_turns": len(sticky),
         "n_ctx": n_ctx,
+        "threads": threads,
+    }
+
+
+def bench_ttft_prefill(model: Path, threads: int, repeats: int) -> dict[str, Any]:
+    """A ~1,000-token text pasted into the composer, then a question typed after it and Enter. With "Prepare
+    Replies While Typing" the pasted text was read during the pause before the question (its time is not waited
+    for); without, Enter reads it all. TTFT of each, alternating, in a new chat each time (the same engine)."""
+    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engine_api import LoadOptions
+
+    engine = LlamaCppEngine()
+    engine.load(LoadOptions(model, n_ctx=4096, n_threads=threads))
+    system = {"role": "system", "content": "You are a helpful assistant. Answer in one short paragraph."}
+    _ttft(engine, [system, {"role": "user", "content": PARAGRAPH}], _params(1))  # warm-up
+    pasted = " ".join([PARAGRAPH] * 8)
+    question = " Which of these should I do first, and why?"
+    prepared_s, plain_s, read_ahead = [], [], []
+
+    def prepared(k: int) -> float:
+        text = f"Take {k}, prepared. {pasted}"
+        read_ahead.append(engine.prefill([system, {"role": "user", "content": text}]))
+        return _ttft(engine, [system, {"role": "user", "content": text + question}], _params(1))[0]
+
+    def plain(k: int) -> float:
+        text = f"Take {k}, plain. {pasted}{question}"
+        return _ttft(engine, [system, {"role": "user", "content": text}], _params(1))[0]
+
+    for k in range(repeats):
+        a, b = alternate(k, lambda k=k: prepared(k), lambda k=k: plain(k))  # type: ignore[misc]
+        prepared_s.append(a)
+        plain_s.append(b)
+    prompt_tokens = engine.count_tokens([system, {"role": "user", "content": f"Take 0, plain. {pasted}{question}"}])
+    engine.close()
+    return {
+        "benchmark": "ttft_prefill",
+        "value": statistics.median(prepared_s),
+        "reference": statistics.median(plain_s),
+        "unit": "s",
+        "reference_is": "TTFT when Enter reads the whole pasted text (Prepare Replies While Typing off)",
+        **ratio_summary([a / b for a, b in zip(prepared_s, plain_s, strict=True)]),
+        "prompt_tokens": prompt_tokens,
+        "read_ahead_tokens": statistics.median(read_ahead),
         "threads": threads,
     }
 
@@ -605,6 +648,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         ("stream", lambda: bench_stream(model, threads, 2 if quick else 10, 64 if quick else 128)),
         ("ttft_multiturn", lambda: bench_ttft_multiturn(model, threads, 1 if quick else 3, 2 if quick else 5, 40)),
         ("ttft_overflow", lambda: bench_ttft_overflow(model, threads, 16 if quick else 30)),
+        ("ttft_prefill", lambda: bench_ttft_prefill(model, threads, 2 if quick else 6)),
         ("cold_start", lambda: bench_cold_start(2 if quick else 5)),
         ("cold_start", lambda: bench_model_load(model, threads, 2 if quick else 6)),
         ("memory", lambda: bench_memory(model, threads, 1 if quick else 3)),

@@ -84,6 +84,7 @@ class LlamaCppEngine:
             "stop_during_prompt": True,
             "modes": [m.value for m in GenerationMode],
             "token_probs": True,
+            "prefill": True,
         }
 
     # -- loading ---------------------------------------------------------------------------------
@@ -259,6 +260,34 @@ class LlamaCppEngine:
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt_tokens(messages))
+
+    def prefill(self, messages: Sequence[Message], cancel: threading.Event | None = None) -> int:
+        """Evaluates the chat prompt of `messages` ahead of a reply, so that the reply then reads only what changed
+        (llama.generate reuses the longest cached prefix; an exact hit samples at once). Returns how many tokens it
+        evaluated. `cancel` interrupts it inside llama_decode: what was evaluated before stays cached, the rest is
+        dropped by the next evaluation. A prompt that does not fit the context is left alone."""
+        cancel = cancel or threading.Event()
+        tokens = self._prompt_tokens(messages)
+        llama = self._llama
+        assert llama is not None
+        if cancel.is_set() or len(tokens) >= llama.n_ctx() - 1:
+            return 0
+        cached = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+        if cached == len(tokens) == llama.n_tokens:
+            return 0
+        cached = min(cached, len(tokens) - 1)  # the last token is evaluated again for its logits
+        before = llama.n_tokens = cached
+        self._cancel = cancel
+        self._abort_in_decode(True)
+        try:
+            llama.eval(tokens[cached:])
+        except RuntimeError as exc:  # llama_decode returned 2: aborted by the callback; else a real failure
+            if not cancel.is_set():
+                raise GenerationError(f"Preparing the prompt failed: {llama_log.reason_since(0) or exc}.") from exc
+        finally:
+            self._abort_in_decode(False)
+            self._cancel = None
+        return int(llama.n_tokens) - before
 
     def _abort_in_decode(self, on: bool) -> None:
         import llama_cpp

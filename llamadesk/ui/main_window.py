@@ -29,6 +29,7 @@ from llamadesk.ui.chat.context_meter import ReplyFigures
 from llamadesk.ui.chat.controller import ChatController
 from llamadesk.ui.chat.model import MessageListModel
 from llamadesk.ui.chat.notebook import NotebookController
+from llamadesk.ui.chat.prefill import PromptPrefill
 from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.endpoints_dialog import EndpointsAction
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
         self.rpc_hosts = RpcHostsAction(self)  # File → RPC hosts…: rpc-server hosts, their memory, the split
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
+        self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
         self.file_drop = FileDrop(self)  # a .gguf dropped on the window is used where it lies; a .json is imported
 
     def _connect(self) -> None:

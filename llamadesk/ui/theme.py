@@ -64,6 +64,14 @@ class UiPrefs:
     def overflow_policy(self, value: str) -> None:
         self._settings.setValue("overflow_policy", value)
 
+    @property
+    def prefill_while_typing(self) -> bool:
+        return self._get("prefill_while_typing", "true").lower() != "false"
+
+    @prefill_while_typing.setter
+    def prefill_while_typing(self, value: bool) -> None:
+        self._settings.setValue("prefill_while_typing", "true" if value else "false")
+
     def sync(self) -> None:
         self._settings.sync()
 

@@ -246,6 +246,7 @@ class ChatController(QObject):
 
     def refresh_context(self) -> None:
         w = self.w
+        w.prefill.schedule()  # the context changed: the next reply's prompt can be read ahead
         if w.model_info is None or w._closed:
             w.context_meter.clear()
             return

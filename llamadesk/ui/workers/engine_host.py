@@ -64,6 +64,7 @@ class EngineWorker(QObject):
     failed = Signal(int, str)  # request id, a sentence
     tokenCount = Signal(int)
     tokenProbs = Signal(int, object)  # request id, a batch of TokenProb records (sent with the text's batch)
+    prefilled = Signal(int)  # tokens of a prompt evaluated ahead of its reply (0: nothing to do or not supported)
     closed = Signal()
 
     def __init__(self, engine_factory: EngineFactory) -> None:
@@ -193,6 +194,20 @@ class EngineWorker(QObject):
             if events is not None and hasattr(events, "close"):
                 events.close()
 
+    @Slot(object, object)
+    def prefill(self, messages: Sequence[Message], cancel: threading.Event) -> None:
+        """Evaluates a prompt ahead of its reply, when the engine can (the in-process llama.cpp engine)."""
+        engine = self._engine
+        if cancel.is_set() or engine is None or engine.info is None or not engine.capabilities().get("prefill"):
+            return
+        try:
+            priority.yield_to()
+            self.prefilled.emit(int(engine.prefill(messages, cancel)))  # type: ignore[attr-defined]
+        except LlamaDeskError as exc:
+            log.info("The prompt was not prepared: %s", exc)
+        except Exception:
+            log.exception("Preparing the prompt failed")
+
     @Slot(object)
     def countTokens(self, messages: Sequence[Message]) -> None:
         if self._engine is None or self._engine.info is None:
@@ -255,6 +270,7 @@ class EngineHost(QObject):
     _loadRequested = Signal(object, object)
     _generateRequested = Signal(int, object, object, object, object)
     _countRequested = Signal(object)
+    _prefillRequested = Signal(object, object)
     _unloadRequested = Signal()
     _closeRequested = Signal()
 
@@ -267,11 +283,13 @@ class EngineHost(QObject):
         self._loadRequested.connect(self.worker.load)
         self._generateRequested.connect(self.worker.generate)
         self._countRequested.connect(self.worker.countTokens)
+        self._prefillRequested.connect(self.worker.prefill)
         self._unloadRequested.connect(self.worker.unload)
         self._closeRequested.connect(self.worker.close)
         self._ids = itertools.count(1)
         self._cancels: dict[int, threading.Event] = {}
         self._load_cancel: threading.Event | None = None
+        self._prefill_cancel = threading.Event()
         self._shut_down = False
         self.worker.finished.connect(self._forget)
         self.worker.failed.connect(self._forget)
@@ -284,6 +302,7 @@ class EngineHost(QObject):
 
     def load(self, options: LoadOptions) -> threading.Event:
         """Asks for a load; a load still in progress is cancelled. Returns the event that cancels this one."""
+        self._prefill_cancel.set()
         if self._load_cancel is not None:
             self._load_cancel.set()
         cancel = threading.Event()
@@ -300,6 +319,7 @@ class EngineHost(QObject):
     ) -> tuple[int, threading.Event]:
         """Queues a reply. `mode` "continue" extends the last (assistant) message; "completion" continues the
         messages' text as raw text; `token_probs` records each token's probability and alternatives."""
+        self._prefill_cancel.set()  # a prompt being prepared gives way at once
         request_id = next(self._ids)
         cancel = threading.Event()
         self._cancels[request_id] = cancel
@@ -313,10 +333,18 @@ class EngineHost(QObject):
             if request_id is None or rid == request_id:
                 cancel.set()
 
+    def prefill(self, messages: Sequence[Message]) -> None:
+        """Asks the engine to evaluate the prompt of `messages` while it has nothing else to do; the next request
+        (or prefill) interrupts it. The reply that follows reads only the tokens that changed."""
+        self._prefill_cancel.set()
+        self._prefill_cancel = threading.Event()
+        self._prefillRequested.emit([dict(m) for m in messages], self._prefill_cancel)
+
     def count_tokens(self, messages: Sequence[Message]) -> None:
         self._countRequested.emit([dict(m) for m in messages])
 
     def unload(self) -> None:
+        self._prefill_cancel.set()
         self._unloadRequested.emit()
 
     def _forget(self, request_id: int, *_: Any) -> None:
@@ -328,6 +356,7 @@ class EngineHost(QObject):
             return not self._thread.isRunning()
         self._shut_down = True
         self.cancel_load()
+        self._prefill_cancel.set()
         self.stop()
         if self._thread.isRunning():
             self._closeRequested.emit()
