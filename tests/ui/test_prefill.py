@@ -26,8 +26,8 @@ def test_a_pause_in_typing_reads_the_prompt_and_enter_reads_nothing_again(
     assert receipt["cached_tokens"] == receipt["prompt_tokens"] > 0  # the whole prompt was already read
 
     # the next turn: the finished reply is read ahead too, then what you type after it
-    with qtbot.waitSignal(window.prefill.prepared, timeout=10_000):
-        window.composer.edit.setPlainText("And carrots?")
+    window.composer.edit.setPlainText("And carrots?")
+    qtbot.waitUntil(lambda: window.prefill.sent[-1][-1]["content"] == "And carrots?", timeout=10_000)
     sent = window.prefill.sent[-1]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"] and sent[-1]["content"] == "And carrots?"
 
