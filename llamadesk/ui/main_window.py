@@ -192,7 +192,8 @@ class MainWindow(QMainWindow):
             return "Loading the model…"
         if self.model_info is None:
             if not self.picker.models():
-                return f"No models yet.\nPut a .gguf file in {self.paths.models}, then press Rescan."
+                return (f"No models yet.\nDrop a .gguf file on this window, or put one in {self.paths.models}"
+                        " and press Rescan.")
             return "Choose a model above to load it."
         name = self.loaded_model.name if self.loaded_model else self.model_info.file_name
         return f"Say hello to {name}."

@@ -52,7 +52,7 @@ def test_typing_on_reads_only_the_new_words(engine: LlamaCppEngine) -> None:
 
 def test_a_prompt_too_long_for_the_context_is_left_alone(engine: LlamaCppEngine) -> None:
     assert engine.prefill(chat("word " * 2000)) == 0
-    text, done = collect(engine.stream(chat("hello"), GREEDY))
+    _text, done = collect(engine.stream(chat("hello"), GREEDY))
     assert done.stats.finish_reason.value in ("length", "stop")
 
 

@@ -91,6 +91,7 @@ def test_other_drags_are_left_to_the_widget_under_the_mouse(
     make_window: Callable[..., MainWindow], tmp_path: Path
 ) -> None:
     window = make_window(auto_load=False)
+    assert "Drop a .gguf file on this window" in window.chat_view.placeholder  # no models yet: how to add one
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello", encoding="utf-8")
     model = tmp_path / "model.gguf"
