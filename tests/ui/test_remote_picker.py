@@ -86,6 +86,9 @@ def test_one_conversation_switches_between_local_and_remote(
     assert window.is_loading
     qtbot.waitUntil(lambda: not window.is_loading, timeout=LOAD_TIMEOUT_MS)
     assert window.model_info is not None and window.model_info.endpoint == llama_server.url
+    window.composer.edit.setPlainText("typed while a remote model is loaded")
+    assert window.prefill.prompt() is None  # a remote server's cache is not ours to fill
+    window.composer.edit.clear()
 
     local_row = row_of(window, lambda text: text.startswith("tiny-chatml"))
     choose(qtbot, window, local_row)

@@ -198,11 +198,12 @@ class EngineWorker(QObject):
     def prefill(self, messages: Sequence[Message], cancel: threading.Event) -> None:
         """Evaluates a prompt ahead of its reply, when the engine can (the in-process llama.cpp engine)."""
         engine = self._engine
-        if cancel.is_set() or engine is None or engine.info is None or not engine.capabilities().get("prefill"):
+        prefill = getattr(engine, "prefill", None)  # the in-process engine's (capabilities()["prefill"])
+        if cancel.is_set() or engine is None or engine.info is None or prefill is None:
             return
         try:
             priority.yield_to()
-            self.prefilled.emit(int(engine.prefill(messages, cancel)))  # type: ignore[attr-defined]
+            self.prefilled.emit(int(prefill(messages, cancel)))
         except LlamaDeskError as exc:
             log.info("The prompt was not prepared: %s", exc)
         except Exception:
