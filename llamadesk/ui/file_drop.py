@@ -1,12 +1,15 @@
-"""Files dropped on the window: a .gguf is used where it lies and loaded; a LlamaDesk JSON export is imported.
+"""Files dropped on the window: a .gguf is used where it lies and loaded; a LlamaDesk JSON export is imported; on
+the composer, a text file is added to your message as a fenced block.
 
-A drop anywhere on the window counts, the composer included (dropped elsewhere than the composer, text is not
-wanted; on the composer, text and other files keep their usual meaning). Registering the model reads its header
-in a pool thread; a file that is not a usable GGUF gets one sentence and changes nothing.
+On the composer every local file counts: a .gguf is still a model, any other file must be UTF-8 text of at most
+ATTACH_MAX_BYTES (the model reads it as part of your message; Prepare Replies While Typing reads it ahead). On the
+rest of the window only .gguf and .json files count; other drags go to the widget under the mouse. Registering a
+model reads its header in a pool thread; a file that cannot be used gets one sentence and changes nothing.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +24,15 @@ if TYPE_CHECKING:
 
 MODEL_SUFFIX = ".gguf"
 EXPORT_SUFFIX = ".json"
+ATTACH_MAX_BYTES = 512 * 1024  # ~130k tokens of English: more than most contexts hold already
 HINT = "Drop a .gguf model to use it where it is, or a LlamaDesk .json export to import its conversations."
+COMPOSER_HINT = "Drop a text file to add it to your message, or a .gguf model to load it."
+_FENCE = re.compile(r"`{3,}")
 
 
-def dropped_files(mime: QMimeData) -> list[Path]:
-    """The local .gguf and .json files of a drag; empty unless every item is one (a mixed drag is not ours)."""
+def dropped_files(mime: QMimeData, *, on_composer: bool = False) -> list[Path]:
+    """The local files of a drag that are ours: on the composer any local file, elsewhere .gguf and .json files
+    only. Empty unless every item is one (a mixed drag is not ours)."""
     if not mime.hasUrls():
         return []
     paths = []
@@ -33,52 +40,100 @@ def dropped_files(mime: QMimeData) -> list[Path]:
         if not url.isLocalFile():
             return []
         path = Path(url.toLocalFile())
-        if path.suffix.lower() not in (MODEL_SUFFIX, EXPORT_SUFFIX):
+        if not on_composer and path.suffix.lower() not in (MODEL_SUFFIX, EXPORT_SUFFIX):
             return []
         paths.append(path)
     return paths
 
 
+def attachment_text(path: Path) -> str:
+    """A text file as a block of your message: its name, then its text fenced (with a fence longer than any run of
+    backticks inside, so the file cannot end the block). Raises ValueError with a sentence when it cannot be."""
+    try:
+        size = path.stat().st_size
+        if size > ATTACH_MAX_BYTES:
+            raise ValueError(
+                f"{path.name} is too large to add to a message ({size / 1024:.0f} KB; at most "
+                f"{ATTACH_MAX_BYTES // 1024} KB)."
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = ""
+    if "\x00" in text or (data and not text):
+        raise ValueError(f"{path.name} is not UTF-8 text; only text files can be added to a message.")
+    longest = max((len(run) for run in _FENCE.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    language = path.suffix.lstrip(".").lower()
+    return f"{path.name}:\n{fence}{language}\n{text.rstrip()}\n{fence}\n"
+
+
 class FileDrop(QObject):
-    """Accepts drops of model files and history exports on one MainWindow."""
+    """Accepts drops of model files and history exports on one MainWindow, and of text files on its composer."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
         self.runner = TaskRunner(self, max_threads=1)
+        self._composer = window.composer.edit.viewport()
         window.setAcceptDrops(True)
         window.installEventFilter(self)
-        window.composer.edit.viewport().installEventFilter(self)  # a text edit takes drops itself
+        self._composer.installEventFilter(self)  # a text edit takes drops itself
 
     def shutdown(self) -> None:
         self.runner.shutdown()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
+        on_composer = watched is self._composer
         if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove) and isinstance(event, QDragMoveEvent):
-            if dropped_files(event.mimeData()):
+            if dropped_files(event.mimeData(), on_composer=on_composer):
                 event.acceptProposedAction()
                 if isinstance(event, QDragEnterEvent):
-                    self.window.statusBar().showMessage(HINT, 4000)
+                    self.window.statusBar().showMessage(COMPOSER_HINT if on_composer else HINT, 4000)
                 return True
             return False
         if kind == QEvent.Type.Drop and isinstance(event, QDropEvent):
-            paths = dropped_files(event.mimeData())
+            paths = dropped_files(event.mimeData(), on_composer=on_composer)
             if not paths:
                 return False
             event.acceptProposedAction()
-            self.open(paths)
+            self.open(paths, on_composer=on_composer)
             return True
         return False
 
-    def open(self, paths: list[Path]) -> None:
-        """Imports the exports, and uses the models where they lie; the last model dropped is loaded."""
+    def open(self, paths: list[Path], *, on_composer: bool = False) -> None:
+        """Adds text files to the message (on the composer), imports the exports (elsewhere), and uses the models
+        where they lie; the last model dropped is loaded."""
         models = [p for p in paths if p.suffix.lower() == MODEL_SUFFIX]
         for path in paths:
-            if path.suffix.lower() == EXPORT_SUFFIX:
+            if path.suffix.lower() == MODEL_SUFFIX:
+                continue
+            if on_composer:
+                self.attach(path)
+            else:
                 self.window.navigation.history_actions.transfer.import_path(path)
         for i, path in enumerate(models):
             self._use_model(path, load=i == len(models) - 1)
+
+    def attach(self, path: Path) -> bool:
+        """Adds a text file to the message being written, at the cursor, on lines of its own."""
+        try:
+            block = attachment_text(path)
+        except ValueError as exc:
+            self.window.statusBar().showMessage(str(exc), 8000)
+            return False
+        edit = self.window.composer.edit
+        cursor = edit.textCursor()
+        before = edit.toPlainText()[: cursor.position()]
+        cursor.insertText(("\n" if before and not before.endswith("\n") else "") + block)
+        edit.setTextCursor(cursor)
+        edit.setFocus()
+        self.window.statusBar().showMessage(f"Added {path.name} to your message.", 4000)
+        return True
 
     def _use_model(self, path: Path, *, load: bool) -> None:
         models_dir = self.window.paths.models

@@ -1,5 +1,5 @@
-"""Files dropped on the real window: a model is used where it lies and loaded, an export is imported, the rest
-is left to the widget under the mouse."""
+"""Files dropped on the real window: a model is used where it lies and loaded, an export is imported, a text file
+on the composer joins the message; the rest is left to the widget under the mouse."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QTextCursor
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
 from llamadesk.core.history.export import export_to_path
+from llamadesk.ui.file_drop import ATTACH_MAX_BYTES
 from llamadesk.ui.main_window import MainWindow
 from tests.ui.conftest import LOAD_TIMEOUT_MS, Dialogs
 
@@ -103,3 +104,36 @@ def test_other_drags_are_left_to_the_widget_under_the_mouse(
     words = QMimeData()
     words.setText("some words")
     assert drag_enter(window.composer.edit.viewport(), words)  # the composer still takes dropped text
+
+
+def test_a_text_file_dropped_on_the_composer_is_added_to_the_message(
+    make_window: Callable[..., MainWindow], tmp_path: Path
+) -> None:
+    window = make_window(auto_load=False)
+    code = tmp_path / "sort.py"
+    code.write_text('"""Docs with a fence inside:\n```\nnot the end\n```\n"""\nprint(sorted([3, 1, 2]))\n', "utf-8")
+    window.composer.edit.setPlainText("Why does this print a sorted list?")
+    window.composer.edit.moveCursor(QTextCursor.MoveOperation.End)
+    drop(window.composer.edit.viewport(), mime_of(code))
+    text = window.composer.text()
+    assert text.startswith("Why does this print a sorted list?\nsort.py:\n````py\n")  # a fence longer than any inside
+    assert code.read_text("utf-8").rstrip() in text and text.endswith("\n````\n")
+    assert "Added sort.py" in window.statusBar().currentMessage()
+    assert not drag_enter(window, mime_of(code))  # outside the composer a .py file is not ours
+
+
+def test_files_that_are_not_text_or_too_large_are_not_added(
+    make_window: Callable[..., MainWindow], tmp_path: Path
+) -> None:
+    window = make_window(auto_load=False)
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    drop(window.composer.edit.viewport(), mime_of(picture))
+    assert window.composer.text() == ""
+    assert (
+        window.statusBar().currentMessage() == "photo.png is not UTF-8 text; only text files can be added to a message."
+    )
+    huge = tmp_path / "huge.log"
+    huge.write_text("x" * (ATTACH_MAX_BYTES + 1), "utf-8")
+    drop(window.composer.edit.viewport(), mime_of(huge))
+    assert window.composer.text() == "" and "too large" in window.statusBar().currentMessage()
