@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.rpc_hosts = RpcHostsAction(self)  # File → RPC hosts…: rpc-server hosts, their memory, the split
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
         self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
-        self.file_drop = FileDrop(self)  # a .gguf dropped on the window is used where it lies; a .json is imported
+        self.file_drop = FileDrop(self)  # dropped files: a .gguf is loaded, a .json imported, text joins the message
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)
