@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_LOAD, EXIT_OK, EXIT_USAGE
+from llamadesk.core.attachments import AttachmentError, with_attachments
 from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError
 from llamadesk.core.sampling import MAX_SEED, RANGES, SamplingParams
 from llamadesk.paths import get_paths
@@ -45,6 +46,8 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
+    chat.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
+                      help="add a text file to the message, as a fenced block under its name (repeatable)")  # fmt: skip
     chat.add_argument("prompt", help="the message; - reads it from stdin")
 
 
@@ -102,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    try:
+        prompt = with_attachments(prompt, args.file)
+    except AttachmentError as exc:
+        print(f"llamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not prompt.strip():
         print("llamadesk chat: the prompt is empty.", file=sys.stderr)
         return EXIT_USAGE

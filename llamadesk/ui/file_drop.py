@@ -2,20 +2,21 @@
 the composer, a text file is added to your message as a fenced block.
 
 On the composer every local file counts: a .gguf is still a model, any other file must be UTF-8 text of at most
-ATTACH_MAX_BYTES (the model reads it as part of your message; Prepare Replies While Typing reads it ahead). On the
+core.attachments.ATTACH_MAX_BYTES (the model reads it as part of your message; Prepare Replies While Typing reads
+it ahead). On the
 rest of the window only .gguf and .json files count; other drags go to the widget under the mouse. Registering a
 model reads its header in a pool thread; a file that cannot be used gets one sentence and changes nothing.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QMimeData, QObject
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 
+from llamadesk.core.attachments import AttachmentError, attachment_text
 from llamadesk.core.library import LocalModel, import_model
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
@@ -24,10 +25,8 @@ if TYPE_CHECKING:
 
 MODEL_SUFFIX = ".gguf"
 EXPORT_SUFFIX = ".json"
-ATTACH_MAX_BYTES = 512 * 1024  # ~130k tokens of English: more than most contexts hold already
 HINT = "Drop a .gguf model to use it where it is, or a LlamaDesk .json export to import its conversations."
 COMPOSER_HINT = "Drop a text file to add it to your message, or a .gguf model to load it."
-_FENCE = re.compile(r"`{3,}")
 
 
 def dropped_files(mime: QMimeData, *, on_composer: bool = False) -> list[Path]:
@@ -44,31 +43,6 @@ def dropped_files(mime: QMimeData, *, on_composer: bool = False) -> list[Path]:
             return []
         paths.append(path)
     return paths
-
-
-def attachment_text(path: Path) -> str:
-    """A text file as a block of your message: its name, then its text fenced (with a fence longer than any run of
-    backticks inside, so the file cannot end the block). Raises ValueError with a sentence when it cannot be."""
-    try:
-        size = path.stat().st_size
-        if size > ATTACH_MAX_BYTES:
-            raise ValueError(
-                f"{path.name} is too large to add to a message ({size / 1024:.0f} KB; at most "
-                f"{ATTACH_MAX_BYTES // 1024} KB)."
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path.name} could not be read: {exc.strerror or exc}.") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = ""
-    if "\x00" in text or (data and not text):
-        raise ValueError(f"{path.name} is not UTF-8 text; only text files can be added to a message.")
-    longest = max((len(run) for run in _FENCE.findall(text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    language = path.suffix.lstrip(".").lower()
-    return f"{path.name}:\n{fence}{language}\n{text.rstrip()}\n{fence}\n"
 
 
 class FileDrop(QObject):
@@ -123,7 +97,7 @@ class FileDrop(QObject):
         """Adds a text file to the message being written, at the cursor, on lines of its own."""
         try:
             block = attachment_text(path)
-        except ValueError as exc:
+        except AttachmentError as exc:
             self.window.statusBar().showMessage(str(exc), 8000)
             return False
         edit = self.window.composer.edit

@@ -56,6 +56,31 @@ def test_chat_reads_stdin_and_no_history(llamadesk_home: Path, tiny_model: Path)
     assert not db.exists() or rows(llamadesk_home, "SELECT count(*) FROM messages") == [(0,)]
 
 
+def test_chat_adds_text_files_to_the_message(llamadesk_home: Path, tiny_model: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("Water the garden.\n```sh\nwater --all\n```\n", encoding="utf-8")
+    script = tmp_path / "fix.py"
+    script.write_text("print('hinge')\n", encoding="utf-8")
+    result = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "--file", str(notes), "--file",
+                 str(script), "What first?", home=llamadesk_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (message,) = rows(llamadesk_home, "SELECT content FROM messages WHERE role = 'user'")
+    assert message[0] == (
+        "What first?\nnotes.md:\n````md\nWater the garden.\n```sh\nwater --all\n```\n````\n"
+        "fix.py:\n```py\nprint('hinge')\n```\n"
+    )
+
+
+def test_chat_refuses_a_binary_file_with_one_sentence(llamadesk_home: Path, tiny_model: Path, tmp_path: Path) -> None:
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    result = cli("chat", "--model", str(tiny_model), "--file", str(picture), "what is this?", home=llamadesk_home)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "llamadesk chat: photo.png is not UTF-8 text; only text files can be added to a message."
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [

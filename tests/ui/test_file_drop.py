@@ -12,9 +12,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QTextCursor
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.attachments import ATTACH_MAX_BYTES
 from llamadesk.core.history import History
 from llamadesk.core.history.export import export_to_path
-from llamadesk.ui.file_drop import ATTACH_MAX_BYTES
 from llamadesk.ui.main_window import MainWindow
 from tests.ui.conftest import LOAD_TIMEOUT_MS, Dialogs
 
