@@ -165,7 +165,11 @@ class LlamaCppEngine:
             load_seconds=time.perf_counter() - started,
             n_gpu_layers_requested=options.n_gpu_layers,
             offload_note=hardware.offload_note(
-                asked, placed, n_all, placement.gpu_devices or gpus, out_of_memory=n_gpu != attempts[0],
+                asked,
+                placed,
+                n_all,
+                placement.gpu_devices or gpus,
+                out_of_memory=n_gpu != attempts[0],
                 auto_note=auto_note,
             ),
             flash_attn=placement.flash_attn if options.flash_attn is None else ("on" if options.flash_attn else "off"),
@@ -261,13 +265,16 @@ class LlamaCppEngine:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt_tokens(messages))
 
-    def prefill(self, messages: Sequence[Message], cancel: threading.Event | None = None) -> int:
-        """Evaluates the chat prompt of `messages` ahead of a reply, so that the reply then reads only what changed
-        (llama.generate reuses the longest cached prefix; an exact hit samples at once). Returns how many tokens it
-        evaluated. `cancel` interrupts it inside llama_decode: what was evaluated before stays cached, the rest is
-        dropped by the next evaluation. A prompt that does not fit the context is left alone."""
+    def prefill(
+        self, messages: Sequence[Message], cancel: threading.Event | None = None,
+        *, mode: GenerationMode | str = GenerationMode.CHAT,
+    ) -> int:  # fmt: skip
+        """Evaluates the prompt of `messages` (as `mode` renders it) ahead of a reply, so that the reply then reads
+        only what changed (llama.generate reuses the longest cached prefix; an exact hit samples at once). Returns
+        how many tokens it evaluated. `cancel` interrupts it inside llama_decode: what was evaluated before stays
+        cached, the rest is dropped by the next evaluation. A prompt that does not fit the context is left alone."""
         cancel = cancel or threading.Event()
-        tokens = self._prompt_tokens(messages)
+        tokens = self._prompt_tokens(messages, GenerationMode(mode))
         llama = self._llama
         assert llama is not None
         if cancel.is_set() or len(tokens) >= llama.n_ctx() - 1:

@@ -88,3 +88,10 @@ def test_an_interrupted_prefill_keeps_what_it_read_and_the_reply_is_the_same(
     text, done = collect(engine.stream(messages, GREEDY))
     assert text == expected
     assert done.stats.cached_tokens >= llama.n_batch
+
+
+def test_a_notebook_text_is_prepared_as_raw_text(engine: LlamaCppEngine) -> None:
+    document: list[Message] = [{"role": "user", "content": "Once upon a time, a llama learned to"}]
+    assert engine.prefill(document, mode="completion") > 0
+    _text, done = collect(engine.stream(document, GREEDY, mode="completion"))
+    assert done.stats.cached_tokens == done.stats.prompt_tokens  # the same raw tokens, BOS first: nothing re-read

@@ -51,3 +51,17 @@ def test_nothing_is_read_ahead_while_a_reply_runs_or_a_message_is_edited(window:
     assert window.prefill.prompt() is not None
     window.chat.edit(window.chat_model.row(0).message_id)  # editing starts a branch: not the prompt shown
     assert window.composer.editing_id is not None and window.prefill.prompt() is None
+
+
+def test_a_notebook_text_is_read_ahead_as_raw_text(window: MainWindow, history: History, qtbot: QtBot) -> None:
+    window.notebook.set_notebook(True)  # Chat → Notebook Mode, on a new conversation
+    assert window.notebook.active
+    with qtbot.waitSignal(window.prefill.prepared, timeout=10_000) as prepared:
+        window.notebook.panel.editor.setPlainText("Once upon a time, a llama learned to")
+    assert prepared.args[0] > 0 and window.prefill.mode == "completion"
+    assert window.prefill.sent[-1] == [{"role": "user", "content": "Once upon a time, a llama learned to"}]
+    window.notebook.generate()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    assert window.current_cid is not None
+    receipt = history.messages(window.current_cid)[-1].receipt or {}
+    assert receipt["mode"] == "completion" and receipt["cached_tokens"] == receipt["prompt_tokens"]

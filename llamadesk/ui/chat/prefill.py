@@ -3,8 +3,9 @@ reply after reading only what changed since (on a CPU, a long pasted text otherw
 
 After a pause of PREFILL_DELAY_MS in the composer, and after a conversation is opened or a reply ends, the prompt
 the next reply would get (the branch shown with the overflow policy applied, plus the composer's text as your
-message) goes to EngineHost.prefill. Any request interrupts it: sending, a load, the next prefill. Only the
-in-process llama.cpp engine prepares prompts; remote and RPC engines ignore it. Chat → Prepare Replies While
+message) goes to EngineHost.prefill; in notebook mode, the notebook's text as raw text. Any request interrupts it:
+sending, a load, the next prefill. Only the in-process llama.cpp engine prepares prompts; remote and RPC engines
+ignore it. Chat → Prepare Replies While
 Typing turns it off (kept in ui.ini), for laptops on battery.
 """
 
@@ -38,6 +39,7 @@ class PromptPrefill(QObject):
         self.w = window
         self.sent: list[list[Message]] = []  # what was sent ahead, newest last (for tests and the log)
         self._planned: tuple[tuple[object, ...], list[Message]] | None = None
+        self.mode = "chat"  # of the last prompt sent ahead: "chat", or "completion" for a notebook
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREFILL_DELAY_MS)
@@ -52,6 +54,7 @@ class PromptPrefill(QObject):
         self.action.toggled.connect(self._on_toggled)
         menu_named(window, "&Chat").addAction(self.action)
         window.composer.edit.textChanged.connect(self.schedule)
+        window.notebook.panel.editor.textChanged.connect(self.schedule)
         window.host.worker.prefilled.connect(self.prepared)  # queued: the worker lives in the engine thread
 
     def _on_toggled(self, on: bool) -> None:
@@ -74,12 +77,9 @@ class PromptPrefill(QObject):
         """The messages the next reply would get with the composer's text sent; None when nothing should be sent
         ahead (no local model ready, a reply running, notebook mode, an edit that starts a branch)."""
         w = self.w
-        loaded = w.picker.loaded_choice
-        if w.model_info is None or w.is_loading or w.is_generating or w._closed:
+        if not self._engine_free():
             return None
-        if loaded is not None and loaded.kind != "local":
-            return None
-        if w.composer.editing_id is not None or w.notebook.is_notebook(w.current_cid):
+        if w.composer.editing_id is not None or w.notebook.active:
             return None
         messages = self._branch_prompt()
         if messages is None:
@@ -88,6 +88,22 @@ class PromptPrefill(QObject):
         if text:
             messages.append({"role": "user", "content": text})
         return messages or None
+
+    def _engine_free(self) -> bool:
+        """A local model loaded and nothing running: a remote server's cache is not ours to fill."""
+        w = self.w
+        loaded = w.picker.loaded_choice
+        if w.model_info is None or w.is_loading or w.is_generating or w._closed:
+            return False
+        return loaded is None or loaded.kind == "local"
+
+    def notebook_prompt(self) -> list[Message] | None:
+        """In notebook mode, the text the model would continue (raw text, "completion" mode)."""
+        w = self.w
+        if not w.notebook.active or not self._engine_free():
+            return None
+        text = w.notebook.panel.editor.toPlainText()
+        return [{"role": "user", "content": text}] if text.strip() else None
 
     def _branch_prompt(self) -> list[Message] | None:
         """[system prompt] + the branch shown with the policy applied; planned again only when the branch or the
@@ -111,9 +127,14 @@ class PromptPrefill(QObject):
         return list(messages)
 
     def run(self) -> None:
-        messages = self.prompt() if self.enabled else None
+        if not self.enabled:
+            return
+        mode, messages = "completion", self.notebook_prompt()
+        if messages is None:
+            mode, messages = "chat", self.prompt()
         if messages is None:
             return
         self.sent.append(messages)
         del self.sent[:-8]
-        self.w.host.prefill(messages)
+        self.mode = mode
+        self.w.host.prefill(messages, mode=mode)

@@ -194,8 +194,8 @@ class EngineWorker(QObject):
             if events is not None and hasattr(events, "close"):
                 events.close()
 
-    @Slot(object, object)
-    def prefill(self, messages: Sequence[Message], cancel: threading.Event) -> None:
+    @Slot(object, object, str)
+    def prefill(self, messages: Sequence[Message], cancel: threading.Event, mode: str) -> None:
         """Evaluates a prompt ahead of its reply, when the engine can (the in-process llama.cpp engine)."""
         engine = self._engine
         prefill = getattr(engine, "prefill", None)  # the in-process engine's (capabilities()["prefill"])
@@ -203,7 +203,7 @@ class EngineWorker(QObject):
             return
         try:
             priority.yield_to()
-            self.prefilled.emit(int(prefill(messages, cancel)))
+            self.prefilled.emit(int(prefill(messages, cancel, mode=mode)))
         except LlamaDeskError as exc:
             log.info("The prompt was not prepared: %s", exc)
         except Exception:
@@ -271,7 +271,7 @@ class EngineHost(QObject):
     _loadRequested = Signal(object, object)
     _generateRequested = Signal(int, object, object, object, object)
     _countRequested = Signal(object)
-    _prefillRequested = Signal(object, object)
+    _prefillRequested = Signal(object, object, str)
     _unloadRequested = Signal()
     _closeRequested = Signal()
 
@@ -334,12 +334,13 @@ class EngineHost(QObject):
             if request_id is None or rid == request_id:
                 cancel.set()
 
-    def prefill(self, messages: Sequence[Message]) -> None:
-        """Asks the engine to evaluate the prompt of `messages` while it has nothing else to do; the next request
-        (or prefill) interrupts it. The reply that follows reads only the tokens that changed."""
+    def prefill(self, messages: Sequence[Message], *, mode: str = "chat") -> None:
+        """Asks the engine to evaluate the prompt of `messages` (rendered for `mode`: "chat" or "completion") while
+        it has nothing else to do; the next request (or prefill) interrupts it. The reply that follows reads only
+        the tokens that changed."""
         self._prefill_cancel.set()
         self._prefill_cancel = threading.Event()
-        self._prefillRequested.emit([dict(m) for m in messages], self._prefill_cancel)
+        self._prefillRequested.emit([dict(m) for m in messages], self._prefill_cancel, mode)
 
     def count_tokens(self, messages: Sequence[Message]) -> None:
         self._countRequested.emit([dict(m) for m in messages])
