@@ -277,7 +277,7 @@ class LlamaCppEngine:
         tokens = self._prompt_tokens(messages, GenerationMode(mode))
         llama = self._llama
         assert llama is not None
-        if cancel.is_set() or len(tokens) >= llama.n_ctx() - 1:
+        if cancel.is_set() or not tokens or len(tokens) >= llama.n_ctx() - 1:
             return 0
         cached = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
         if cached == len(tokens) == llama.n_tokens:
