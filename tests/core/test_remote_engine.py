@@ -16,7 +16,7 @@ from file_keyring import MemoryKeyring
 from remote_server import GarbageServer, LlamaServer, free_port
 
 from llamadesk.core.endpoints import Endpoint, EndpointError, EndpointStore, check_url, remote_options
-from llamadesk.core.engine_api import Done, FinishReason, Token
+from llamadesk.core.engine_api import Done, FinishReason, StreamEvent, Token
 from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
 from llamadesk.core.remote_api import list_models, sampling_body
 from llamadesk.core.remote_engine import RemoteEngine
@@ -141,23 +141,30 @@ def test_a_server_error_is_its_own_sentence(engine: RemoteEngine) -> None:
             list(engine.stream(MESSAGES, SamplingParams()))
 
 
+def stop_once_streaming(engine: RemoteEngine, server: GarbageServer) -> list[StreamEvent]:
+    """Streams from `server`, presses Stop as soon as it has the request, and checks that the stream ended within
+    STOP_WITHIN_S of that; returns the events."""
+    engine.load(remote_options(local(server.url)))
+    cancel = threading.Event()
+    stopped: list[float] = []
+
+    def press_stop() -> None:
+        server.streaming.wait(10)
+        stopped.append(time.monotonic())
+        cancel.set()
+
+    presser = threading.Thread(target=press_stop)
+    presser.start()
+    events = list(engine.stream(MESSAGES, SamplingParams(), cancel))
+    presser.join()
+    assert time.monotonic() - stopped[0] < STOP_WITHIN_S
+    return events
+
+
 def test_stop_while_the_server_is_silent_returns_at_once(engine: RemoteEngine) -> None:
     """A server still reading a long prompt sends nothing: Stop must not wait for its next byte."""
     with GarbageServer("silent") as server:
-        engine.load(remote_options(local(server.url)))
-        cancel = threading.Event()
-        stopped: list[float] = []
-
-        def press_stop() -> None:
-            server.streaming.wait(10)
-            stopped.append(time.monotonic())
-            cancel.set()
-
-        presser = threading.Thread(target=press_stop)
-        presser.start()
-        events = list(engine.stream(MESSAGES, SamplingParams(), cancel))
-        presser.join()
-        assert time.monotonic() - stopped[0] < STOP_WITHIN_S
+        events = stop_once_streaming(engine, server)
         done = events[-1]
         assert isinstance(done, Done) and done.stats.finish_reason is FinishReason.CANCELLED
         assert events[0] == Token("Hel") and done.stats.error is None
@@ -166,20 +173,7 @@ def test_stop_while_the_server_is_silent_returns_at_once(engine: RemoteEngine) -
 def test_stop_before_the_server_sent_its_headers_returns_at_once(engine: RemoteEngine) -> None:
     """The socket is shut down also while the request waits for the response headers."""
     with GarbageServer("hold") as server:
-        engine.load(remote_options(local(server.url)))
-        cancel = threading.Event()
-        stopped: list[float] = []
-
-        def press_stop() -> None:
-            server.streaming.wait(10)
-            stopped.append(time.monotonic())
-            cancel.set()
-
-        presser = threading.Thread(target=press_stop)
-        presser.start()
-        events = list(engine.stream(MESSAGES, SamplingParams(), cancel))
-        presser.join()
-        assert time.monotonic() - stopped[0] < STOP_WITHIN_S
+        events = stop_once_streaming(engine, server)
         [done] = events
         assert isinstance(done, Done) and done.stats.finish_reason is FinishReason.CANCELLED
         assert done.stats.error is None
