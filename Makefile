@@ -10,7 +10,7 @@ BACKEND ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.llamadesk-installed-$(BACKEND)
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test frozen setup lint bench clean
 
 run: $(STAMP)
 	@packaging/linux/system_libs.sh $(BIN)/python
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The frozen app (PyInstaller onedir in dist/, the starter model inside), checked feature by feature.
+frozen: $(STAMP)
+	@packaging/linux/system_libs.sh $(BIN)/python
+	PYTHON=$(BIN)/python packaging/pyinstaller/build.sh
 
 setup: $(STAMP)
 
@@ -39,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [probe.PROBE_FLAG] and len(argv) == 2:  # the child side of probe.probe_model()
         return probe.child_main(argv[1])
+    if argv == ["--import-sweep"]:  # packaging's check that the frozen app has every module (import_sweep.py)
+        from llamadesk import import_sweep
+
+        return import_sweep.main()
     args = build_parser().parse_args(argv)
     paths = get_paths().ensure()
     logsetup.configure(paths.logs, verbose=args.verbose)

@@ -24,14 +24,32 @@ KEEP_PLUGINS: dict[str, set[str] | None] = {
     "styles": None,  # Windows: the native "windows11"/"modernwindows" style
 }
 
-# Python packages that only optional features of our dependencies import.
+# Python packages that only optional features of our dependencies import, or only the tests and tools do. Nothing
+# that LlamaDesk itself imports, at start-up or on first use, may be here: tests/packaging/test_bundle_imports.py
+# runs llamadesk.import_sweep and fails on any module of this list that it finds imported.
+# (The one-window hand-over needs PySide6.QtNetwork, the local server uvicorn, and Linux's keyring backend
+# secretstorage needs cryptography: all three were once on this list, and the bundle did not start or serve.)
 EXCLUDES = [
     "tkinter", "_tkinter", "pytest", "_pytest", "hypothesis", "IPython", "matplotlib", "PIL", "pandas", "scipy",
-    "cryptography", "hf_xet", "sentencepiece", "setuptools", "pkg_resources", "pip", "distutils", "pydoc_data",
-    "llama_cpp.server", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings",
-    "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtOpenGL", "PySide6.QtDBus",
+    "hf_xet", "sentencepiece", "setuptools", "pkg_resources", "pip", "distutils", "pydoc_data",
+    "llama_cpp.server", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",
+    "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtOpenGL", "PySide6.QtDBus",
     "PySide6.QtPrintSupport", "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtConcurrent",
 ]  # fmt: skip
+
+# Excluded modules that a dependency imports when they are installed and does without when they are not; the
+# sweep may find them loaded in a development environment. Each with the reason the app does not need it.
+OPTIONAL: dict[str, str] = {
+    "hf_xet": "huggingface_hub's Xet transfers; LlamaDesk downloads with its own Range requests (core/downloads.py)",
+}
+
+
+def excluded(module: str) -> str | None:
+    """The EXCLUDES entry that leaves `module` out of the bundle (the module itself or a package above it)."""
+    for entry in EXCLUDES:
+        if module == entry or module.startswith(entry + "."):
+            return entry
+    return None
 
 
 def norm(dest: str) -> str:

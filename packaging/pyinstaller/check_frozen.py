@@ -1,0 +1,200 @@
+"""Checks a frozen LlamaDesk feature by feature, as a user's machine would run it; run by build.sh after every build.
+
+    python packaging/pyinstaller/check_frozen.py EXE [--model GGUF]
+
+EXE is the bundle's console executable. Each check runs the frozen app in a fresh LLAMADESK_HOME and prints one
+line with its time; the first failure ends the run with exit status 1 and what the app printed. Checks:
+--version, --smoke-test, --import-sweep (every module, and every module they import lazily, loads inside the
+bundle), doctor --json, and with a model: chat, history list, serve answering the official openai client, and a
+second start handing over to the first window. The harness runs in the development venv (openai, PySide6);
+only EXE is the frozen app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+START_TIMEOUT_S = 120  # a bound on every wait (the frozen app unpacks nothing, but a cold disk is slow): no hang
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMADESK_", "PYTHON"))}
+    return {**env, "LLAMADESK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen", **extra}
+
+
+def _run(exe: Path, home: Path, *args: str, timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(exe), *args], env=_env(home), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise CheckFailed(f"`{' '.join(args)}` exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    return proc
+
+
+@contextmanager
+def _background(exe: Path, home: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [str(exe), *args], env=_env(home), text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def check_version(exe: Path, home: Path, _model: Path | None) -> str:
+    import llamadesk
+
+    out = _run(exe, home, "--version").stdout.strip()
+    if out != f"LlamaDesk {llamadesk.__version__}":
+        raise CheckFailed(f"--version says {out!r}, want {llamadesk.__version__}")
+    return out
+
+
+def check_smoke_test(exe: Path, home: Path, _model: Path | None) -> str:
+    _run(exe, home, "--smoke-test")
+    return "the window opened and closed"
+
+
+def check_import_sweep(exe: Path, home: Path, _model: Path | None) -> str:
+    return _run(exe, home, "--import-sweep").stdout.strip().removeprefix("import-sweep: ")
+
+
+def check_doctor(exe: Path, home: Path, _model: Path | None) -> str:
+    report = json.loads(_run(exe, home, "doctor", "--json").stdout)
+    if not isinstance(report, dict) or not report:
+        raise CheckFailed(f"doctor --json gave {report!r}")
+    return f"{len(report)} sections: {', '.join(sorted(report))}"
+
+
+def check_chat(exe: Path, home: Path, model: Path | None) -> str:
+    assert model is not None
+    answer = _run(exe, home, "chat", "--model", str(model), "--temperature", "0", "What is 2+2?").stdout.strip()
+    if "4" not in answer:
+        raise CheckFailed(f"the starter model's answer has no 4: {answer!r}")
+    return answer
+
+
+def check_history(exe: Path, home: Path, model: Path | None) -> str:
+    listed = _run(exe, home, "history", "list").stdout.strip().splitlines()
+    if len(listed) != 1 or "2+2" not in listed[0]:
+        raise CheckFailed(f"history list should show the chat just held, not {listed!r}")
+    return listed[0]
+
+
+def check_serve(exe: Path, home: Path, model: Path | None) -> str:
+    import openai
+
+    assert model is not None
+    with _background(exe, home, "serve", "--model", str(model), "--port", "0") as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once the server listens, or nothing when the command ended
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
+        if match is None:
+            proc.kill()
+            raise CheckFailed(f"serve printed no address ({line!r}):\n{proc.communicate(timeout=30)[1][-4000:]}")
+        client = openai.OpenAI(base_url=match.group(1), api_key="unused-on-loopback", max_retries=0, timeout=120)
+        ids = [m.id for m in client.models.list()]
+        reply = client.chat.completions.create(
+            model=ids[0], messages=[{"role": "user", "content": "What is 2+2?"}], temperature=0, max_tokens=48
+        )
+        text = reply.choices[0].message.content or ""
+        if "4" not in text:
+            raise CheckFailed(f"the served answer has no 4: {text!r}")
+        if os.name == "nt":  # no Ctrl+C to send to a process without a console of its own
+            return f"openai client: {text.strip()!r}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0 or "Stopped." not in out:
+            raise CheckFailed(f"serve did not stop cleanly on Ctrl+C ({proc.returncode}):\n{err[-3000:]}")
+    return f"openai client: {text.strip()!r}"
+
+
+def check_single_instance(exe: Path, home: Path, _model: Path | None) -> str:
+    from PySide6.QtCore import QCoreApplication
+
+    from llamadesk.paths import get_paths
+    from llamadesk.ui import single_instance
+
+    _app = QCoreApplication.instance() or QCoreApplication([])  # Qt's sockets want an application object
+    name = single_instance.server_name(get_paths(home).data)
+    with _background(exe, home) as first:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not single_instance.hand_over(name, timeout_ms=500):  # each try is a real hand-over
+            if first.poll() is not None:
+                raise CheckFailed(f"the first window exited ({first.returncode}):\n{first.communicate()[1][-4000:]}")
+            if time.monotonic() > deadline:
+                raise CheckFailed("the first window never listened for a second start")
+            time.sleep(0.1)  # the window is still starting; ask again
+        second = _run(exe, home, timeout=60)
+        if "already running" not in second.stderr:
+            raise CheckFailed(f"the second start did not hand over: {second.stderr[-2000:]!r}")
+        if first.poll() is not None:
+            raise CheckFailed("the first window exited when the second start handed over")
+    return "the second start handed over and exited"
+
+
+CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # name, check, needs a model
+    ("--version", check_version, False),
+    ("--smoke-test", check_smoke_test, False),
+    ("--import-sweep", check_import_sweep, False),
+    ("doctor --json", check_doctor, False),
+    ("chat", check_chat, True),
+    ("history list", check_history, True),
+    ("serve + openai client", check_serve, True),
+    ("single instance", check_single_instance, False),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("exe", type=Path, help="the frozen app's console executable")
+    parser.add_argument("--model", type=Path, help="a GGUF inside the bundle (the starter): the chat checks")
+    args = parser.parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="llamadesk-frozen-"))
+    started = time.monotonic()
+    try:
+        for name, check, needs_model in CHECKS:
+            if needs_model and args.model is None:
+                print(f"  {name}: skipped (no model in the bundle)", file=sys.stderr)
+                continue
+            t0 = time.monotonic()
+            try:
+                detail = check(args.exe, home, args.model)
+            except (CheckFailed, subprocess.TimeoutExpired) as exc:
+                print(f"FROZEN APP CHECK FAILED: {name}: {exc}", file=sys.stderr)
+                return 1
+            print(f"  {name}: ok in {time.monotonic() - t0:.1f} s ({detail})", file=sys.stderr)
+        written = [p for p in args.exe.parent.rglob("*") if p.suffix in {".sqlite3", ".log"} or p.name == "settings.json"]
+        if written:
+            print(f"FROZEN APP CHECK FAILED: the app wrote user data into its bundle: {written}", file=sys.stderr)
+            return 1
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"Frozen app checks passed in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
