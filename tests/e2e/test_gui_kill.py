@@ -1,5 +1,9 @@
 """Crash safety of the GUI: the real window, killed with SIGKILL at random moments while it streams a reply, always
-restarts with every conversation intact, the partial reply saved (≤ 1 s lost) and marked interrupted."""
+restarts with every conversation intact, the partial reply saved (≤ 1 s lost) and marked interrupted.
+
+The moment is a random number of characters into the reply, after its first text reached the disk; the child
+kills itself there (gui_kill_child.py), from the engine's thread, before the next token is made. A moment in
+seconds would depend on the machine: a fast one finished the reply before its kill came."""
 
 from __future__ import annotations
 
@@ -10,11 +14,9 @@ import queue
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from llamadesk.paths import get_paths
 CHILD = Path(__file__).resolve().parent / "gui_kill_child.py"
 WAIT_S = 60.0  # generous bound on every wait (a child loads PySide6, llama.cpp and the model): never a hang
 MAX_LOST_S = 1.0
-KILL_WINDOW_S = 1.5  # the kill comes at a random moment up to this long after the first text reached the disk
+KILL_WINDOW_CHARS = 1200  # the kill comes up to this many characters after the first text reached the disk
 
 
 def start_reader(proc: subprocess.Popen[str]) -> queue.Queue[dict[str, Any] | None]:
@@ -64,19 +66,11 @@ def next_event(lines: queue.Queue[dict[str, Any] | None], proc: subprocess.Popen
     return event
 
 
-def saved_text(db: Path, message_id: int) -> str:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT content FROM messages WHERE id = ?", (message_id,)).fetchone()
-    finally:
-        conn.close()
-    return "" if row is None else str(row[0])
-
-
-def kill_while_streaming(home: Path, delay_s: float) -> tuple[int, int, list[tuple[float, str]], float]:
-    """Runs the window until its reply has text on disk, waits `delay_s`, kills it. Returns the conversation and
-    reply ids, the batches of text the window had received (time, text) and the moment of the kill."""
-    env = {**os.environ, "LLAMADESK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+def kill_while_streaming(home: Path, after_chars: int) -> tuple[int, int, list[tuple[float, str]], float]:
+    """Runs the window until it kills itself `after_chars` into its reply. Returns the conversation and reply ids,
+    the batches of text the window had received (time, text) and the moment of the kill."""
+    env = {**os.environ, "LLAMADESK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen",
+           "LLAMADESK_KILL_AFTER_CHARS": str(after_chars)}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, str(CHILD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -88,12 +82,9 @@ def kill_while_streaming(home: Path, delay_s: float) -> tuple[int, int, list[tup
             events.append(event)
             event = next_event(lines, proc)
         cid, reply_id, request = int(event["conversation"]), int(event["id"]), event["request"]
-        db = get_paths(home).history_db
-        while not saved_text(db, reply_id):  # checked at each batch: the first text has reached the disk
-            events.append(next_event(lines, proc))
-        time.sleep(delay_s)  # the random moment of the crash (the stream goes on meanwhile)
-        killed_at = time.monotonic()
-        os.kill(proc.pid, signal.SIGKILL)
+        while (event := next_event(lines, proc))["kind"] != "kill":
+            events.append(event)
+        killed_at = float(event["t"])
         assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
@@ -112,8 +103,8 @@ def run_kills(home: Path, endless_model: Path, runs: int, seed: int) -> None:
     rng = random.Random(seed)
     earlier: dict[int, str] = {}  # reply id → its text after the crash that interrupted it
     for run in range(runs):
-        delay = rng.uniform(0.0, KILL_WINDOW_S)
-        cid, reply_id, batches, killed_at = kill_while_streaming(home, delay)
+        after = rng.randint(0, KILL_WINDOW_CHARS)
+        cid, reply_id, batches, killed_at = kill_while_streaming(home, after)
         history = History(paths.history_db)  # the restart
         try:
             assert history.check_integrity() == [], f"run {run}"
@@ -128,7 +119,7 @@ def run_kills(home: Path, endless_model: Path, runs: int, seed: int) -> None:
             # ≤ 1 s lost: everything the window had received a second before the kill is on disk.
             due = "".join(text for t, text in batches if t <= killed_at - MAX_LOST_S)
             assert len(saved) >= len(due) > 0 or not due, (
-                f"run {run}: {len(due) - len(saved)} characters more than 1 s old were lost (delay {delay:.2f} s)"
+                f"run {run}: {len(due) - len(saved)} characters more than 1 s old were lost (killed {after} characters in)"
             )
             assert saved, f"run {run}"
             for rid, text in earlier.items():  # every earlier conversation came through this crash too
