@@ -1,4 +1,4 @@
-"""The child of test_gui_kill: the real window, offscreen, streaming a long reply until it kills itself at a known state.
+"""The child of test_gui_kill: the real window, offscreen, streaming a reply until it kills itself at a known state.
 
 Prints one JSON line per event: {"kind": "reply", "id": …} once the reply is asked for, {"kind": "tokens",
 "t": <monotonic>, "text": …} for every batch of text the window receives (after the window has handled it), and

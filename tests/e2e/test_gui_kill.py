@@ -119,7 +119,8 @@ def run_kills(home: Path, endless_model: Path, runs: int, seed: int) -> None:
             # ≤ 1 s lost: everything the window had received a second before the kill is on disk.
             due = "".join(text for t, text in batches if t <= killed_at - MAX_LOST_S)
             assert len(saved) >= len(due) > 0 or not due, (
-                f"run {run}: {len(due) - len(saved)} characters more than 1 s old were lost (killed {after} characters in)"
+                f"run {run}: {len(due) - len(saved)} characters more than 1 s old were lost "
+                f"(killed {after} characters in)"
             )
             assert saved, f"run {run}"
             for rid, text in earlier.items():  # every earlier conversation came through this crash too
