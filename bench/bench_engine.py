@@ -238,9 +238,9 @@ def bench_ttft_overflow(model: Path, threads: int, turns: int) -> dict[str, Any]
     the start of the prompt (and the engine's cache of it) lasts several turns. Greedy (the planner before): just
     enough is left out each turn, so the prompt's start moves and every reply reads the whole context again.
     The same texts in both: user messages of ~150 tokens, a fixed ~40-token reply, TTFT timed to the first token."""
+    from llamadesk.core.conversation.plan import Entry, OverflowPolicy, plan_prompt, reply_reserve
     from llamadesk.core.engine import LlamaCppEngine
     from llamadesk.core.engine_api import LoadOptions
-    from llamadesk.ui.chat.context import Entry, OverflowPolicy, plan_prompt, reply_reserve
 
     reply = "Noted. Water the garden early, stake the tomatoes, oil the shed hinge, and write to the council today."
     n_ctx, max_tokens = N_CTX, 40

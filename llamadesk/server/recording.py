@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
-from llamadesk.core.engine_api import Done, FinishReason, Message
+from llamadesk.core.conversation.lifecycle import ReplyWriter, title_for
+from llamadesk.core.engine_api import Done, Message
 from llamadesk.core.errors import HistoryError
-from llamadesk.core.history import History, StreamingReply, auto_title
+from llamadesk.core.history import History
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.paths import get_paths
 
@@ -25,11 +26,11 @@ class ServerRecorder:
     def open(cls, model: str) -> ServerRecorder:
         return cls(History(get_paths().history_db), model, owns_history=True)
 
-    def begin(self, messages: Sequence[Message], params: SamplingParams) -> StreamingReply:
+    def begin(self, messages: Sequence[Message], params: SamplingParams) -> ReplyWriter:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
         conv = self.history.create_conversation(
-            auto_title(first_user) or "Server request",
+            title_for(first_user, fallback="Server request"),
             model=self.model,
             system_prompt=system,
             sampling=params.to_dict(),
@@ -38,18 +39,16 @@ class ServerRecorder:
         for m in messages:
             if m["role"] != "system":
                 self.history.add_message(conv.id, m["role"], m["content"])
-        return self.history.begin_reply(conv.id)
+        return ReplyWriter.begin(self.history, conv.id)
 
-    def finish(self, reply: StreamingReply, done: Done) -> None:
-        reason = done.stats.finish_reason
-        status = {FinishReason.CANCELLED: "cancelled", FinishReason.ERROR: "error"}.get(reason, "complete")
+    def finish(self, reply: ReplyWriter, done: Done) -> None:
         # HistoryError: the user deleted the conversation while it streamed; nothing is left to write.
         with contextlib.suppress(HistoryError):
-            reply.finish(status=status, finish_reason=reason.value, receipt={**done.receipt, "source": SOURCE})
+            reply.finish(done.stats.finish_reason, {**done.receipt, "source": SOURCE})
 
-    def fail(self, reply: StreamingReply, message: str) -> None:
+    def fail(self, reply: ReplyWriter, message: str) -> None:
         with contextlib.suppress(HistoryError):
-            reply.finish(status="error", finish_reason=FinishReason.ERROR.value, receipt={"error": message})
+            reply.fail(message)
 
     def close(self) -> None:
         if self._owns:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llamadesk.core.conversation.lifecycle import NEW_TITLE
 from llamadesk.core.engine_api import LoadOptions, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
@@ -30,7 +31,7 @@ from llamadesk.ui.chat.controller import ChatController
 from llamadesk.ui.chat.model import MessageListModel
 from llamadesk.ui.chat.notebook import NotebookController
 from llamadesk.ui.chat.prefill import PromptPrefill
-from llamadesk.ui.chat.session import NEW_TITLE, ChatSession
+from llamadesk.ui.chat.session import ChatSession
 from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.file_drop import FileDrop

@@ -18,8 +18,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from llamadesk.core.conversation.lifecycle import ReplyWriter
 from llamadesk.core.engine_api import Done, GenerationStats, Token
-from llamadesk.core.history import StreamingReply
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.server.backend import Failed, Job
 from llamadesk.server.recording import ServerRecorder
@@ -34,7 +34,7 @@ CANCEL_CHECK_MS = 100
 class _Running:
     job: Job
     host_cancel: threading.Event
-    reply: StreamingReply | None = None
+    reply: ReplyWriter | None = None
     ended: bool = False
 
 

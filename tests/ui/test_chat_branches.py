@@ -8,9 +8,9 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.conversation.tree import Tree, outline
 from llamadesk.core.history import History
 from llamadesk.core.history.models import Message
-from llamadesk.ui.chat.branches import Tree, outline
 from llamadesk.ui.main_window import MainWindow
 
 REPLY_TIMEOUT_MS = 60_000

@@ -78,7 +78,7 @@ def test_reply_streams_into_the_view_and_the_history(window: MainWindow, history
     assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("assistant", "complete")]
     assert stored[1].content == rows[1].content
     assert stored[1].receipt and stored[1].receipt["generated_tokens"] <= 64
-    assert history.get_conversation(cid).title == "hello model"
+    assert history.get_conversation(cid).title == "Model"  # titles leave the greeting out (core.conversation)
     assert window.speed_label.text().endswith("tok/s")
     assert window.ttft_label.text().startswith("TTFT")
     assert window.context_label.text().endswith(f"/ {window.model_info.n_ctx} tokens")  # type: ignore[union-attr]
@@ -173,7 +173,7 @@ def test_new_rename_and_delete_conversation(window: MainWindow, history: History
 
     qtbot.keyClick(window.sidebar.list, Qt.Key.Key_Delete)  # no question: it goes to the trash, with Undo
     remaining = history.list_conversations()
-    assert [c.title for c in remaining] == ["hi"] and not dialogs.questions
+    assert [c.title for c in remaining] == ["Hi"] and not dialogs.questions
     assert window.current_cid == remaining[0].id
     assert window.sidebar.list.count() == 1
     qtbot.waitUntil(window.sidebar.undo_bar.isVisible)

@@ -6,7 +6,7 @@ from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QDialog, QDialogButtonBox, QLabel, QTreeView, QVBoxLayout, QWidget
 
-from llamadesk.ui.chat.branches import OutlineNode, Tree, outline, snippet
+from llamadesk.core.conversation.tree import OutlineNode, Tree, outline, snippet
 
 MessageIdRole = Qt.ItemDataRole.UserRole + 1
 GroupRole = Qt.ItemDataRole.UserRole + 2  # an "Alternative 2 of 3" line: choosing it shows that alternative

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from llamadesk.core.conversation.plan import ids_in_spans
+from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.history import History
 from llamadesk.core.history.models import Message as StoredMessage
-from llamadesk.ui.chat.branches import Tree
-from llamadesk.ui.chat.context import ids_in_spans
 from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
 
 if TYPE_CHECKING:
-    from llamadesk.ui.chat.pending import PendingReply
+    from llamadesk.core.conversation.pending import PendingReply
 
 TAIL_LOOKUP = 50  # messages read one by one below the rows shown before reading the whole branch instead
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
+from llamadesk.core.conversation.plan import POLICY_LABELS, OverflowPolicy
 from llamadesk.core.engine_api import GenerationStats
-from llamadesk.ui.chat.context import POLICY_LABELS, OverflowPolicy
 
 WARN_SHARE = 0.9
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 
+from llamadesk.core.conversation.plan import OverflowPolicy
+from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.engine_api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
-from llamadesk.ui.chat.branches import Tree
-from llamadesk.ui.chat.context import OverflowPolicy
 from llamadesk.ui.chat.notebook import menu_named
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer

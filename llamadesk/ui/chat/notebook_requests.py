@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from llamadesk.core.conversation.lifecycle import name_new_conversation
+from llamadesk.core.conversation.pending import PendingReply, shifted
+from llamadesk.core.conversation.plan import Plan
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, records_from_receipt
-from llamadesk.ui.chat.context import Plan
-from llamadesk.ui.chat.pending import PendingReply, shifted
-
-NEW_TITLE = "New chat"
-TITLE_CHARS = 48
-
-
-def title_from(text: str) -> str:
-    first = " ".join(text.split())
-    return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1] + "…"
 
 
 class NotebookRequests:
@@ -46,8 +39,7 @@ class NotebookRequests:
             return False
         try:
             user = self.history.add_message(cid, "user", document)
-            if self.history.get_conversation(cid).title == NEW_TITLE:
-                self.history.rename_conversation(cid, title_from(document))
+            name_new_conversation(self.history, cid, document)
             self.history.update_conversation(cid, model=model)
             reply = self.history.begin_reply(cid, parent_id=user.id)
         except LlamaDeskError as exc:

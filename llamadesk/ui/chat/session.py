@@ -7,12 +7,23 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversation, status_for
+from llamadesk.core.conversation.pending import PendingReply, merge_continuation, ratio_after_overflow
+from llamadesk.core.conversation.plan import (
+    DEFAULT_TOKENS_PER_CHAR,
+    MAX_TOKENS_PER_CHAR,
+    MIN_TOKENS_PER_CHAR,
+    Entry,
+    OverflowPolicy,
+    Plan,
+    plan_prompt,
+    reply_reserve,
+)
 from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import UNSET
 from llamadesk.core.history.models import Message as StoredMessage
-from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.branch_rows import (
@@ -23,19 +34,8 @@ from llamadesk.ui.chat.branch_rows import (
     rows_of_branch,
     stored_id,
 )
-from llamadesk.ui.chat.context import (
-    DEFAULT_TOKENS_PER_CHAR,
-    MAX_TOKENS_PER_CHAR,
-    MIN_TOKENS_PER_CHAR,
-    Entry,
-    OverflowPolicy,
-    Plan,
-    plan_prompt,
-    reply_reserve,
-)
 from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
-from llamadesk.ui.chat.notebook_requests import NEW_TITLE, NotebookRequests, title_from
-from llamadesk.ui.chat.pending import PendingReply, merge_continuation, ratio_after_overflow
+from llamadesk.ui.chat.notebook_requests import NotebookRequests
 from llamadesk.ui.workers import EngineHost
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ class ChatSession(QObject, NotebookRequests):
         try:
             kwargs: dict[str, Any] = {} if parent_id is UNSET else {"parent_id": parent_id}
             user = self.history.add_message(cid, "user", text, **kwargs)
-            if self.history.get_conversation(cid).title == NEW_TITLE:
-                self.history.rename_conversation(cid, title_from(text))
+            name_new_conversation(self.history, cid, text)
             self.history.update_conversation(cid, model=model)
         except LlamaDeskError as exc:
             self.problem.emit("Message not sent", str(exc))
@@ -205,8 +204,7 @@ class ChatSession(QObject, NotebookRequests):
         except LlamaDeskError as exc:
             self.problem.emit("Reply not continued", str(exc))
             return False
-        reply = StreamingReply(self.history, message, DEFAULT_FLUSH_INTERVAL_S)
-        reply.append(message.content)
+        reply = ReplyWriter.resume(self.history, message).reply
         extra = {} if notebook else self._extra(plan, system_prompt)
         mode = "completion" if notebook else "continue"
         pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}), mode=mode)
@@ -395,7 +393,7 @@ class ChatSession(QObject, NotebookRequests):
             self.notice.emit(message, 15000)
             self.replyEnded.emit(pending.cid, None)
             return
-        status = "cancelled" if reason == FinishReason.CANCELLED else "complete"
+        status = status_for(reason)
         full = self._finish(pending, status, reason.value, receipt)
         self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full))
         self.replyEnded.emit(pending.cid, stats)

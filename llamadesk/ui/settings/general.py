@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QSpinBox, QWidget
 
-from llamadesk.ui.chat.context import POLICY_HELP, POLICY_LABELS, OverflowPolicy, parse_policy
+from llamadesk.core.conversation.plan import POLICY_HELP, POLICY_LABELS, OverflowPolicy, parse_policy
 from llamadesk.ui.theme import FONT_MAX, FONT_MIN, THEME_LABELS, ThemeChoice
 
 POLICY_TIP = "What happens when the conversation no longer fits the model's context."

@@ -8,10 +8,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from llamadesk.core.conversation.plan import MAX_TOKENS_PER_CHAR
 from llamadesk.core.history import StreamingReply
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TOP_K, TokenProb, receipt_field, records_from_receipt
-from llamadesk.ui.chat.context import MAX_TOKENS_PER_CHAR
 
 _OVER = re.compile(r"\((\d+) tokens\)")  # the engine's "The conversation (1841 tokens) no longer fits…"
 SAFETY = 1.1
