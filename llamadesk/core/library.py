@@ -173,7 +173,7 @@ def import_model(
     folder.mkdir(parents=True, exist_ok=True)
     if any((folder / p.name).exists() for p in parts):
         raise LibraryError(f"{source.name} is already in your models folder; delete that copy first.")
-    from llamadesk.core.downloads import check_free_space
+    from llamadesk.core.download_queue import check_free_space
 
     total = sum(p.stat().st_size for p in parts)
     same_disk = os.stat(source).st_dev == os.stat(folder).st_dev
@@ -270,7 +270,7 @@ class DiskUsage:
 
 
 def disk_usage(models_dir: Path) -> DiskUsage:
-    from llamadesk.core.downloads import DownloadQueue
+    from llamadesk.core.download_queue import DownloadQueue
 
     models_dir.mkdir(parents=True, exist_ok=True)
     own = sum(m.size_bytes for m in list_local_models(models_dir, include_external=False))
