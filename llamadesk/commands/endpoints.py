@@ -20,7 +20,8 @@ def add_parser(sub: Any) -> None:
     add.add_argument("url", help="https://host:port (http only to this computer or a private network)")
     add.add_argument("--kind", choices=SERVER_KINDS, default="auto", help="the server's kind (default: ask it)")
     add.add_argument("--key-stdin", action="store_true", help="read the API key from stdin (kept in the keyring)")
-    add.add_argument("--allow-http", action="store_true", help="accept plain http to a private address")
+    add.add_argument("--allow-http", action="store_true",
+                     help="accept plain http to a private network (not needed for this computer)")  # fmt: skip
     add.add_argument("--replace", action="store_true", help="change the endpoint of this name")
     actions.add_parser("list", help="the saved endpoints")
     rm = actions.add_parser("rm", help="remove an endpoint and forget its API key")

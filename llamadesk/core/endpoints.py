@@ -1,8 +1,9 @@
 """Remote OpenAI-compatible endpoints: the saved list (name, URL, server kind, last known models), the URL policy
-(https verified; plain http only to loopback or private addresses, after a warning) and API keys in the keyring."""
+(https verified; plain http to this computer, or to private addresses after a warning) and API keys in the keyring."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -46,7 +47,7 @@ class Endpoint:
     url: str
     kind: str = "auto"
     has_key: bool = False
-    allow_http: bool = False  # the user confirmed the plain-http warning for this private address
+    allow_http: bool = False  # the user confirmed the plain-http warning for this private address (not loopback)
     models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -111,6 +112,19 @@ def _is_private(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_loopback or ip.is_private or ip.is_link_local
 
 
+def is_loopback_host(host: str) -> bool:
+    """This computer for certain: 127.0.0.0/8, ::1 (or ::ffff:127.x) written out, or the name localhost. Other
+    names are not trusted even when they resolve to loopback today: their next answer may differ."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]
@@ -126,7 +140,8 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 
 
 def check_url(url: str) -> UrlCheck:
-    """Raises EndpointError unless `url` is https, or http to a loopback or private address (then `warning`)."""
+    """Raises EndpointError unless `url` is https, http to this computer, or http to a private address (then
+    `warning`: the conversation crosses the network unencrypted)."""
     url = normalize_url(url)
     try:
         parts = urlsplit(url)
@@ -142,7 +157,7 @@ def check_url(url: str) -> UrlCheck:
             "Leave user names, queries and fragments out of the address; the API key has its own field."
         )
     clean = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
-    if scheme == "https":
+    if scheme == "https" or is_loopback_host(host):  # plain http to this computer never crosses a network
         return UrlCheck(clean, host)
     if not all(_is_private(ip) for ip in _addresses(host)):
         raise EndpointError(
@@ -290,8 +305,9 @@ class EndpointStore:
             self._write(updated)
 
     def _write(self, endpoints: list[Endpoint]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".endpoints-", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump({"version": 1, "endpoints": [e.to_dict() for e in endpoints]}, f, indent=2)
@@ -299,4 +315,7 @@ class EndpointStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
+            if tmp is not None:  # a full disk leaves no half-written temporary file behind
+                with contextlib.suppress(OSError):
+                    Path(tmp).unlink(missing_ok=True)
             raise EndpointError(f"The endpoint list could not be saved to {self.path}: {exc.strerror or exc}.") from exc

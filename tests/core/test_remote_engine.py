@@ -220,8 +220,9 @@ def test_plain_http_to_a_public_address_is_refused(url: str) -> None:
 def test_http_to_private_addresses_needs_a_confirmed_warning(engine: RemoteEngine) -> None:
     assert check_url("https://api.example.com/v1/").url == "https://api.example.com" and not check_url(
         "https://api.example.com").warning  # fmt: skip
-    for url in ("http://127.0.0.1:8080", "http://localhost:1234/v1", "http://192.168.1.20:11434", "http://[::1]:80"):
-        assert "plain http" in check_url(url).warning
+    for url in ("http://192.168.1.20:11434", "http://10.0.0.5:8000", "http://172.16.3.4", "http://[fd00::5]:80",
+                "http://[fe80::1]:80", "http://box.localhost:8080"):  # fmt: skip
+        assert "plain http" in check_url(url).warning, url
     store = EndpointStore()
     with pytest.raises(EndpointError, match=r"plain http.*Confirm"):
         store.add("lan", "http://192.168.1.20:11434")
@@ -229,6 +230,19 @@ def test_http_to_private_addresses_needs_a_confirmed_warning(engine: RemoteEngin
     assert saved.allow_http and saved.url == "http://192.168.1.20:11434" and store.get("LAN") == saved
     with pytest.raises(ModelLoadError, match="plain http"):  # an endpoint whose warning was never confirmed
         engine.load(remote_options(Endpoint("lan", "http://192.168.1.20:11434")))
+
+
+THIS_COMPUTER = ["http://127.0.0.1:8080", "http://127.1.2.3:11434/v1", "http://localhost:1234/v1", "http://LOCALHOST:1",
+                 "http://[::1]:8080", "http://[::ffff:127.0.0.1]:8080"]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", THIS_COMPUTER)
+def test_plain_http_to_this_computer_needs_no_warning(url: str) -> None:
+    # Ollama, LM Studio and llama-server listen on loopback: nothing crosses a network, so there is nothing to confirm.
+    checked = check_url(url)
+    assert checked.warning == ""
+    saved = EndpointStore().add("local", url)
+    assert not saved.allow_http and saved.url == checked.url and EndpointStore().get("local") == saved
 
 
 def test_the_api_key_goes_to_the_keyring_and_never_to_a_file(

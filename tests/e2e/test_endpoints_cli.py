@@ -36,11 +36,9 @@ def one_sentence(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_add_list_models_chat_and_remove(llama_server: LlamaServer, llamadesk_home: Path) -> None:
     home = llamadesk_home
-    refused = run_cli("endpoints", "add", "box", llama_server.url, home=home)
-    assert refused.returncode == 2 and "plain http" in one_sentence(refused) and "Confirm" in refused.stderr
-    added = run_cli("endpoints", "add", "box", llama_server.url + "/v1/", "--allow-http", home=home)
-    assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == f"Added box: {llama_server.url}" and "plain http" in added.stderr
+    added = run_cli("endpoints", "add", "box", llama_server.url + "/v1/", home=home)  # loopback: no --allow-http
+    assert added.returncode == 0 and added.stderr == "", added.stderr
+    assert added.stdout.strip() == f"Added box: {llama_server.url}"
 
     models = run_cli("endpoints", "models", "box", home=home)
     assert models.returncode == 0, models.stderr
@@ -90,6 +88,27 @@ def test_a_keyring_that_refuses_saves_nothing(llamadesk_home: Path) -> None:
                      backend="keyring.backends.fail.Keyring", stdin="sk-abcdefgh\n")  # fmt: skip
     assert result.returncode == 1 and "keyring refused" in one_sentence(result)
     assert run_cli("endpoints", "list", home=llamadesk_home).stdout.startswith("No endpoints")
+
+
+def test_plain_http_to_this_computer_needs_no_flag_and_no_warning(llamadesk_home: Path) -> None:
+    # The default addresses of Ollama, LM Studio and llama-server: nothing crosses a network.
+    for name, url in (("ollama", "http://localhost:11434"), ("lmstudio", "http://127.0.0.1:1234/v1"),
+                      ("server", "http://[::1]:8080")):  # fmt: skip
+        added = run_cli("endpoints", "add", name, url, home=llamadesk_home)
+        assert added.returncode == 0 and added.stderr == "", added.stderr
+    listed = run_cli("endpoints", "list", home=llamadesk_home).stdout.splitlines()
+    assert [line.split("\t")[1] for line in listed] == ["http://localhost:11434", "http://127.0.0.1:1234",
+                                                        "http://[::1]:8080"]  # fmt: skip
+
+
+def test_plain_http_to_a_private_network_needs_the_flag_and_keeps_its_warning(llamadesk_home: Path) -> None:
+    refused = run_cli("endpoints", "add", "lan", "http://192.168.1.20:11434", home=llamadesk_home)
+    assert refused.returncode == 2 and "plain http" in one_sentence(refused) and "Confirm" in refused.stderr
+    assert "anyone on your network can read the conversation" in refused.stderr
+    added = run_cli("endpoints", "add", "lan", "http://192.168.1.20:11434", "--allow-http", home=llamadesk_home)
+    assert added.returncode == 0 and added.stdout.strip() == "Added lan: http://192.168.1.20:11434"
+    assert one_sentence(added) == ("Warning: http://192.168.1.20:11434 is plain http; the conversation and the key "
+                                   "cross the network unencrypted.")  # fmt: skip
 
 
 @pytest.mark.parametrize("url", ["http://8.8.8.8:8000", "ftp://10.0.0.1", "https://"])

@@ -16,8 +16,10 @@ from llamadesk.core import rpc
 from llamadesk.core.endpoints import EndpointStore, RemoteOptions
 from llamadesk.core.history import History
 from llamadesk.core.sampling import RANGES
+from llamadesk.ui.endpoints_dialog import EndpointsDialog
 from llamadesk.ui.main_window import MainWindow
 from llamadesk.ui.model_picker import Choice
+from llamadesk.ui.workers import TaskRunner
 
 from .conftest import LOAD_TIMEOUT_MS, REPLY_TIMEOUT_MS
 
@@ -58,12 +60,8 @@ def test_one_conversation_switches_between_local_and_remote(
     dialog = window.endpoints.open()
     dialog.name_field.setText("box")
     dialog.url_field.setText(llama_server.url + "/v1")
-    dialogs.answer = QMessageBox.StandardButton.Cancel  # the plain-http warning, refused: nothing saved
-    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    assert "plain http" in dialogs.questions[-1] and dialog.message_is_error
-    assert EndpointStore().endpoints() == []
-    dialogs.answer = QMessageBox.StandardButton.Yes
-    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)  # loopback: no plain-http warning to accept
+    assert dialogs.questions == [] and not dialog.message_is_error
     assert [e.url for e in EndpointStore().endpoints()] == [llama_server.url]
     row_of(window, lambda text: text == "box · connect")  # listed before the server was asked
     qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
@@ -142,6 +140,34 @@ def test_rpc_hosts_add_cluster_entries(window: MainWindow, qtbot: QtBot) -> None
     assert isinstance(window.picker.options_for(Choice("remote", choice.model, EndpointStore().add(
         "x", "https://example.com", confirm_http=False))), RemoteOptions)  # fmt: skip
     assert Path(options.path).name == "tiny-chatml.gguf"
+
+
+def test_the_dialog_warns_of_plain_http_on_a_network_but_not_on_this_computer(qtbot: QtBot, dialogs: Any) -> None:
+    runner = TaskRunner()
+    dialog = EndpointsDialog(EndpointStore(), runner)
+    qtbot.addWidget(dialog)
+    for name, url in (("ollama", "http://localhost:11434"), ("lmstudio", "http://127.0.0.1:1234"),
+                      ("server", "http://[::1]:8080")):  # fmt: skip
+        dialog.new_endpoint()
+        dialog.name_field.setText(name)
+        dialog.url_field.setText(url)
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        assert dialogs.questions == [] and dialog.message.text() == f"Saved {name}.", dialog.message.text()
+    assert [(e.url, e.allow_http) for e in EndpointStore().endpoints()] == [
+        ("http://localhost:11434", False), ("http://127.0.0.1:1234", False), ("http://[::1]:8080", False)]  # fmt: skip
+
+    dialog.new_endpoint()
+    dialog.name_field.setText("lan")
+    dialog.url_field.setText("http://192.168.1.20:11434")
+    dialogs.answer = QMessageBox.StandardButton.Cancel  # the plain-http warning, refused: nothing saved
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert len(dialogs.questions) == 1 and "anyone on your network can read" in dialogs.questions[0]
+    assert dialog.message_is_error and len(EndpointStore().endpoints()) == 3
+    dialogs.answer = QMessageBox.StandardButton.Yes
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert EndpointStore().get("lan").allow_http and len(dialogs.questions) == 2
+    dialog.close()
+    runner.shutdown()
 
 
 def test_plain_http_to_a_public_address_is_refused_in_the_dialog(
