@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import multiprocessing
 import sys
 from collections.abc import Sequence
 
 from llamadesk import __version__, logsetup
-from llamadesk.commands import EXIT_FAIL, chat, doctor, endpoints, history, models, rpc, serve
+from llamadesk.commands import EXIT_FAIL, EXIT_OK, chat, doctor, endpoints, history, models, rpc, serve
 from llamadesk.core import crashreport, probe
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.paths import get_paths
@@ -38,15 +39,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return import_sweep.main()
     args = build_parser().parse_args(argv)
-    paths = get_paths().ensure()
-    logsetup.configure(paths.logs, verbose=args.verbose)
+    paths = get_paths()
+    logsetup.configure(paths.logs, verbose=args.verbose)  # a log that cannot write falls silent: logsetup.failure()
     crashreport.enable_native_crash_log(paths.logs)
     try:
         if args.command in COMMANDS:
-            return int(COMMANDS[args.command].run(args))
-        from llamadesk.ui.app import run_gui  # Qt is imported only when a window is wanted
+            paths.ensure()
+            code = int(COMMANDS[args.command].run(args))
+        else:
+            from llamadesk.ui.app import run_gui  # Qt is imported only when a window is wanted
 
-        return run_gui(sys.argv[:1], smoke_test=args.smoke_test)
+            code = run_gui(sys.argv[:1], smoke_test=args.smoke_test)  # it makes the folders and says why not
     except LlamaDeskError as exc:
         print(f"llamadesk: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except OSError as exc:  # the last resort for a full disk: one sentence, not a traceback
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"llamadesk: The disk is full ({exc.strerror}); free some space and try again.", file=sys.stderr)
+        return EXIT_FAIL
+    if code == EXIT_OK and (note := logsetup.failure()):
+        print(f"llamadesk: {note}", file=sys.stderr)  # a full log folder alone: one line, once, after the work
+    return code

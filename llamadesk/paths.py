@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from llamadesk.core.errors import StorageError, storage_sentence
+
 APP_NAME = "LlamaDesk"
 APP_ID = "io.github.llamadesk.LlamaDesk"
 HOME_ENV = "LLAMADESK_HOME"
@@ -33,8 +35,12 @@ class Paths:
         return self.config / "settings.json"
 
     def ensure(self) -> Paths:
+        """Creates the folders; a full disk or a folder that cannot be made is a StorageError (one sentence)."""
         for folder in (self.data, self.config, self.cache, self.models, self.logs):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(storage_sentence(folder, exc)) from exc
         return self
 
 

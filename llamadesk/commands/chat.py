@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 
 from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_LOAD, EXIT_OK, EXIT_USAGE
 from llamadesk.core.attachments import AttachmentError, with_attachments
-from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError
+from llamadesk.core.errors import HistoryError, InvalidSetting, LlamaDeskError, ModelLoadError
 from llamadesk.core.sampling import MAX_SEED, RANGES, SamplingParams
 from llamadesk.paths import get_paths
 
@@ -166,12 +167,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_history:
         from llamadesk.core.history import History
 
-        history = History(get_paths().history_db)
-        conv = history.create_conversation(
-            title_from(prompt), model=info.file_name, system_prompt=args.system, sampling=params.to_dict()
-        )
-        history.add_message(conv.id, "user", prompt)
-        reply = history.begin_reply(conv.id)
+        try:
+            history = History(get_paths().history_db)
+            conv = history.create_conversation(
+                title_from(prompt), model=info.file_name, system_prompt=args.system, sampling=params.to_dict()
+            )
+            history.add_message(conv.id, "user", prompt)
+            reply = history.begin_reply(conv.id)
+        except HistoryError as exc:  # a full disk: said before a reply that could not be kept is shown
+            if history is not None:
+                history.close()
+            engine.close()
+            print(f"llamadesk chat: {exc}", file=sys.stderr)
+            return EXIT_FAIL
 
     cancel = threading.Event()
 
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     shown = _terminal_safe if sys.stdout.isatty() else str  # a reply must not drive the user's terminal
     done: Done | None = None
+    unsaved: HistoryError | None = None  # the first failed write (a full disk): the reply goes on, as in the window
     try:
         for event in engine.stream(messages, params, cancel):
             if isinstance(event, Done):
@@ -189,11 +198,17 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(shown(event.text))
                 sys.stdout.flush()
                 if reply is not None:
-                    reply.append(event.text)
+                    try:
+                        reply.append(event.text)  # kept in memory when the write fails; retried at the next flush
+                    except HistoryError as exc:
+                        unsaved = unsaved or exc
     except LlamaDeskError as exc:
         if reply is not None:
-            reply.finish(status="error", finish_reason=FinishReason.ERROR.value,
-                         receipt=done.receipt if done else None)  # fmt: skip
+            with contextlib.suppress(HistoryError):  # one sentence: the generation's; the history's would be second
+                reply.finish(status="error", finish_reason=FinishReason.ERROR.value,
+                             receipt=done.receipt if done else None)  # fmt: skip
+        if history is not None:
+            history.close()
         print(f"\nllamadesk chat: {exc}", file=sys.stderr)
         return EXIT_FAIL
     finally:
@@ -204,7 +219,11 @@ def run(args: argparse.Namespace) -> int:
     reason = done.stats.finish_reason
     if reply is not None and history is not None:
         status = "cancelled" if reason is FinishReason.CANCELLED else "complete"
-        reply.finish(status=status, finish_reason=reason.value, receipt=done.receipt)
+        try:
+            reply.finish(status=status, finish_reason=reason.value, receipt=done.receipt)
+            unsaved = None  # the whole reply reached the disk after all (space was freed meanwhile)
+        except HistoryError as exc:
+            unsaved = unsaved or exc
         history.close()
     if args.stats:
         s = done.stats
@@ -213,4 +232,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s.tokens_per_s:.1f} tokens/s, seed {s.seed}, {reason.value}]",
             file=sys.stderr,
         )
+    if unsaved is not None:  # the last line: what was saved before the disk filled stays, "interrupted"
+        print(f"llamadesk chat: {unsaved}", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_INTERRUPTED if reason is FinishReason.CANCELLED else EXIT_OK

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class LlamaDeskError(Exception):
     """Base of every error the core raises on purpose; str(err) is shown to the user as is."""
@@ -29,3 +31,14 @@ class HistoryError(LlamaDeskError):
 
 class StarterModelError(LlamaDeskError):
     """The starter model could not be fetched or verified."""
+
+
+class StorageError(LlamaDeskError):
+    """A file or folder of LlamaDesk's own (data, settings, logs, cache) could not be written."""
+
+
+def storage_sentence(path: object, exc: OSError) -> str:
+    """One sentence for a failed write to `path`: a full disk (or a used-up quota) is named as such."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"The disk holding {path} is full; free some space and try again."
+    return f"{path} could not be written ({exc.strerror or exc}); check the disk and the folder's permissions."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -50,13 +51,15 @@ def remember(cache_file: Path, key: str, value: object) -> None:
         if not isinstance(cache, dict):
             cache = {}
         cache[key] = value
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(cache), encoding="utf-8")
             os.replace(tmp, cache_file)
         except OSError as exc:
             log.warning("Could not write %s: %s", cache_file, exc)
+            with contextlib.suppress(OSError):  # a full disk leaves no half-written temporary file behind
+                tmp.unlink(missing_ok=True)
 
 
 def sha256_cached(path: Path, cache_file: Path | None = None) -> str:

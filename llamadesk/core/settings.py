@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -91,8 +92,9 @@ def load_settings(path: Path) -> AppSettings:
 
 def save_settings(path: Path, settings: AppSettings) -> None:
     """Writes through a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(settings.to_dict(), f, indent=2)
@@ -100,4 +102,7 @@ def save_settings(path: Path, settings: AppSettings) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None:  # a full disk leaves no half-written temporary file behind
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
         raise LlamaDeskError(f"Settings could not be saved to {path}: {exc.strerror or exc}.") from exc

@@ -12,7 +12,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from llamadesk import __version__
+from llamadesk import __version__, logsetup
 from llamadesk.core import crashreport
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
@@ -43,8 +43,11 @@ def _make_excepthook(app: QApplication) -> ExceptHook:
         showing = True
         try:
             sentence = str(exc) if isinstance(exc, LlamaDeskError) else f"Something went wrong: {exc or kind.__name__}."
-            where = f"A report was saved to {report}." if report else "Details were written to the log."
-            QMessageBox.warning(app.activeWindow(), APP_NAME, f"{sentence}\n{where}")
+            if report:
+                where = f"\nA report was saved to {report}."
+            else:  # a full disk took the report, and maybe the log too: then say nothing about where
+                where = "\nDetails were written to the log." if logsetup.failure() is None else ""
+            QMessageBox.warning(app.activeWindow(), APP_NAME, f"{sentence}{where}")
         finally:
             showing = False
 
@@ -78,7 +81,7 @@ def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
     previous_hook = sys.excepthook
     sys.excepthook = _make_excepthook(app)
     try:
-        paths = get_paths().ensure()
+        paths = get_paths()
         name = single_instance.server_name(paths.data)
         if single_instance.hand_over(name):
             print(f"{APP_NAME} is already running; its window was brought to the front.", file=sys.stderr)
@@ -86,9 +89,11 @@ def run_gui(argv: Sequence[str], *, smoke_test: bool = False) -> int:
         instance = single_instance.InstanceServer(name, app)
         instance.listen()
         try:
+            paths.ensure()
             history = History(paths.history_db)
-        except LlamaDeskError as exc:
+        except LlamaDeskError as exc:  # a full disk, a damaged history: one dialog, then a clean exit
             QMessageBox.critical(None, APP_NAME, str(exc))
+            instance.close()
             return 1
         try:
             window = MainWindow(paths, history)

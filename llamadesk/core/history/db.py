@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +25,14 @@ SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 5, 6
 SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 13, 14, 26
 
 DISK_FULL_MESSAGE = "The disk is full; the conversation could not be saved. Free some space and try again."
+DISK_FULL_OPEN_MESSAGE = "The disk holding {folder} is full, so the history cannot be opened; free some space there."
+# Below this much free space an I/O error is the disk being full: SQLite's shared-memory file (WAL) then fails
+# with SQLITE_IOERR_SHMSIZE, not SQLITE_FULL.
+NEARLY_FULL_BYTES = 1024 * 1024
+
+
+class HistoryDiskFull(HistoryError):
+    """SQLite found no room on the disk (SQLITE_FULL, or an I/O error with no free space left)."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -147,8 +156,8 @@ def known_error(exc: sqlite3.Error, path: Path) -> HistoryError | None:
     """The sentence for a failure of the file or the disk (full, locked, read-only, damaged), else None."""
     code = _primary_code(exc)
     text = str(exc).lower()
-    if code == SQLITE_FULL or "disk is full" in text:
-        return HistoryError(DISK_FULL_MESSAGE)
+    if code == SQLITE_FULL or "disk is full" in text or (code == SQLITE_IOERR and _nearly_full(path)):
+        return HistoryDiskFull(DISK_FULL_MESSAGE)
     if code in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in text or "busy" in text:
         return HistoryError(
             f"The history database {path} is busy in another program; close other LlamaDesk windows and try again."
@@ -167,3 +176,10 @@ def known_error(exc: sqlite3.Error, path: Path) -> HistoryError | None:
     if code == SQLITE_IOERR or "i/o error" in text:
         return HistoryError(f"The history database {path} could not be read or written; check the disk and try again.")
     return None
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False

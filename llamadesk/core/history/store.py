@@ -10,7 +10,14 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from llamadesk.core.errors import HistoryError
-from llamadesk.core.history.db import connect, is_busy, transaction, translate_error
+from llamadesk.core.history.db import (
+    DISK_FULL_OPEN_MESSAGE,
+    HistoryDiskFull,
+    connect,
+    is_busy,
+    transaction,
+    translate_error,
+)
 from llamadesk.core.history.migrations import migrate
 
 T = TypeVar("T")
@@ -34,11 +41,17 @@ class Store:
             raise HistoryError(
                 f"The folder {self.path.parent} could not be created; check its permissions and free space."
             ) from exc
-        conn = connect(self.path)
+        try:
+            conn = connect(self.path)
+        except HistoryDiskFull as exc:
+            raise HistoryDiskFull(DISK_FULL_OPEN_MESSAGE.format(folder=self.path.parent)) from exc
         self._conn: sqlite3.Connection | None = conn
         try:
             #: the copy made before a schema upgrade, or None when this open upgraded nothing
             self.backup_path: Path | None = migrate(conn, self.path)
+        except HistoryDiskFull as exc:  # a new history's tables, or an upgrade, found no room
+            self.close()
+            raise HistoryDiskFull(DISK_FULL_OPEN_MESSAGE.format(folder=self.path.parent)) from exc
         except BaseException:
             self.close()
             raise
