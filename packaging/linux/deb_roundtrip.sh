@@ -3,12 +3,15 @@
 #   build the frozen app and the .deb → apt-get install ./llamadesk_*.deb → desktop-file-validate and
 #   appstreamcli validate --no-net → the installed `llamadesk chat` answers with the bundled starter model →
 #   the installed app opens under Xvfb, answers in its window, a screenshot is taken → an upgrade install keeps
-#   the user's data → apt-get remove leaves no file behind except the user's data.
+#   the user's data → apt-get remove leaves no file behind except the user's data → the portable build: an AppImage
+#   made from the same onedir (build_appimage.sh) runs with no FUSE and no llamadesk installed (extract-and-run):
+#   --version, `chat` answers with the bundled starter model, its window opens under Xvfb and answers.
 #
 #   packaging/linux/deb_roundtrip.sh [PATH.deb]       (no argument: build it first with build_deb.sh)
 #
 # Environment: ROUNDTRIP_DIR (scratch and results, default build/deb/roundtrip: screenshot.png, summary.txt,
-#              the test user's home), ROUNDTRIP_GUI_CHAT=0 (only open the window, do not chat in it).
+#              the test user's home; appimage/: the AppImage's screenshot.png, gui.log and its user's home),
+#              ROUNDTRIP_GUI_CHAT=0 (only open the window, do not chat in it), ROUNDTRIP_APPIMAGE=0 (no AppImage).
 # The test user is root with HOME=$ROUNDTRIP_DIR/home, so the platform user folders (~/.local/share/LlamaDesk, …)
 # are fresh and easy to inspect; LLAMADESK_HOME is not set, so the real per-user locations are exercised.
 set -euo pipefail
@@ -18,6 +21,7 @@ cd "$root"
 out="${ROUNDTRIP_DIR:-$root/build/deb/roundtrip}"
 app_id="io.github.llamadesk.LlamaDesk"
 gui_chat="${ROUNDTRIP_GUI_CHAT:-1}"
+appimage_check="${ROUNDTRIP_APPIMAGE:-1}"
 t0=$SECONDS
 
 step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - t0))" "$*" >&2; }
@@ -44,6 +48,7 @@ fi
 [ ! -e /opt/llamadesk ] || fail "/opt/llamadesk exists before installing (left over from something else)"
 
 deb="${1:-}"
+onedir=""  # the frozen app the .deb was made from, when this run built it
 if [ -z "$deb" ]; then
   step "Build: the venv, the frozen app (checked: --version, --smoke-test, chat), the .deb"
   if [ ! -x .venv/bin/python ]; then
@@ -54,6 +59,7 @@ if [ -z "$deb" ]; then
   build_started=$SECONDS
   deb="$(packaging/linux/build_deb.sh)"
   note "build (frozen app + .deb): $((SECONDS - build_started)) s"
+  onedir="$root/dist/llamadesk"
 fi
 deb="$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")"
 [ -f "$deb" ] || fail "no package at $deb"
@@ -171,6 +177,74 @@ done < "$out/files.txt"
 [ -f "$data/history.sqlite3" ] || fail "removing the app removed the user's history"
 note "remove: no package file left; user data kept in $home/.local/share/LlamaDesk, ~/.config/LlamaDesk"
 rm -f "$out/llamadesk_upgrade.deb"
+
+if [ "$appimage_check" = 1 ]; then
+  step "The portable build: an AppImage from the same onedir, run with no FUSE and no llamadesk installed"
+  ai_out="$out/appimage"
+  mkdir -p "$ai_out"
+  if [ -z "$onedir" ]; then  # a .deb was given: its /opt/llamadesk is the onedir it was made from
+    dpkg-deb -x "$deb" "$ai_out/payload"
+    onedir="$ai_out/payload/opt/llamadesk"
+  fi
+  ai_started=$SECONDS
+  appimage="$(APPIMAGE_SKIP_CHECKS=1 packaging/linux/build_appimage.sh "$onedir")"  # checked below
+  note "AppImage: $appimage, made from $onedir in $((SECONDS - ai_started)) s (appimagetool: build_appimage.sh)"
+  note "AppImage size: $(($(stat -c %s "$appimage") / 1024 / 1024)) MiB ($(stat -c %s "$appimage") bytes)"
+  # A fresh user on another distribution: own home, nothing installed; the image is unpacked into ai_tmp and
+  # deleted again when the app exits (APPIMAGE_EXTRACT_AND_RUN=1: no FUSE, as in a container).
+  ai_home="$ai_out/home"
+  ai_tmp="$ai_out/tmp"
+  mkdir -p "$ai_home" "$ai_tmp"
+  as_ai_user() { env -u LLAMADESK_HOME -u XDG_DATA_HOME -u XDG_CONFIG_HOME -u XDG_CACHE_HOME -u XDG_STATE_HOME \
+    HOME="$ai_home" TMPDIR="$ai_tmp" APPIMAGE_EXTRACT_AND_RUN=1 "$@"; }
+  if ldconfig -p | grep -q 'libfuse\.so\.2 '; then
+    note "AppImage: libfuse2 is installed here, but the checks run with APPIMAGE_EXTRACT_AND_RUN=1"
+  else
+    plain="$(env -u APPIMAGE_EXTRACT_AND_RUN HOME="$ai_home" "$appimage" --version 2>&1)" && plain_rc=0 || plain_rc=$?
+    note "AppImage without FUSE, started plainly: exit $plain_rc, '$(printf '%s' "$plain" | grep -m 1 -i fuse)'"
+  fi
+
+  ai_t=$SECONDS
+  got="$(as_ai_user "$appimage" --version)"
+  [ "$got" = "LlamaDesk $version" ] || fail "the AppImage's --version says '$got', want LlamaDesk $version"
+  note "AppImage --version: $got ($((SECONDS - ai_t)) s, unpacking included)"
+
+  ai_t=$SECONDS
+  ai_model="$(as_ai_user "$appimage" models list 2>/dev/null |
+    awk -F'\t' '$4 ~ /\/appimage_extracted_[^\/]*\/.*\.gguf$/ {print $4; exit}')" || true
+  [ -n "$ai_model" ] || fail "the AppImage's 'models list' shows no bundled model inside the image"
+  # The runtime unpacks into the same folder (named after the image's digest) on every start, so the path the
+  # image's own `models list` printed is the bundled starter model again in the next run.
+  answer="$(as_ai_user "$appimage" chat --no-history --model "$ai_model" --temperature 0 "What is 2+2?")"
+  note "AppImage first answer: $answer ($((SECONDS - ai_t)) s for models list + chat, two unpackings)"
+  case "$answer" in *4*) ;; *) fail "the AppImage's starter model answer has no 4" ;; esac
+  left="$(find "$ai_tmp" -mindepth 1 -maxdepth 1 -name 'appimage_extracted_*')"
+  [ -z "$left" ] || fail "the AppImage left its unpacked copy behind: $left"
+
+  # The window is the AppImage itself; the history is read meanwhile by an unpacked copy of the same image.
+  (cd "$ai_out" && "$appimage" --appimage-extract >/dev/null)
+  mkdir -p "$ai_home/.config/LlamaDesk"
+  printf '{"sampling": {"temperature": 0.0}}\n' > "$ai_home/.config/LlamaDesk/settings.json"
+  as_ai_user GUI_CHECK_APP="$appimage" GUI_CHECK_CLI="$ai_out/squashfs-root/AppRun" GUI_CHECK_WINDOW_S=120 \
+    xvfb-run -a -s "-screen 0 1280x800x24" "$root/packaging/linux/deb_gui_check.sh" "$ai_out" "$gui_chat" || {
+    cat "$ai_out/gui.log" >&2 || true
+    fail "the AppImage under Xvfb (log: $ai_out/gui.log)"
+  }
+  while IFS= read -r line; do note "AppImage GUI: $line"; done < "$ai_out/gui-times.txt"
+  grep -q '"LlamaDesk"' "$ai_out/wm_class.txt" || fail "AppImage WM_CLASS is not LlamaDesk: $(cat "$ai_out/wm_class.txt")"
+  [ -s "$ai_out/screenshot.png" ] || fail "no screenshot of the AppImage's window"
+  note "AppImage screenshot: $ai_out/screenshot.png"
+  if [ "$gui_chat" = 1 ]; then
+    id="$(as_ai_user "$ai_out/squashfs-root/AppRun" history list | awk 'NR == 1 {print $1}')"
+    gui_answer="$(as_ai_user "$ai_out/squashfs-root/AppRun" history show "$id" | awk '/^\[assistant\]/ {getline; print; exit}')"
+    note "AppImage GUI reply: $gui_answer"
+    case "$gui_answer" in *4*) ;; *) note "warning: the AppImage window's reply has no 4" ;; esac
+  fi
+  [ -f "$ai_home/.local/share/LlamaDesk/history.sqlite3" ] || fail "the AppImage kept no history in the user's folder"
+  left="$(find "$ai_tmp" -mindepth 1 -maxdepth 1 -name 'appimage_extracted_*')"
+  [ -z "$left" ] || fail "the AppImage left its unpacked copy behind: $left"
+  rm -rf "$ai_out/squashfs-root" "$ai_out/payload"
+fi
 
 step "Round trip passed in $((SECONDS - t0)) s"
 cat "$summary" >&2
