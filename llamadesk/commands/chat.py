@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
@@ -12,12 +11,13 @@ from types import FrameType
 from typing import Any
 
 from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_LOAD, EXIT_OK, EXIT_USAGE
-from llamadesk.core.attachments import AttachmentError, with_attachments
-from llamadesk.core.errors import HistoryError, InvalidSetting, LlamaDeskError, ModelLoadError
+from llamadesk.core.attachments import AttachmentError
+from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError
 from llamadesk.core.sampling import MAX_SEED, RANGES, SamplingParams
 from llamadesk.paths import get_paths
 
 CTX_RANGE = (256, 1_048_576)
+OVERFLOW = {"stop": "stop", "drop-oldest": "drop_oldest", "drop-middle": "drop_middle"}  # → OverflowPolicy values
 
 
 def add_parser(sub: Any) -> None:
@@ -45,6 +45,12 @@ def add_parser(sub: Any) -> None:
         "--rpc", nargs="?", const="", default=None, metavar="HOST:PORT,...",
         help="split the model over llama.cpp rpc-server hosts: these, or the saved list (llamadesk rpc list)",
     )  # fmt: skip
+    chat.add_argument("--conversation", type=int, default=None, metavar="ID",
+                      help="continue a saved conversation (llamadesk history list shows the ids): its branch is sent "
+                      "before the prompt, within the context by the --overflow policy")  # fmt: skip
+    chat.add_argument("--overflow", choices=sorted(OVERFLOW), default="stop",
+                      help="when the conversation no longer fits the context: stop (say so, send nothing), "
+                      "drop-oldest or drop-middle turns (default: stop)")  # fmt: skip
     chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
     chat.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
@@ -89,14 +95,10 @@ def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(**given, seed=args.seed)
 
 
-def title_from(text: str, limit: int = 60) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
 def run(args: argparse.Namespace) -> int:
+    from llamadesk.core.conversation.turn import FileSource
     from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import Done, FinishReason, LoadOptions
+    from llamadesk.core.engine_api import LoadOptions
 
     try:
         params = _sampling_from_args(args)
@@ -105,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
     except InvalidSetting as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.conversation is not None and args.no_history:
+        print("llamadesk chat: --conversation continues a saved conversation; leave out --no-history.", file=sys.stderr)
+        return EXIT_USAGE
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     try:
-        prompt = with_attachments(prompt, args.file)
+        sources = [FileSource.read(path) for path in args.file]
     except AttachmentError as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not prompt.strip():
+    if not prompt.strip() and not sources:
         print("llamadesk chat: the prompt is empty.", file=sys.stderr)
         return EXIT_USAGE
 
@@ -160,71 +165,65 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"[layers: {split_text(info.layer_split)}]", file=sys.stderr)
 
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": prompt}
-    ]
-    history = reply = None
-    if not args.no_history:
-        from llamadesk.core.history import History
+    try:
+        return _converse(args, engine, info, prompt, params, sources)
+    finally:
+        engine.close()
 
-        try:
-            history = History(get_paths().history_db)
-            conv = history.create_conversation(
-                title_from(prompt), model=info.file_name, system_prompt=args.system, sampling=params.to_dict()
-            )
-            history.add_message(conv.id, "user", prompt)
-            reply = history.begin_reply(conv.id)
-        except HistoryError as exc:  # a full disk: said before a reply that could not be kept is shown
-            if history is not None:
-                history.close()
-            engine.close()
-            print(f"llamadesk chat: {exc}", file=sys.stderr)
-            return EXIT_FAIL
+
+def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, params: SamplingParams,
+              sources: list[Any]) -> int:  # fmt: skip
+    """The turn (core/conversation/turn.py): planned over the conversation's branch, streamed to stdout, saved."""
+    from llamadesk.core.conversation.lifecycle import NEW_TITLE
+    from llamadesk.core.conversation.plan import OverflowPolicy
+    from llamadesk.core.conversation.turn import Planner, begin_turn
+    from llamadesk.core.engine_api import FinishReason
+    from llamadesk.core.history import History
+
+    # --no-history runs the same turn on a history kept in memory: nothing reaches the disk.
+    db = Path(":memory:") if args.no_history else get_paths().history_db
+    planner = Planner(OverflowPolicy(OVERFLOW[args.overflow]), n_ctx=info.n_ctx)
+    history: History | None = None
+    try:
+        history = History(db)
+        if args.conversation is None:
+            conv = history.create_conversation(NEW_TITLE, model=info.file_name, system_prompt=args.system,
+                                               sampling=params.to_dict())  # fmt: skip
+        else:
+            conv = history.get_conversation(args.conversation)
+            history.update_conversation(conv.id, model=info.file_name)
+        system = args.system or conv.system_prompt
+        budget = max(info.n_ctx - params.max_tokens, 0)  # what the files may take: the context less the reply
+        turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources, source_budget=budget)
+    except LlamaDeskError as exc:  # a full disk, a conversation that is not there, a file too large for the context
+        if history is not None:
+            history.close()
+        print(f"llamadesk chat: {exc}", file=sys.stderr)
+        return EXIT_FAIL
 
     cancel = threading.Event()
 
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
         cancel.set()
 
+    def show(text: str) -> None:
+        sys.stdout.write(shown(text))
+        sys.stdout.flush()
+
     previous = signal.signal(signal.SIGINT, on_sigint)
     shown = _terminal_safe if sys.stdout.isatty() else str  # a reply must not drive the user's terminal
-    done: Done | None = None
-    unsaved: HistoryError | None = None  # the first failed write (a full disk): the reply goes on, as in the window
     try:
-        for event in engine.stream(messages, params, cancel):
-            if isinstance(event, Done):
-                done = event
-            else:
-                sys.stdout.write(shown(event.text))
-                sys.stdout.flush()
-                if reply is not None:
-                    try:
-                        reply.append(event.text)  # kept in memory when the write fails; retried at the next flush
-                    except HistoryError as exc:
-                        unsaved = unsaved or exc
+        done = turn.run(engine.stream, params, cancel, on_text=show)
     except LlamaDeskError as exc:
-        if reply is not None:
-            with contextlib.suppress(HistoryError):  # one sentence: the generation's; the history's would be second
-                reply.finish(status="error", finish_reason=FinishReason.ERROR.value,
-                             receipt=done.receipt if done else None)  # fmt: skip
-        if history is not None:
-            history.close()
         print(f"\nllamadesk chat: {exc}", file=sys.stderr)
         return EXIT_FAIL
     finally:
         signal.signal(signal.SIGINT, previous)
-        engine.close()
-    sys.stdout.write("\n")
-    assert done is not None
-    reason = done.stats.finish_reason
-    if reply is not None and history is not None:
-        status = "cancelled" if reason is FinishReason.CANCELLED else "complete"
-        try:
-            reply.finish(status=status, finish_reason=reason.value, receipt=done.receipt)
-            unsaved = None  # the whole reply reached the disk after all (space was freed meanwhile)
-        except HistoryError as exc:
-            unsaved = unsaved or exc
         history.close()
+    sys.stdout.write("\n")
+    reason = done.stats.finish_reason
+    if turn.excluded_ids:
+        print(f"[{len(turn.excluded_ids)} earlier messages were left out of the prompt to fit]", file=sys.stderr)
     if args.stats:
         s = done.stats
         print(
@@ -232,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s.tokens_per_s:.1f} tokens/s, seed {s.seed}, {reason.value}]",
             file=sys.stderr,
         )
-    if unsaved is not None:  # the last line: what was saved before the disk filled stays, "interrupted"
-        print(f"llamadesk chat: {unsaved}", file=sys.stderr)
+    if turn.writer.unsaved is not None:  # the last line: what was saved before the disk filled stays, "interrupted"
+        print(f"llamadesk chat: {turn.writer.unsaved}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_INTERRUPTED if reason is FinishReason.CANCELLED else EXIT_OK

@@ -41,7 +41,7 @@ def test_chat_streams_and_records_history(llamadesk_home: Path, tiny_model: Path
     assert result.returncode == 0, result.stderr
     assert "generated" in result.stderr and "tokens/s" in result.stderr
     convs = rows(llamadesk_home, "SELECT title, system_prompt, model FROM conversations")
-    assert convs == [("hello model", "be brief", tiny_model.name)]
+    assert convs == [("Model", "be brief", tiny_model.name)]  # titles leave the greeting out
     msgs = rows(llamadesk_home, "SELECT role, content, status, receipt_json FROM messages ORDER BY id")
     assert [m[0] for m in msgs] == ["user", "assistant"]
     assert msgs[1][2] == "complete" and msgs[1][1].strip() == result.stdout.strip()
@@ -108,7 +108,7 @@ def test_history_commands(llamadesk_home: Path, tiny_model: Path) -> None:
     first = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "first question", home=llamadesk_home)
     assert first.returncode == 0
     listed = cli("history", "list", home=llamadesk_home)
-    assert listed.returncode == 0 and "first question" in listed.stdout
+    assert listed.returncode == 0 and "First question" in listed.stdout
     shown = cli("history", "show", "1", home=llamadesk_home)
     assert "[user]" in shown.stdout and "first question" in shown.stdout
     assert cli("history", "rm", "1", home=llamadesk_home).returncode == 0
@@ -149,3 +149,50 @@ def test_killed_mid_reply_keeps_the_partial_reply(llamadesk_home: Path, starter_
     assert status == "interrupted" and content
     assert printed.decode(errors="replace").lstrip().startswith(content.strip()[:20])
     assert rows(llamadesk_home, "PRAGMA integrity_check") == [("ok",)]
+
+
+def _long_conversation(home: Path, turns: int) -> int:
+    """A saved conversation of `turns` long exchanges (about 2,000 tokens in all), through the core's own History."""
+    from llamadesk.core.history import History
+    from llamadesk.paths import get_paths
+
+    history = History(get_paths(home).ensure().history_db)
+    try:
+        conv = history.create_conversation("Long one", system_prompt="be brief")
+        for i in range(turns):
+            history.add_message(conv.id, "user", f"question {i} " + "tell me more about the model " * 12)
+            history.add_message(conv.id, "assistant", f"answer {i} " + "the window and the cache " * 12)
+        return conv.id
+    finally:
+        history.close()
+
+
+def test_chat_continues_a_saved_conversation_within_the_context_by_the_overflow_policy(
+    llamadesk_home: Path, tiny_model: Path
+) -> None:
+    cid = _long_conversation(llamadesk_home, turns=12)
+    common = ("chat", "--model", str(tiny_model), "--ctx", "512", "--max-tokens", "8", "--seed", "1",
+              "--conversation", str(cid))  # fmt: skip
+    stopped = cli(*common, "and now?", home=llamadesk_home)
+    assert stopped.returncode == 1 and "no longer fits" in stopped.stderr  # the default policy: stop, one sentence
+
+    dropped = cli(*common, "--overflow", "drop-oldest", "and now?", home=llamadesk_home)
+    assert dropped.returncode == 0, dropped.stderr
+    assert "earlier messages were left out of the prompt to fit" in dropped.stderr
+    import json
+
+    (receipt_json,) = rows(llamadesk_home, "SELECT receipt_json FROM messages ORDER BY id DESC LIMIT 1")[0]
+    receipt = json.loads(receipt_json)
+    assert receipt["context_policy"] == "drop_oldest" and receipt["system_prompt"] == "be brief"
+    assert receipt["excluded_spans"][0][0] == 0 and receipt["excluded_count"] > 0  # the oldest turns went first
+    assert receipt["prompt_tokens"] <= 512 - 8
+    # the conversation grew on its own branch: the failed reply and the new exchange both hang below it
+    roles = [r for (r,) in rows(llamadesk_home, f"SELECT role FROM messages WHERE conversation_id = {cid} ORDER BY id")]
+    assert roles[-4:] == ["user", "assistant", "user", "assistant"] and len(roles) == 12 * 2 + 4
+
+
+def test_chat_refuses_to_continue_a_conversation_without_history(llamadesk_home: Path, tiny_model: Path) -> None:
+    result = cli("chat", "--model", str(tiny_model), "--conversation", "1", "--no-history", "hi", home=llamadesk_home)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    missing = cli("chat", "--model", str(tiny_model), "--conversation", "42", "hi", home=llamadesk_home)
+    assert missing.returncode == 1 and "42" in missing.stderr and "Traceback" not in missing.stderr

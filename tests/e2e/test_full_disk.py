@@ -67,8 +67,8 @@ def test_a_full_disk_under_every_folder_is_one_sentence_and_the_history_stays(di
                               f"llamadesk chat: {DISK_FULL_MESSAGE}")  # fmt: skip
 
     disk.free()
-    assert conversations(data / "history.sqlite3") == [("before", "user", "complete"),
-                                                        ("before", "assistant", "complete")]  # fmt: skip
+    assert conversations(data / "history.sqlite3") == [("Before", "user", "complete"),
+                                                        ("Before", "assistant", "complete")]  # fmt: skip
     again = chat(tiny_model, "after", home=home, disk=disk)
     assert again.returncode == 0 and again.stderr == "", again.stderr
 

@@ -4,6 +4,7 @@ title, are decided here once."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,8 +14,11 @@ from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.history.sidebar import NEW_TITLE, auto_title
 from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
+from llamadesk.core.token_probs import TOP_K, TokenProb, receipt_field, records_from_receipt
 
-__all__ = ["NEW_TITLE", "ReplyWriter", "name_new_conversation", "status_for", "title_for"]
+__all__ = [
+    "NEW_TITLE", "ReplyWriter", "merge_continuation", "name_new_conversation", "shifted", "status_for", "title_for",
+]
 
 
 def status_for(reason: FinishReason) -> str:
@@ -90,3 +94,23 @@ class ReplyWriter:
         self.reply.finish(
             status="error", finish_reason=FinishReason.ERROR.value, receipt={**(receipt or {}), "error": message}
         )
+
+
+def shifted(records: list[TokenProb], by: int) -> list[TokenProb]:
+    """Records of a continuation, their offsets moved past the text the reply already had."""
+    return [dataclasses.replace(r, offset=r.offset + by) for r in records] if by else list(records)
+
+
+def merge_continuation(previous: dict[str, Any], new: dict[str, Any], base_chars: int = 0) -> dict[str, Any]:
+    """The receipt of a continued reply: the first part's settings, every continuation, the totals. Token
+    probabilities of the continuation join the first part's, their offsets counted from the reply's start."""
+    merged = dict(previous)
+    new = dict(new)
+    probs = new.pop("token_probs", None)
+    if isinstance(probs, dict):
+        records = records_from_receipt(previous) + shifted(records_from_receipt({"token_probs": probs}), base_chars)
+        merged["token_probs"] = receipt_field(records, int(probs.get("k") or TOP_K))
+    merged["continuations"] = [*previous.get("continuations", []), new]
+    merged["generated_tokens"] = int(previous.get("generated_tokens") or 0) + int(new.get("generated_tokens") or 0)
+    merged["finish_reason"] = new.get("finish_reason", previous.get("finish_reason"))
+    return merged

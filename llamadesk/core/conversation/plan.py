@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -16,6 +17,8 @@ MAX_TOKENS_PER_CHAR = 2.5
 OVERHEAD_TOKENS = 6  # the template's role markers around each message
 REPLY_SHARE = 4  # at most a quarter of the context is kept free for the reply
 SLACK_SHARE = 4  # leaving turns out frees a quarter of the prompt budget, for the turns to come
+SAFETY = 1.1  # the margin on a tokens-per-character ratio learnt from the engine's refusal
+_OVER = re.compile(r"\((\d+) tokens\)")  # the engine's "The conversation (1841 tokens) no longer fits…"
 
 
 class OverflowPolicy(str, Enum):
@@ -175,3 +178,12 @@ def _plan(system: str, kept: list[Entry], excluded: set[int], total: int, spans:
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     messages += [{"role": e.role, "content": e.content} for e in kept]
     return Plan(messages, excluded, total, spans)
+
+
+def ratio_after_overflow(message: str, prompt_chars: int, current: float) -> float:
+    """Tokens per character learnt from the engine's refusal (it names the prompt's real size), with a margin."""
+    match = _OVER.search(message)
+    if match and prompt_chars:
+        measured = int(match.group(1)) / prompt_chars * SAFETY
+        return min(MAX_TOKENS_PER_CHAR, max(current * SAFETY, measured))
+    return min(MAX_TOKENS_PER_CHAR, current * 1.5)

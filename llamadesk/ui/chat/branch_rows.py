@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from llamadesk.core.conversation.plan import ids_in_spans
 from llamadesk.core.conversation.tree import Tree
+from llamadesk.core.conversation.turn import left_out
 from llamadesk.core.history import History
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
@@ -19,11 +19,6 @@ TAIL_LOOKUP = 50  # messages read one by one below the rows shown before reading
 
 def stored_id(message: StoredMessage | ChatRow) -> int:
     return message.message_id if isinstance(message, ChatRow) else message.id
-
-
-def left_out(receipt: dict[str, Any], branch_ids: list[int]) -> set[int]:
-    """The ids a reply's prompt left out; `branch_ids` is the branch from the first message to its parent."""
-    return ids_in_spans(branch_ids, receipt.get("excluded_spans"))
 
 
 def last_left_out(branch: Sequence[StoredMessage | ChatRow]) -> set[int]:

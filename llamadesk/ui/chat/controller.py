@@ -126,6 +126,12 @@ class ChatController(QObject):
             self.w.session.switch_alternative(self.w.current_cid, message_id, step)
             self.refresh_context()
 
+    def toggle_reasoning(self, message_id: int) -> None:
+        """Shows a thinking model's reasoning in its bubble, or folds it back to one line."""
+        row = self.w.chat_model.row_of(message_id)
+        if row is not None:
+            self.w.chat_model.update_row(message_id, show_reasoning=not row.show_reasoning)
+
     def on_action(self, action: str, message_id: int) -> None:
         handlers = {
             "prev": lambda: self.switch(message_id, -1),
@@ -134,6 +140,7 @@ class ChatController(QObject):
             "regenerate": lambda: self.regenerate(message_id),
             "continue": lambda: self.continue_reply(message_id),
             "receipt": lambda: self.show_receipt(message_id),
+            "reasoning": lambda: self.toggle_reasoning(message_id),
             "branches": lambda: self.show_branches(),
         }
         handler = handlers.get(action)

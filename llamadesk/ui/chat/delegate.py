@@ -24,7 +24,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from llamadesk.ui.chat.highlight import HighlightMixin, code_point_index
-from llamadesk.ui.chat.model import EXCLUDED_NOTE, ChatRow, RowRole, footer_text, shown_text
+from llamadesk.ui.chat.model import EXCLUDED_NOTE, ChatRow, RowRole, footer_text, reasoning_view, shown_text
 from llamadesk.ui.chat.render import EMPTY, MessageRenderer, PlainRenderer, RenderInfo
 
 Index = QModelIndex | QPersistentModelIndex
@@ -50,6 +50,7 @@ ACTION_LABELS = {
     "receipt": "Receipt",
     "regenerate": "Regenerate",
     "continue": "Continue",
+    "reasoning": "Reasoning",
 }
 
 
@@ -85,6 +86,8 @@ def row_actions(row: ChatRow, last: bool = True) -> list[str]:
     actions = ["copy", "receipt", "regenerate"]
     if last and row.finish_reason == "length" and row.status == "complete":
         actions.append("continue")
+    if reasoning_view(row) is not None:
+        actions.insert(0, "reasoning")  # show or hide what the model thought
     return actions
 
 

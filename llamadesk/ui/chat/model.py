@@ -8,6 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
+from llamadesk.core.conversation.parts import THINK_CLOSE, THINK_OPEN, split_reply
+
 Index = QModelIndex | QPersistentModelIndex
 
 RoleRole = Qt.ItemDataRole.UserRole + 1
@@ -37,6 +39,7 @@ class ChatRow:
     alternative: int = 1  # this message's place among its siblings (regenerations, edits), from 1
     alternatives: int = 1
     excluded: bool = False  # left out of the last prompt by the context policy
+    show_reasoning: bool = False  # a thinking model's reasoning shown (else one line: "Thought for 3.2 s")
 
 
 EXCLUDED_NOTE = "left out of the prompt"
@@ -51,13 +54,37 @@ def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
     nested = receipt.get("stats")
     if isinstance(nested, dict):
         return nested
-    return {k: receipt[k] for k in ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens") if k in receipt}
+    keys = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "reasoning_s")
+    return {k: receipt[k] for k in keys if k in receipt}
+
+
+def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
+    """A reply with reasoning as shown (markdown): a line saying how long the model thought, the reasoning quoted when
+    the row shows it, then the answer. With where the answer starts in that text and in the reply's own text (token
+    offsets count in the latter). None for a reply without reasoning."""
+    if row.role != "assistant" or (THINK_CLOSE not in row.content and THINK_OPEN not in row.content):
+        return None
+    parts = split_reply(row.content)
+    if not parts.has_reasoning:
+        return None
+    seconds = row.stats.get("reasoning_s")
+    if parts.thinking:
+        head = "*Thinking…*" if row.status == "streaming" else "*Stopped while thinking*"
+    else:
+        head = f"*Thought for {float(seconds):.1f} s*" if isinstance(seconds, (int, float)) else "*Thought*"
+    if row.show_reasoning and parts.reasoning:
+        quoted = "\n".join(f"> {line}" if line.strip() else ">" for line in parts.reasoning.splitlines())
+        head = f"{head}\n\n{quoted}"
+    head += "\n\n"
+    return head + parts.text, len(head), parts.answer_start
 
 
 def shown_text(row: ChatRow) -> str:
+    view = reasoning_view(row)
+    text = row.content if view is None else view[0]
     if row.status == "error" and row.error:
-        return f"{row.content}\n\n⚠ {row.error}" if row.content else f"⚠ {row.error}"
-    return row.content
+        return f"{text}\n\n⚠ {row.error}" if text else f"⚠ {row.error}"
+    return text
 
 
 def footer_text(row: ChatRow) -> str:

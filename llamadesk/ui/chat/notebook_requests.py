@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llamadesk.core.conversation.lifecycle import name_new_conversation
-from llamadesk.core.conversation.pending import PendingReply, shifted
+from llamadesk.core.conversation.lifecycle import name_new_conversation, shifted
+from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import Plan
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply

@@ -8,17 +8,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversation, status_for
-from llamadesk.core.conversation.pending import PendingReply, merge_continuation, ratio_after_overflow
-from llamadesk.core.conversation.plan import (
-    DEFAULT_TOKENS_PER_CHAR,
-    MAX_TOKENS_PER_CHAR,
-    MIN_TOKENS_PER_CHAR,
-    Entry,
-    OverflowPolicy,
-    Plan,
-    plan_prompt,
-    reply_reserve,
-)
+from llamadesk.core.conversation.pending import PendingReply
+from llamadesk.core.conversation.plan import OverflowPolicy, Plan
+from llamadesk.core.conversation.turn import Planner, entries_of
 from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
@@ -40,9 +32,6 @@ from llamadesk.ui.workers import EngineHost
 
 log = logging.getLogger(__name__)
 
-_SENT_ROLES = frozenset(("user", "assistant"))
-_UNSENT_STATUSES = frozenset(("streaming", "error"))
-FIT_RETRIES = 3  # a dropping policy tries again this often when its estimate was too optimistic
 
 
 class ChatSession(QObject, NotebookRequests):
@@ -60,9 +49,7 @@ class ChatSession(QObject, NotebookRequests):
         self.shown_cid: int | None = None
         self.requests: dict[int, PendingReply] = {}
         self.active_request: int | None = None
-        self.policy = OverflowPolicy.STOP
-        self.n_ctx = 0
-        self.tokens_per_char = DEFAULT_TOKENS_PER_CHAR
+        self.planner = Planner()  # the context the prompts must fit (core/conversation/turn.py)
         self.record_probs = False  # ask the engine for each token's probability and alternatives
         self._records: dict[int, list[TokenProb]] = {}  # message id → token records read from its receipt
         worker = host.worker
@@ -74,6 +61,26 @@ class ChatSession(QObject, NotebookRequests):
     @property
     def is_generating(self) -> bool:
         return self.active_request is not None
+
+    @property
+    def policy(self) -> OverflowPolicy:
+        return self.planner.policy
+
+    @policy.setter
+    def policy(self, policy: OverflowPolicy) -> None:
+        self.planner.policy = policy
+
+    @property
+    def n_ctx(self) -> int:
+        return self.planner.n_ctx
+
+    @n_ctx.setter
+    def n_ctx(self, n_ctx: int) -> None:
+        self.planner.n_ctx = n_ctx
+
+    @property
+    def tokens_per_char(self) -> float:
+        return self.planner.tokens_per_char
 
     # --- what is shown ---------------------------------------------------------------------------------------
     def show(self, cid: int | None) -> None:
@@ -97,25 +104,15 @@ class ChatSession(QObject, NotebookRequests):
         return branch_to(self.history, cid, message_id, shown)
 
     def plan(
-        self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None
-    ) -> Plan:
-        """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied."""
+        self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None,
+        *, open_reply: bool = False,
+    ) -> Plan:  # fmt: skip
+        """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied;
+        `open_reply`: `upto` is the reply being continued, sent whole (its reasoning too)."""
         branch = self.branch_to(cid, upto)
-        entries = [  # inlined checks: this runs over the whole branch at Enter (10,000 messages: ~10 ms)
-            Entry(m.message_id if type(m) is ChatRow else stored_id(m), m.role, m.content, position)
-            for position, m in enumerate(branch)
-            if m.content and m.role in _SENT_ROLES and m.status not in _UNSENT_STATUSES
-        ]
-        return plan_prompt(
-            system_prompt,
-            entries,
-            policy=self.policy,
-            n_ctx=self.n_ctx,
-            reserve=reply_reserve(self.n_ctx, max_tokens),
-            tokens_per_char=self.tokens_per_char,
-            excluded=excluded,
-            previous=last_left_out(branch) if excluded is None else None,
-        )
+        previous = last_left_out(branch) if excluded is None else None
+        entries = entries_of(branch, stored_id, open_reply=open_reply)
+        return self.planner.plan(system_prompt, entries, max_tokens, excluded=excluded, previous=previous)
 
     def prompt_messages(self, cid: int, system_prompt: str, max_tokens: int = 0) -> list[Message]:
         """[system prompt] + the branch shown, as the next reply would get it (the policy applied)."""
@@ -123,9 +120,7 @@ class ChatSession(QObject, NotebookRequests):
 
     def calibrate(self, tokens: int, messages: list[Message]) -> None:
         """A real count of `messages` came back: estimates of what fits follow it from now on."""
-        chars = sum(len(m["content"]) for m in messages)
-        if tokens > 0 and chars >= 200:
-            self.tokens_per_char = min(MAX_TOKENS_PER_CHAR, max(MIN_TOKENS_PER_CHAR, tokens / chars))
+        self.planner.calibrate(tokens, messages)
 
     # --- sending -------------------------------------------------------------------------------------------------
     def start(
@@ -200,7 +195,7 @@ class ChatSession(QObject, NotebookRequests):
             if notebook:
                 plan = self._notebook_plan(message)
             else:
-                plan = self.plan(cid, system_prompt, message_id, params.max_tokens)
+                plan = self.plan(cid, system_prompt, message_id, params.max_tokens, open_reply=True)
         except LlamaDeskError as exc:
             self.problem.emit("Reply not continued", str(exc))
             return False
@@ -209,7 +204,7 @@ class ChatSession(QObject, NotebookRequests):
         mode = "completion" if notebook else "continue"
         pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}), mode=mode)
         if not notebook:
-            pending.replan = (cid, message_id, params, system_prompt)
+            self._may_refit(pending, message_id, system_prompt, open_reply=True)
         return True
 
     def _generate(
@@ -227,28 +222,30 @@ class ChatSession(QObject, NotebookRequests):
             extra["reproduces"] = reproduces
         pending = self._request(cid, reply, plan, params, extra)
         if excluded is None:
-            pending.replan = (cid, parent_id, params, system_prompt)
+            self._may_refit(pending, parent_id, system_prompt)
         return True
 
+    def _may_refit(self, pending: PendingReply, upto: int, system_prompt: str, *, open_reply: bool = False) -> None:
+        """Lets the turn plan its prompt again if the engine finds it too long (Turn.refit)."""
+        params = pending.params
+        assert params is not None
+        pending.planner, pending.system_prompt = self.planner, system_prompt
+        pending.replan = lambda: self.plan(pending.cid, system_prompt, upto, params.max_tokens, open_reply=open_reply)
+
     def _extra(self, plan: Plan, system_prompt: str) -> dict[str, Any]:
-        extra: dict[str, Any] = {"system_prompt": system_prompt.strip(), "context_policy": self.policy.value}
-        if plan.excluded:
-            extra["excluded_spans"], extra["excluded_count"] = plan.spans, len(plan.excluded)
-        return extra
+        return self.planner.receipt(plan, system_prompt)
 
     def _request(
         self, cid: int, reply: StreamingReply, plan: Plan, params: SamplingParams, extra: dict[str, Any],
         continued: dict[str, Any] | None = None, mode: str = "chat",
     ) -> PendingReply:  # fmt: skip
         request_id, cancel = self.host.generate(plan.messages, params, mode=mode, token_probs=self.record_probs)
-        pending = PendingReply(cid, reply, cancel, extra=extra, continued=continued, base_chars=len(reply.content))
-        pending.mode = mode
+        pending = PendingReply(cid, ReplyWriter(reply), list(plan.messages), mode, extra, continued, plan.excluded,
+                               len(reply.content), cancel=cancel, params=params)  # fmt: skip
         self._records.pop(reply.message_id, None)
-        pending.excluded_ids = plan.excluded
-        pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
         self.requests[request_id] = pending
         self.active_request = request_id
-        self._announce(plan)
+        self._announce(plan.excluded)
         self._show_new(pending)
         self.busyChanged.emit(True)
         return pending
@@ -269,34 +266,21 @@ class ChatSession(QObject, NotebookRequests):
         self.chat_model.update_row(reply_id, status="streaming", content=pending.reply.content)
         self.chat_model.set_excluded(pending.excluded_ids)
 
-    def _announce(self, plan: Plan) -> None:
-        if plan.excluded:
-            self.notice.emit(f"{len(plan.excluded)} earlier messages were left out of the prompt to fit.", 8000)
+    def _announce(self, excluded: set[int]) -> None:
+        if excluded:
+            self.notice.emit(f"{len(excluded)} earlier messages were left out of the prompt to fit.", 8000)
 
     def _fit_again(self, request_id: int, pending: PendingReply, message: str) -> bool:
-        """The engine found the prompt too long (our estimate was low): learn its real size, leave out more,
-        ask again for the same reply. Only with a dropping policy, only before any text came."""
-        if (
-            pending.replan is None or self.policy is OverflowPolicy.STOP or pending.retries >= FIT_RETRIES
-            or pending.deleted or len(pending.reply.content) != pending.base_chars or "context" not in message
-        ):  # fmt: skip
-            return False
-        cid, upto, params, system_prompt = pending.replan
-        self.tokens_per_char = ratio_after_overflow(message, pending.prompt_chars, self.tokens_per_char)
-        try:
-            plan = self.plan(cid, system_prompt, upto, params.max_tokens)
-        except LlamaDeskError:
+        """The engine found the prompt too long: the turn plans it again (Turn.refit), and the same reply is asked
+        for again with more turns left out."""
+        if pending.deleted or pending.params is None or not pending.refit(message):
             return False
         self.requests.pop(request_id, None)
-        new_id, cancel = self.host.generate(plan.messages, params, mode=pending.mode, token_probs=self.record_probs)
-        pending.cancel, pending.retries = cancel, pending.retries + 1
-        pending.prompt_chars = sum(len(m["content"]) for m in plan.messages)
-        kept = {k: v for k, v in pending.extra.items() if k not in ("excluded_spans", "excluded_count")}
-        pending.extra = {**kept, **self._extra(plan, system_prompt)}
-        pending.excluded_ids = plan.excluded
+        new_id, pending.cancel = self.host.generate(pending.messages, pending.params, mode=pending.mode,
+                                                    token_probs=self.record_probs)  # fmt: skip
         self.requests[new_id] = pending
         self.active_request = new_id
-        self._announce(plan)
+        self._announce(pending.excluded_ids)
         if pending.cid == self.shown_cid:
             self.show(pending.cid)
         return True
@@ -344,19 +328,16 @@ class ChatSession(QObject, NotebookRequests):
         for request_id in list(self.requests):
             pending = self._end(request_id)
             if pending is not None:
-                self._finish(pending, "cancelled", FinishReason.CANCELLED.value, {})
+                self._finish(pending, FinishReason.CANCELLED, {})
 
     # --- engine events -------------------------------------------------------------------------------------------
     def _on_tokens(self, request_id: int, text: str) -> None:
         pending = self.requests.get(request_id)
         if pending is None or pending.deleted:
             return
-        try:
-            pending.reply.append(text)
-        except LlamaDeskError as exc:
-            if not pending.write_error_shown:
-                pending.write_error_shown = True
-                self.notice.emit(str(exc), 10000)
+        if (error := pending.append(text)) is not None and not pending.write_error_shown:
+            pending.write_error_shown = True
+            self.notice.emit(str(error), 10000)
         if pending.cid == self.shown_cid:
             self.chat_model.append_text(pending.reply.message_id, text)
         self.textAppended.emit(pending.cid, pending.reply.message_id, text)
@@ -368,15 +349,19 @@ class ChatSession(QObject, NotebookRequests):
             self.busyChanged.emit(False)
         return pending
 
-    def _finish(self, pending: PendingReply, status: str, reason: str, receipt: dict[str, Any]) -> dict[str, Any]:
-        full = {**receipt, **pending.extra}
-        if pending.continued is not None:
-            full = merge_continuation(pending.continued, full, pending.base_chars)
+    def _finish(
+        self, pending: PendingReply, reason: FinishReason, receipt: dict[str, Any], error: str | None = None
+    ) -> dict[str, Any]:
+        """Writes the reply's end through its turn (status from `reason`; `error`: failed with that sentence)."""
+        full = pending.receipt(receipt)
         self._records.pop(pending.reply.message_id, None)
         if pending.deleted or pending.reply.finished:
             return full
         try:
-            pending.reply.finish(status=status, finish_reason=reason, receipt=full)
+            if error is not None:
+                pending.writer.fail(error, full)
+            else:
+                pending.writer.finish(reason, full)
         except LlamaDeskError as exc:
             self.problem.emit("Reply not saved", str(exc))
         return full
@@ -388,13 +373,13 @@ class ChatSession(QObject, NotebookRequests):
         reason = stats.finish_reason
         if reason == FinishReason.ERROR:
             message = stats.error or "Generation failed."
-            self._finish(pending, "error", reason.value, {**receipt, "error": message})
+            self._finish(pending, reason, receipt, error=message)
             self._show_end(pending, status="error", error=message)
             self.notice.emit(message, 15000)
             self.replyEnded.emit(pending.cid, None)
             return
         status = status_for(reason)
-        full = self._finish(pending, status, reason.value, receipt)
+        full = self._finish(pending, reason, receipt)
         self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full))
         self.replyEnded.emit(pending.cid, stats)
 
@@ -405,7 +390,7 @@ class ChatSession(QObject, NotebookRequests):
         pending = self._end(request_id)
         if pending is None:
             return
-        self._finish(pending, "error", FinishReason.ERROR.value, {"error": message})
+        self._finish(pending, FinishReason.ERROR, {}, error=message)
         self._show_end(pending, status="error", error=message)
         self.notice.emit(message, 15000)
         self.replyEnded.emit(pending.cid, None)

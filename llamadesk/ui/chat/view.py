@@ -33,8 +33,8 @@ from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.delegate import MessageDelegate
 from llamadesk.ui.chat.menu import message_menu
 from llamadesk.ui.chat.message_actions import MessageActions
-from llamadesk.ui.chat.model import ChatRow, KeyRole, MessageListModel, RowRole
-from llamadesk.ui.chat.token_hover import TokenLookup
+from llamadesk.ui.chat.model import ChatRow, KeyRole, MessageListModel, RowRole, reasoning_view
+from llamadesk.ui.chat.token_hover import TokenLookup, record_at, tooltip_text
 
 FOLLOW_SLACK_PX = 24  # this close to the bottom counts as "at the bottom"
 MEASURE_MARGIN_ROWS = 3  # rows above and below the screen laid out exactly, so a small scroll shows no jump
@@ -394,4 +394,12 @@ class ChatView(MessageActions, QTableView):
         records = self.token_records(row.message_id)
         if not records:
             return None
-        return self._token_lookup.tooltip(row.message_id, row.content, rendered, position, records)
+        view = reasoning_view(row)
+        if view is None:
+            return self._token_lookup.tooltip(row.message_id, row.content, rendered, position, records)
+        shown, answer_shown, answer_start = view  # the bubble shows a line (and maybe the reasoning) before the answer
+        offset = self._token_lookup.source_offset(row.message_id, shown, rendered, position)
+        if offset < answer_shown:
+            return None
+        record = record_at(records, offset - answer_shown + answer_start)
+        return tooltip_text(record) if record is not None else None
