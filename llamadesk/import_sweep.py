@@ -69,17 +69,17 @@ def _code_objects(code: CodeType) -> Iterator[CodeType]:
             yield from _code_objects(const)
 
 
-def imports_in(module: str) -> set[str]:
-    """The absolute names that `module`'s import statements name (`from a import b` gives a and a.b), from its
-    bytecode: top-level and function-level imports alike."""
+def import_statements(module: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Each import statement of `module` as (absolute module name, names it takes from it), from its bytecode:
+    top-level and function-level imports alike."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
-        return set()
+        return []
     code = spec.loader.get_code(module)
     if code is None:
-        return set()
+        return []
     package = module if spec.submodule_search_locations is not None else module.rpartition(".")[0]
-    found: set[str] = set()
+    found: list[tuple[str, tuple[str, ...]]] = []
     for obj in _code_objects(code):
         consts: list[object] = []
         for ins in dis.get_instructions(obj):
@@ -91,10 +91,18 @@ def imports_in(module: str) -> set[str]:
                 name = str(ins.argval)
                 if isinstance(level, int) and level > 0:
                     name = importlib.util.resolve_name("." * level + name, package)
-                found.add(name)
-                if isinstance(fromlist, tuple):
-                    found.update(f"{name}.{item}" for item in fromlist if item != "*")
+                items = tuple(str(i) for i in fromlist if i != "*") if isinstance(fromlist, tuple) else ()
+                found.append((name, items))
             consts.clear()
+    return found
+
+
+def imports_in(module: str) -> set[str]:
+    """The absolute names that `module`'s import statements name (`from a import b` gives a and a.b)."""
+    found: set[str] = set()
+    for name, items in import_statements(module):
+        found.add(name)
+        found.update(f"{name}.{item}" for item in items)
     return found
 
 

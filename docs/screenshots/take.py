@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/take.py [NAME ...]
 
-NAME is any of chat-code, chat-rtl, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
+NAME is any of chat-code, chat-rtl, chat-reasoning, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
 file. The user's own data is not touched: everything happens in a temporary LLAMADESK_HOME; the starter model
 comes from the same cache the tests use (~/.cache/llamadesk/test-models), fetched once from PyPI.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHOTS = ("chat-code", "chat-rtl", "branches", "branch-tree", "receipt", "model-manager")
+SHOTS = ("chat-code", "chat-rtl", "chat-reasoning", "branches", "branch-tree", "receipt", "model-manager")
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 
 CODE_REPLY = (
@@ -52,6 +52,13 @@ def oldest_first(people: list[Person]) -> list[Person]:
 )
 
 
+THINKING_QUESTION = "A train leaves at 14:10 and the ride takes 95 minutes. Can I make a 16:00 meeting?"
+THINKING_REPLY = (
+    "<think>\nThe train leaves at 14:10. 95 minutes is 1 hour 35 minutes, so it arrives at 15:45.\n"
+    "The meeting is at 16:00, which leaves 15 minutes to get from the station to the meeting.\n"
+    "That is enough only if the meeting is close to the station; I should say so.\n</think>\n\n"
+    "Yes, if the meeting is near the station: the train arrives at **15:45**, which leaves you **15 minutes**."
+)
 RTL_TURNS = (  # right-to-left text: short replies sit inside their bubble, aligned to its right edge
     ("user", "كيف أسقي الطماطم في الصيف؟"),
     ("assistant", "اسقها في الصباح الباكر.\n\n- مرة كل يومين\n- بعمق، عند الجذور"),
@@ -106,6 +113,11 @@ def main(argv: list[str]) -> int:
     code_cid = history.create_conversation("Sort people by age").id
     history.add_message(code_cid, "user", "How do I sort a list of people by age in Python, oldest first?")
     history.add_message(code_cid, "assistant", CODE_REPLY)
+    thinking_cid = history.create_conversation("Train meeting").id  # a thinking model's reply, as it stores one
+    history.add_message(thinking_cid, "user", THINKING_QUESTION)
+    thought = history.begin_reply(thinking_cid)
+    thought.append(THINKING_REPLY)
+    thought.finish(receipt={"reasoning_s": 6.8, "generated_tokens": 212, "tokens_per_s": 31.2})
     rtl_cid = history.create_conversation("الطماطم").id
     for role, text in RTL_TURNS:
         history.add_message(rtl_cid, role, text)
@@ -124,6 +136,12 @@ def main(argv: list[str]) -> int:
     if "chat-code" in wanted:
         window.select_conversation(code_cid)
         save(window, "chat-code")
+    if "chat-reasoning" in wanted:
+        window.select_conversation(thinking_cid)
+        reply = window.chat_model.row(1)
+        save(window, "chat-reasoning")  # folded: one line says how long it thought
+        window.chat_view.actionRequested.emit("reasoning", reply.message_id)
+        save(window, "chat-reasoning-shown")
     if "chat-rtl" in wanted:
         window.select_conversation(rtl_cid)
         save(window, "chat-rtl")

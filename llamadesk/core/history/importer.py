@@ -7,13 +7,17 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history.models import ROLES, SOURCES, STATUSES, Conversation, FullConversation, Message, dump_json
 
-if TYPE_CHECKING:
-    from llamadesk.core.history.repository import History
+
+class ImportTarget(Protocol):
+    """What importing needs of the history (repository.History): one all-or-nothing insert."""
+
+    def import_conversations(self, conversations: Sequence[FullConversation]) -> list[int]: ...
+
 
 FORMAT_NAME = "llamadesk-history"
 FORMAT_VERSION = 1
@@ -76,7 +80,7 @@ def read_export_file(path: Path) -> list[FullConversation]:
     return parse_export(text, str(path))
 
 
-def import_file(history: History, path: Path) -> list[int]:
+def import_file(history: ImportTarget, path: Path) -> list[int]:
     """Imports an export file into `history` in one transaction; returns the new conversation ids."""
     return history.import_conversations(read_export_file(path))
 

@@ -88,7 +88,7 @@ class History(Store):
             # streams: its next flush writes 'streaming' back, so that case heals itself. Read first (an indexed
             # look-up), so a plain open takes no write lock.
             if self._read("SELECT 1 FROM messages WHERE status = 'streaming' LIMIT 1"):
-                with self._write() as db:
+                with self.write() as db:
                     db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
             if trash_retention_s is not None:
                 cutoff = time.time() - trash_retention_s
@@ -127,7 +127,7 @@ class History(Store):
     ) -> Conversation:
         """`source`: "app", or "server" for a request to LlamaDesk's server (shown as a label in the sidebar)."""
         now = time.time()
-        with self._write() as db:
+        with self.write() as db:
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at, model, system_prompt, sampling_json, source)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -161,7 +161,7 @@ class History(Store):
         return conversation_from_row(rows[0])
 
     def _update(self, cid: int, assignments: str, params: tuple[Any, ...]) -> None:
-        with self._write() as db:
+        with self.write() as db:
             if db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", (*params, cid)).rowcount == 0:
                 raise _no_conversation(cid)
 
@@ -216,12 +216,12 @@ class History(Store):
     def purge_trash(self, *, older_than_s: float = 0.0, now: float | None = None) -> int:
         """Deletes for good the conversations trashed more than `older_than_s` ago; returns how many."""
         cutoff = (time.time() if now is None else now) - older_than_s
-        with self._write() as db:
+        with self.write() as db:
             return int(db.execute("DELETE FROM conversations WHERE deleted_at <= ?", (cutoff,)).rowcount)
 
     def delete_conversation(self, cid: int) -> None:
         """Deletes the conversation for good (trashed or not) and, by ON DELETE CASCADE, all its messages."""
-        with self._write() as db:
+        with self.write() as db:
             if db.execute("DELETE FROM conversations WHERE id = ?", (cid,)).rowcount == 0:
                 raise _no_conversation(cid)
 
@@ -245,7 +245,7 @@ class History(Store):
             raise HistoryError(f"Unknown message status {status!r}; use one of {', '.join(STATUSES)}.")
         now = time.time()
         receipt_json = None if receipt is None else dump_json(receipt)
-        with self._write() as db:
+        with self.write() as db:
             leaf = self._leaf(db, cid)
             parent = leaf if isinstance(parent_id, _Unset) else parent_id
             if parent is not None:
@@ -297,7 +297,7 @@ class History(Store):
 
     def set_leaf(self, cid: int, message_id: int | None) -> None:
         """Switches the branch shown: `message_id` becomes the leaf (None: an empty conversation view)."""
-        with self._write() as db:
+        with self.write() as db:
             self._leaf(db, cid)
             if message_id is not None:
                 self._check_member(db, cid, message_id)
@@ -371,7 +371,7 @@ class History(Store):
 
         The ids inside `conversations` only link messages to each other. Returns the new conversation ids.
         """
-        with self._write() as db:
+        with self.write() as db:
             return importer.insert_conversations(db, conversations)
 
 

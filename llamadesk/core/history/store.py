@@ -76,7 +76,9 @@ class Store:
         return self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection (retried while another writer holds the file); a
+        failure is raised as a HistoryError with one sentence."""
         conn = self._connection()
         try:
             with transaction(conn):
@@ -126,7 +128,7 @@ class Store:
 
     def rebuild_search_index(self) -> None:
         """Rebuilds the full-text index from the messages and titles (a repair; never needed in normal use)."""
-        with self._write() as db:
+        with self.write() as db:
             db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
             db.execute("INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')")
 

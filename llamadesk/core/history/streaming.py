@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from contextlib import AbstractContextManager
+from typing import Any, Final, Protocol
 
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history.models import FINISH_STATUSES, Message, dump_json
 
-if TYPE_CHECKING:
-    from llamadesk.core.history.repository import History
-
 DEFAULT_FLUSH_INTERVAL_S: Final = 0.5
+
+
+class ReplyStore(Protocol):
+    """What a streaming reply needs of the history (repository.History): a write transaction, and a message read."""
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def get_message(self, message_id: int) -> Message: ...
 
 
 class StreamingReply:
     """An assistant reply being generated: text is buffered and saved every `flush_interval` seconds."""
 
-    def __init__(self, history: History, message: Message, flush_interval: float) -> None:
+    def __init__(self, history: ReplyStore, message: Message, flush_interval: float) -> None:
         self._history = history
         self.message_id = message.id
         self.conversation_id = message.conversation_id
@@ -66,7 +73,7 @@ class StreamingReply:
             return
         content = self.content
         try:
-            with self._history._write() as db:
+            with self._history.write() as db:
                 # status is written again so that a reply marked 'interrupted' by another process opening the
                 # file while we stream goes back to 'streaming'.
                 cur = db.execute(
@@ -95,7 +102,7 @@ class StreamingReply:
             raise HistoryError(f"A reply cannot finish with status {status!r}; use one of {choices}.")
         final = self.content if content is None else content
         now = time.time()
-        with self._history._write() as db:
+        with self._history.write() as db:
             cur = db.execute(
                 "UPDATE messages SET content = ?, status = ?, finish_reason = ?, receipt_json = ? WHERE id = ?",
                 (final, status, finish_reason, None if receipt is None else dump_json(receipt), self.message_id),

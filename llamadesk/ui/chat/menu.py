@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import cast
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QMenu, QWidget
 
 from llamadesk.core.markdown import parse_copy_href
 from llamadesk.ui.chat.delegate import ACTION_LABELS, row_actions
+from llamadesk.ui.chat.message_actions import MessageActions
 from llamadesk.ui.chat.model import ChatRow, RowRole
-
-if TYPE_CHECKING:
-    from llamadesk.ui.chat.view import ChatView
 
 MENU_LINKS = 10
 LINK_CHARS = 60
 
 
 def message_menu(
-    view: ChatView, index: QModelIndex | QPersistentModelIndex, hit: tuple[str, str] | None = None
+    view: MessageActions, index: QModelIndex | QPersistentModelIndex, hit: tuple[str, str] | None = None
 ) -> QMenu:
     """The menu of the message at `index`; `hit` (what the mouse was on) puts "Copy code" of that block first."""
     row = index.data(RowRole)
     assert isinstance(row, ChatRow)
-    menu = QMenu(view)
+    menu = QMenu(cast(QWidget, view))  # the chat view, which MessageActions is a part of
     menu.setAccessibleName("Message actions")
     mid = row.message_id
     menu.addAction("Copy message", lambda: view.copy_row(index))
