@@ -55,7 +55,7 @@ def _timed(events: Any, text_of: Callable[[Any], str | None]) -> dict[str, float
 
 
 def _engine_piece(event: Any) -> str | None:
-    from llamadesk.core.engine_api import Token
+    from llamadesk.core.engines.api import Token
 
     return event.text if isinstance(event, Token) else None
 
@@ -70,8 +70,8 @@ def _load_pair(model: Path, threads: int, n_ctx: int) -> tuple[Any, Any, bool]:
     engine's "auto" resolved)."""
     import llama_cpp
 
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     engine = LlamaCppEngine()
     info = engine.load(LoadOptions(model, n_ctx=n_ctx, n_threads=threads))
@@ -130,7 +130,7 @@ def bench_stream(model: Path, threads: int, rounds: int, max_tokens: int) -> dic
 
 def _ttft(engine: Any, messages: list[dict[str, str]], params: Any) -> tuple[float, str, Any]:
     """(time to the first text, the reply, Done) for one turn, timed as the consumer receives it."""
-    from llamadesk.core.engine_api import Done
+    from llamadesk.core.engines.api import Done
 
     started = time.perf_counter()
     ttft, pieces, done = 0.0, [], None
@@ -148,8 +148,8 @@ def bench_ttft_multiturn(model: Path, threads: int, runs: int, repeats: int, rep
     asked `repeats` times with a different user message of the same length: each time the engine reuses the
     9-turn prefix and evaluates only the new message, as the real turn 10 does. Turn 1 likewise, in a new
     chat. Each turn-10 time is paired with a turn-1 time for the ratio."""
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     engine = LlamaCppEngine()
     engine.load(LoadOptions(model, n_ctx=4096, n_threads=threads))
@@ -239,8 +239,8 @@ def bench_ttft_overflow(model: Path, threads: int, turns: int) -> dict[str, Any]
     enough is left out each turn, so the prompt's start moves and every reply reads the whole context again.
     The same texts in both: user messages of ~150 tokens, a fixed ~40-token reply, TTFT timed to the first token."""
     from llamadesk.core.conversation.plan import Entry, OverflowPolicy, plan_prompt, reply_reserve
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     reply = "Noted. Water the garden early, stake the tomatoes, oil the shed hinge, and write to the council today."
     n_ctx, max_tokens = N_CTX, 40
@@ -295,8 +295,8 @@ def bench_ttft_prefill(model: Path, threads: int, repeats: int) -> dict[str, Any
     """A ~1,000-token text pasted into the composer, then a question typed after it and Enter. With "Prepare
     Replies While Typing" the pasted text was read during the pause before the question (its time is not waited
     for); without, Enter reads it all. TTFT of each, alternating, in a new chat each time (the same engine)."""
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     engine = LlamaCppEngine()
     engine.load(LoadOptions(model, n_ctx=4096, n_threads=threads))
@@ -424,8 +424,8 @@ def bench_model_load(model: Path, threads: int, rounds: int) -> dict[str, Any]:
     import llama_cpp
 
     from llamadesk.core import fileinfo
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     fileinfo.sha256_cached(model)  # the app hashes a file once; later loads read the cached digest
     engine = LlamaCppEngine()
@@ -503,8 +503,8 @@ except Exception as exc:
     ui = f"no window ({type(exc).__name__}: {exc})"
 for _ in range(50):
     app.processEvents()
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
+from llamadesk.core.engines.api import LoadOptions
 from llamadesk.core.sampling import SamplingParams
 engine = LlamaCppEngine()
 info = engine.load(LoadOptions(model, n_ctx=n_ctx, n_threads=threads))
@@ -607,8 +607,8 @@ def _recorder_cost_us(engine: Any, params: Any, steps: int = 32) -> float:
 
 def bench_token_probs(model: Path, threads: int, rounds: int, max_tokens: int) -> dict[str, Any]:
     """Tokens/s with the top-k probability recorder installed vs without, same engine, alternating."""
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     engine = LlamaCppEngine()
     engine.load(LoadOptions(model, n_ctx=N_CTX, n_threads=threads))
@@ -648,7 +648,7 @@ def bench_token_probs(model: Path, threads: int, rounds: int, max_tokens: int) -
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from llamadesk.core.engine import default_threads
+    from llamadesk.core.engines.local import default_threads
 
     model = model_path(args)
     threads = default_threads()

@@ -322,7 +322,7 @@ def bench_stall_10k(model: Path, threads: int, max_tokens: int) -> dict[str, Any
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from llamadesk.core.engine import default_threads
+    from llamadesk.core.engines.local import default_threads
 
     quick = bool(getattr(args, "quick", False))
     threads = default_threads()

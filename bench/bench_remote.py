@@ -73,8 +73,8 @@ def bench_remote_stream(model: Path, threads: int, rounds: int, max_tokens: int)
     import openai
 
     from llamadesk.core.endpoints import Endpoint, remote_options
-    from llamadesk.core.remote_api import sampling_body
-    from llamadesk.core.remote_engine import RemoteEngine
+    from llamadesk.core.engines.remote import RemoteEngine
+    from llamadesk.core.engines.remote_api import sampling_body
     from llamadesk.core.sampling import SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, seed=SEED)
@@ -121,7 +121,7 @@ def bench_remote_stream(model: Path, threads: int, rounds: int, max_tokens: int)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from llamadesk.core.engine import default_threads
+    from llamadesk.core.engines.local import default_threads
 
     model = model_path(args)
     quick = bool(getattr(args, "quick", False))

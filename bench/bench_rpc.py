@@ -96,9 +96,9 @@ def _compare(name: str, rounds: int, ours: Callable[[], dict[str, float]], ref: 
 def bench_rpc_stream(model: Path, threads: int, rounds: int, max_tokens: int) -> dict[str, Any]:
     """A chat reply with every layer on two loopback rpc-servers (each with `threads` CPU threads, run in a child
     process as the app does) vs the same reply in-process."""
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
-    from llamadesk.core.rpc_engine import ChildEngine
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
+    from llamadesk.core.engines.rpc_child import ChildEngine
 
     params = _params(max_tokens)
     with _rpc_servers(2, threads) as hosts:
@@ -123,8 +123,8 @@ def bench_server_stream(model: Path, threads: int, rounds: int, max_tokens: int)
     """A streamed reply through LlamaDesk's server and the official openai client vs the in-process engine."""
     import openai
 
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
     from llamadesk.server.backend import EngineThreadBackend
     from llamadesk.server.runner import ServerConfig, ServerRunner
 
@@ -160,7 +160,7 @@ def bench_server_stream(model: Path, threads: int, rounds: int, max_tokens: int)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from llamadesk.core.engine import default_threads
+    from llamadesk.core.engines.local import default_threads
 
     model = model_path(args)
     threads = default_threads()

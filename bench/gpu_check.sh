@@ -48,8 +48,8 @@ import time
 from pathlib import Path
 
 from llamadesk.core import hardware
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions, Token
+from llamadesk.core.engines.local import LlamaCppEngine
+from llamadesk.core.engines.api import LoadOptions, Token
 from llamadesk.core.sampling import SamplingParams
 
 model_arg, out = sys.argv[1], Path(sys.argv[2])

@@ -60,7 +60,7 @@ def add_parser(sub: Any) -> None:
 
 def gpu_layers_arg(text: str) -> int:
     """--gpu-layers: a number of layers, "auto" (as many as fit in free VRAM) or "all"."""
-    from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
+    from llamadesk.core.engines.api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
 
     word = text.strip().lower()
     if word in ("auto", "all"):
@@ -76,7 +76,7 @@ def gpu_layers_arg(text: str) -> int:
 
 def default_gpu_layers(asked: int | None, rpc_servers: object) -> int:
     """What --gpu-layers means when left out: every layer on the RPC hosts, else as many as fit."""
-    from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
+    from llamadesk.core.engines.api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO
 
     if asked is not None:
         return asked
@@ -97,8 +97,8 @@ def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
 
 def run(args: argparse.Namespace) -> int:
     from llamadesk.core.conversation.turn import FileSource
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.choice import engine_kind, make_engine
 
     try:
         params = _sampling_from_args(args)
@@ -140,23 +140,13 @@ def run(args: argparse.Namespace) -> int:
     except LlamaDeskError as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    engine: Any
-    if remote is not None:
-        from llamadesk.core.remote_engine import RemoteEngine
-
-        engine = RemoteEngine()
-    elif rpc_servers:  # in a child process: llama.cpp abort()s the process that loses an RPC host
-        from llamadesk.core.rpc_engine import ChildEngine
-
-        engine = ChildEngine()
-    else:
-        engine = LlamaCppEngine()
+    options = remote or LoadOptions(
+        Path(args.model), n_ctx=args.ctx, n_threads=args.threads, chat_template=args.template,
+        n_gpu_layers=default_gpu_layers(args.gpu_layers, rpc_servers), rpc_servers=rpc_servers,
+    )  # fmt: skip
+    engine = make_engine(engine_kind(options))  # RPC in a child process: llama.cpp abort()s one that loses a host
     try:
-        info = engine.load(
-            remote or LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
-                        n_gpu_layers=default_gpu_layers(args.gpu_layers, rpc_servers), chat_template=args.template,
-                        rpc_servers=rpc_servers)
-        )  # fmt: skip
+        info = engine.load(options)
     except ModelLoadError as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_LOAD
@@ -177,7 +167,7 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     from llamadesk.core.conversation.lifecycle import NEW_TITLE
     from llamadesk.core.conversation.plan import OverflowPolicy
     from llamadesk.core.conversation.turn import Planner, begin_turn
-    from llamadesk.core.engine_api import FinishReason
+    from llamadesk.core.engines.api import FinishReason
     from llamadesk.core.history import History
 
     # --no-history runs the same turn on a history kept in memory: nothing reaches the disk.

@@ -87,7 +87,7 @@ def _list(store: EndpointStore) -> int:
 
 
 def _models(store: EndpointStore, name: str) -> int:
-    from llamadesk.core.remote_api import list_models
+    from llamadesk.core.engines.remote_api import list_models
 
     endpoint = store.get(name)
     listing = list_models(endpoint)

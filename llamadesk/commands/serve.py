@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llamadesk.core import rpc
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
     from llamadesk.core.errors import ModelLoadError
     from llamadesk.server.backend import EngineThreadBackend
     from llamadesk.server.runner import ServerConfig, ServerError, ServerRunner

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engines.api import LoadOptions
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.secrets import SERVICE, SecretStoreError, _keyring
 from llamadesk.paths import get_paths

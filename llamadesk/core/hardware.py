@@ -18,7 +18,7 @@ import psutil
 from llamadesk.core.errors import LlamaDeskError
 
 if TYPE_CHECKING:
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
     from llamadesk.core.gguf_header import GGUFHeader
 
 # enum ggml_backend_dev_type in ggml-backend.h

@@ -10,7 +10,7 @@ The API (for the CLI, the model picker and the engine); every error is an RpcErr
     split_text(layer_split) -> str              "10.0.0.2:50052 4 layers · 10.0.0.3:50052 5 layers"
 
 A model is split over hosts by loading it with LoadOptions(rpc_servers=hosts, n_gpu_layers=-1) in the engine
-that core/rpc_engine.py runs in a child process: llama.cpp's RPC client abort()s the whole process when a host
+that core/engines/rpc_child.py runs in a child process: llama.cpp's RPC client abort()s the whole process when a host
 does not answer or goes away mid-reply, so only that child dies, and the app reports which host went away.
 ModelInfo.rpc_servers and ModelInfo.layer_split (layers per host, as llama.cpp placed them) describe the load.
 

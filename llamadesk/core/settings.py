@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamadesk.core.engine_api import GPU_LAYERS_AUTO, KV_CACHE_TYPES
+from llamadesk.core.engines.api import GPU_LAYERS_AUTO, KV_CACHE_TYPES
 from llamadesk.core.errors import LlamaDeskError
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llamadesk.core.engine_api import Done, FinishReason, Token
-from llamadesk.core.engine_stream import StopText
+from llamadesk.core.engines.api import Done, FinishReason, Token
+from llamadesk.core.engines.local_stream import StopText
 from llamadesk.server.backend import Backend, Failed, Job, JobEvent
 from llamadesk.server.protocol import (
     ChatRequest,

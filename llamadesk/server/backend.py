@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from llamadesk.core.engine_api import Done, Engine, LoadOptions, Message, ModelInfo, Token
+from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, ModelInfo, Token
 from llamadesk.core.errors import LlamaDeskError, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.server.recording import ServerRecorder
@@ -180,7 +180,7 @@ class EngineThreadBackend:
 
 
 def _default_engine() -> Engine:
-    from llamadesk.core.rpc_engine import AutoEngine
+    from llamadesk.core.engines.choice import AutoEngine
 
     return AutoEngine()
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
+from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.sampling import SamplingParams
 

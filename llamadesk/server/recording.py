@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Sequence
 
 from llamadesk.core.conversation.lifecycle import ReplyWriter, title_for
-from llamadesk.core.engine_api import Done, Message
+from llamadesk.core.engines.api import Done, Message
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history import History
 from llamadesk.core.sampling import SamplingParams

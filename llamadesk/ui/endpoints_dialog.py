@@ -27,7 +27,7 @@ from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
-    from llamadesk.core.remote_api import Listing
+    from llamadesk.core.engines.remote_api import Listing
     from llamadesk.ui.main_window import MainWindow
 
 KIND_LABELS = {"auto": "Ask the server", "openai": "OpenAI (standard keys only)", "llama.cpp": "llama.cpp server",
@@ -230,7 +230,7 @@ class EndpointsDialog(QDialog):
 
     def test(self) -> None:
         """Lists the models with the form's values (saved or not) in the background."""
-        from llamadesk.core.remote_api import list_models
+        from llamadesk.core.engines.remote_api import list_models
 
         if not self._http_confirmed(self.url_field.text()):
             return

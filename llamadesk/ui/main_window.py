@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core.conversation.lifecycle import NEW_TITLE
-from llamadesk.core.engine_api import LoadOptions, ModelInfo
+from llamadesk.core.engines.api import LoadOptions, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.core.library import LocalModel

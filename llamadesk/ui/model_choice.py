@@ -11,7 +11,7 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from llamadesk.core.endpoints import Endpoint
-from llamadesk.core.engine_api import ModelInfo
+from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.library import LocalModel
 
 PathRole = Qt.ItemDataRole.UserRole + 1

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QProgressBar, QPushButton,
 from llamadesk.bundled import list_models
 from llamadesk.core import rpc
 from llamadesk.core.endpoints import Endpoint, EndpointStore, remote_options
-from llamadesk.core.engine_api import GPU_LAYERS_ALL, LoadOptions, ModelInfo
+from llamadesk.core.engines.api import GPU_LAYERS_ALL, LoadOptions, ModelInfo
 from llamadesk.core.library import LocalModel
 from llamadesk.core.sampling import RANGES
 from llamadesk.ui.model_choice import (
@@ -200,7 +200,7 @@ class ModelPicker(QWidget):
         self.rescan_endpoints(self.endpoints.endpoints())
 
     def rescan_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
-        from llamadesk.core.remote_api import list_models as list_remote
+        from llamadesk.core.engines.remote_api import list_models as list_remote
 
         for endpoint in endpoints:
 
@@ -319,7 +319,7 @@ class ModelPicker(QWidget):
         self.info_label.set_full_text(text)
         if info.endpoint:
             tip = [text, info.endpoint, f"Context {info.n_ctx} tokens (as the server says, or as set here)"]
-            from llamadesk.core.remote_api import ACCEPTED, OPENAI_KEYS
+            from llamadesk.core.engines.remote_api import ACCEPTED, OPENAI_KEYS
 
             taken = ACCEPTED.get(info.server_kind, OPENAI_KEYS)
             ignored = [rng.label for name, rng in RANGES.items() if name not in taken]

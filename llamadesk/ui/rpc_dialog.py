@@ -28,7 +28,7 @@ from llamadesk.ui.model_choice import human_size
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
-    from llamadesk.core.engine_api import ModelInfo
+    from llamadesk.core.engines.api import ModelInfo
     from llamadesk.ui.main_window import MainWindow
 
 HOST_COLUMN, MEMORY_COLUMN, STATUS_COLUMN = range(3)

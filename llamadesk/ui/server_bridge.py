@@ -19,7 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from llamadesk.core.conversation.lifecycle import ReplyWriter
-from llamadesk.core.engine_api import Done, GenerationStats, Token
+from llamadesk.core.engines.api import Done, GenerationStats, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.server.backend import Failed, Job
 from llamadesk.server.recording import ServerRecorder

@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
+from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.core.markdown import ANSI_ESCAPE

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, LoadOptions, StreamEvent, Token
+from llamadesk.core.engines.api import Done, LoadOptions, StreamEvent, Token
+from llamadesk.core.engines.local import LlamaCppEngine
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from llamadesk.core.conversation.lifecycle import NEW_TITLE, ReplyWriter, name_new_conversation, status_for, title_for
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, FinishReason, Token
+from llamadesk.core.engines.api import Done, FinishReason, Token
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history import History
 from llamadesk.core.sampling import SamplingParams

@@ -8,7 +8,7 @@ from pathlib import Path
 from llamadesk.core.conversation.lifecycle import ReplyWriter
 from llamadesk.core.conversation.parts import ReasoningClock, answer_of, split_reply
 from llamadesk.core.conversation.turn import Turn, entries_of
-from llamadesk.core.engine_api import Done, FinishReason, GenerationStats
+from llamadesk.core.engines.api import Done, FinishReason, GenerationStats
 from llamadesk.core.history import History
 
 

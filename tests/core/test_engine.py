@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from gguf_factory import write_tiny_llama
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, FinishReason, LoadOptions, Token
+from llamadesk.core.engines.api import Done, FinishReason, LoadOptions, Token
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import GenerationError, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
 from tests.core.conftest import collect

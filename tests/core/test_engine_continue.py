@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, GenerationMode, LoadOptions
+from llamadesk.core.engines.api import Done, GenerationMode, LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import GenerationError
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.templates import BUILTIN_TEMPLATES, CONTINUE_SENTINEL, ChosenTemplate, TemplateRenderer

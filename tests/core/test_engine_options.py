@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from gguf_factory import write_tiny_llama
 
-from llamadesk.core import engine as engine_module
 from llamadesk.core import hardware
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import GPU_LAYERS_AUTO, Done, LoadOptions
+from llamadesk.core.engines import local as engine_module
+from llamadesk.core.engines.api import GPU_LAYERS_AUTO, Done, LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import InvalidSetting, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
 from tests.core.conftest import collect

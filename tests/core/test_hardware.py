@@ -13,7 +13,7 @@ from gguf_factory import write_tiny_llama
 
 from llamadesk.core import fit, hardware
 from llamadesk.core.doctor import GPU_BACKENDS
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engines.api import LoadOptions
 from llamadesk.core.gguf_header import read_header
 
 

@@ -36,7 +36,7 @@ def test_ui_never_imports_llama_cpp_or_sqlite() -> None:
 
 def test_core_and_cli_import_without_loading_qt() -> None:
     code = (
-        "import sys, llamadesk.cli, llamadesk.core.engine, llamadesk.core.history; "
+        "import sys, llamadesk.cli, llamadesk.core.engines.local, llamadesk.core.history; "
         "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions, Message
+from llamadesk.core.engines.api import LoadOptions, Message
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.sampling import SamplingParams
 from tests.core.conftest import collect
 

@@ -48,8 +48,8 @@ def test_a_good_file_is_probed_once(tiny_model: Path) -> None:
 
 
 def test_the_engine_refuses_such_a_file_and_keeps_working(tmp_path: Path, tiny_model: Path) -> None:
-    from llamadesk.core.engine import LlamaCppEngine
-    from llamadesk.core.engine_api import LoadOptions
+    from llamadesk.core.engines.api import LoadOptions
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     engine = LlamaCppEngine()
     try:

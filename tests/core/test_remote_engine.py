@@ -16,10 +16,10 @@ from file_keyring import MemoryKeyring
 from remote_server import GarbageServer, LlamaServer, free_port
 
 from llamadesk.core.endpoints import Endpoint, EndpointError, EndpointStore, check_url, remote_options
-from llamadesk.core.engine_api import Done, FinishReason, StreamEvent, Token
+from llamadesk.core.engines.api import Done, FinishReason, StreamEvent, Token
+from llamadesk.core.engines.remote import RemoteEngine
+from llamadesk.core.engines.remote_api import list_models, sampling_body
 from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
-from llamadesk.core.remote_api import list_models, sampling_body
-from llamadesk.core.remote_engine import RemoteEngine
 from llamadesk.core.sampling import SamplingParams
 
 pytestmark = pytest.mark.usefixtures("no_proxy")

@@ -18,9 +18,9 @@ import pytest
 
 from llamadesk import cli
 from llamadesk.core import rpc
-from llamadesk.core.engine_api import Done, FinishReason, LoadOptions, Token
+from llamadesk.core.engines.api import Done, FinishReason, LoadOptions, Token
+from llamadesk.core.engines.rpc_child import ChildEngine
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError
-from llamadesk.core.rpc_engine import ChildEngine
 from llamadesk.core.sampling import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,8 +228,8 @@ def test_loading_with_a_host_down_names_it(two_servers: tuple[RpcServer, RpcServ
 PLAIN_AFTER_RPC = """
 import json, sys
 from pathlib import Path
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
+from llamadesk.core.engines.api import LoadOptions
 model, a, b = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 engine = LlamaCppEngine()
 first = engine.load(LoadOptions(model, n_ctx=512, n_threads=1, n_gpu_layers=-1, rpc_servers=(a,)))

@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import LoadOptions
+from llamadesk.core.engines.api import LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import ModelLoadError
 from llamadesk.core.history import History
 from llamadesk.core.sampling import SamplingParams

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from gguf_factory import write_tiny_llama
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, LoadOptions
+from llamadesk.core.engines.api import Done, LoadOptions
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import TemplateError
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.templates import BUILTIN_TEMPLATES, ChosenTemplate, TemplateRenderer, choose_template

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llamadesk.core.engine import LlamaCppEngine
-from llamadesk.core.engine_api import Done, Token
+from llamadesk.core.engines.api import Done, Token
+from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import MAX_RECORDS, TokenProb, TopKRecorder, receipt_field, records_from_receipt
 

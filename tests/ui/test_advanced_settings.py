@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QDialogButtonBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core import hardware
-from llamadesk.core.engine import default_threads
-from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO, LoadOptions
+from llamadesk.core.engines.api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO, LoadOptions
+from llamadesk.core.engines.local import default_threads
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.settings import AppSettings, load_settings
 from llamadesk.paths import Paths

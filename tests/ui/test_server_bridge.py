@@ -13,7 +13,7 @@ from file_keyring import MemoryKeyring
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from llamadesk.core.engine_api import Done, Token
+from llamadesk.core.engines.api import Done, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.server import settings as server_settings
 from llamadesk.server.backend import Job

@@ -10,7 +10,7 @@ from PySide6.QtGui import QTextDocument, QWheelEvent
 from PySide6.QtWidgets import QAbstractSlider, QApplication, QLabel, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
-from llamadesk.core.engine_api import ModelInfo
+from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.library import LocalModel
 from llamadesk.core.sampling import PRESETS, RANGES, SEED_HELP, SamplingParams
 from llamadesk.ui.chat.composer import Composer

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QObject, Qt, QThread, Slot
 from pytestqt.qtbot import QtBot
 
-from llamadesk.core.engine_api import FinishReason, GenerationStats, LoadOptions, ModelInfo
+from llamadesk.core.engines.api import FinishReason, GenerationStats, LoadOptions, ModelInfo
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.ui.workers import EngineHost
 

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from llamadesk.core.engine_api import FinishReason
+from llamadesk.core.engines.api import FinishReason
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import Message as StoredMessage

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
-from llamadesk.core.engine_api import Message
+from llamadesk.core.engines.api import Message
 
 DEFAULT_TOKENS_PER_CHAR = 0.35  # until a real count arrives: ~2.9 characters per token errs on the safe side
 MIN_TOKENS_PER_CHAR = 0.15

@@ -30,7 +30,7 @@ from llamadesk.core.conversation.plan import (
     ratio_after_overflow,
     reply_reserve,
 )
-from llamadesk.core.engine_api import Done, FinishReason, Message, StreamEvent, Token
+from llamadesk.core.engines.api import Done, FinishReason, Message, StreamEvent, Token
 from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.sampling import SamplingParams

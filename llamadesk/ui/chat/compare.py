@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core import fit, hardware
-from llamadesk.core.engine_api import GenerationStats, LoadOptions, Message, ModelInfo
+from llamadesk.core.engines.api import GenerationStats, LoadOptions, Message, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.gguf_header import read_header
 from llamadesk.core.library import LocalModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
 from llamadesk.core.conversation.plan import POLICY_LABELS, OverflowPolicy
-from llamadesk.core.engine_api import GenerationStats
+from llamadesk.core.engines.api import GenerationStats
 
 WARN_SHARE = 0.9
 

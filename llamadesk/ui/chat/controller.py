@@ -11,7 +11,7 @@ from PySide6.QtGui import QAction
 
 from llamadesk.core.conversation.plan import OverflowPolicy
 from llamadesk.core.conversation.tree import Tree
-from llamadesk.core.engine_api import GenerationStats, Message
+from llamadesk.core.engines.api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.notebook import menu_named

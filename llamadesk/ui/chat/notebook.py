@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMenu, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from llamadesk.core.engine_api import ModelInfo
+from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.templates import prefers_completion
 

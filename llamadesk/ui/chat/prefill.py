@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction
 
-from llamadesk.core.engine_api import Message
+from llamadesk.core.engines.api import Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.history_actions import menu_named
 

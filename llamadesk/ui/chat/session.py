@@ -11,7 +11,7 @@ from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversa
 from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import OverflowPolicy, Plan
 from llamadesk.core.conversation.turn import Planner, entries_of
-from llamadesk.core.engine_api import FinishReason, GenerationStats, Message
+from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import UNSET

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.engine_api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO, KV_CACHE_TYPES, LoadOptions
+from llamadesk.core.engines.api import GPU_LAYERS_ALL, GPU_LAYERS_AUTO, KV_CACHE_TYPES, LoadOptions
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.settings import FLASH_ATTN, AppSettings
 
@@ -99,7 +99,7 @@ class AdvancedModelBox(QGroupBox):
         self.threads_spin.setAccessibleName("CPU threads")
         import psutil  # the dialog's imports wait until it opens: the window's start-up stays lean
 
-        from llamadesk.core.engine import default_threads
+        from llamadesk.core.engines.local import default_threads
 
         self.threads_spin.setRange(0, max(64, 2 * (psutil.cpu_count(logical=True) or 1)))
         self.threads_spin.setSpecialValueText(f"Default ({default_threads()})")

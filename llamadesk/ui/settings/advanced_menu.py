@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QMessageBox, QPushButton
 
-from llamadesk.core.engine_api import GPU_LAYERS_AUTO, LoadOptions
+from llamadesk.core.engines.api import GPU_LAYERS_AUTO, LoadOptions
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.settings import FLASH_ATTN
 from llamadesk.ui.history_actions import menu_named

@@ -13,7 +13,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from llamadesk.core import priority
-from llamadesk.core.engine_api import Done, Engine, LoadOptions, Message, Token
+from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, Token
+from llamadesk.core.engines.choice import engine_kind, make_engine
 from llamadesk.core.errors import GenerationError, LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
 
@@ -26,29 +27,7 @@ SHUTDOWN_WAIT_MS = 60_000
 EngineFactory = Callable[[], Engine]
 
 
-def engine_kind(options: LoadOptions) -> str:
-    """Which engine a load needs: "remote" (a model an endpoint serves), "rpc" (a local file split over llama.cpp
-    RPC hosts, run in a child process) or "local" (the in-process llama.cpp engine)."""
-    from llamadesk.core.endpoints import RemoteOptions
-
-    if isinstance(options, RemoteOptions):
-        return "remote"
-    return "rpc" if getattr(options, "rpc_servers", ()) else "local"
-
-
-def default_engine_factory(kind: str = "local") -> Engine:
-    """The engine of a kind (see `engine_kind`); imported here so that the import happens in the worker thread."""
-    if kind == "remote":
-        from llamadesk.core.remote_engine import RemoteEngine
-
-        return RemoteEngine()
-    if kind == "rpc":
-        from llamadesk.core.rpc_engine import ChildEngine
-
-        return ChildEngine()
-    from llamadesk.core.engine import LlamaCppEngine
-
-    return LlamaCppEngine()
+default_engine_factory = make_engine  # the worker's factory unless a test gives its own
 
 
 class EngineWorker(QObject):

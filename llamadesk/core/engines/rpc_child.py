@@ -4,7 +4,6 @@ llama.cpp's RPC client calls abort() when a host does not answer or drops the co
 ("Remote RPC server crashed or returned malformed response"): the whole process dies, with no exception to catch.
 `ChildEngine` runs the in-process `LlamaCppEngine` in a child process (multiprocessing, spawn) and speaks to it over
 a pipe; when the child dies, the caller gets one sentence naming the host that stopped answering, and the app lives.
-`AutoEngine` is the engine the app uses: in-process for local models, a ChildEngine for loads with rpc_servers.
 
 The pipe carries (command, args) to the child and ("progress" | "event" | "result" | "error", ...) back. Stop
 crosses as a multiprocessing Event the child's engine checks between tokens and inside llama_decode.
@@ -22,7 +21,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
 from llamadesk.core import rpc
-from llamadesk.core.engine_api import (
+from llamadesk.core.engines.api import (
+    Capabilities,
     Done,
     FinishReason,
     GenerationStats,
@@ -67,7 +67,7 @@ def _child_main(conn: Connection, cancel: Any, load_cancel: Any, log_level: int)
     """The child's loop: one command at a time, answers on the same pipe. Ends on "close" or a closed pipe.
     `cancel` is a multiprocessing Event: it has the is_set() the engine calls on its threading.Event."""
     os.environ["GGML_NO_BACKTRACE"] = "1"  # an abort() ends the child at once, without attaching gdb for a backtrace
-    from llamadesk.core.engine import LlamaCppEngine
+    from llamadesk.core.engines.local import LlamaCppEngine
 
     lock = threading.Lock()
     root = logging.getLogger()
@@ -145,8 +145,8 @@ class ChildEngine:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
-    def capabilities(self) -> dict[str, Any]:
-        caps: dict[str, Any] = {"kind": "llama.cpp over RPC (child process)", "streaming": True, "rpc": True}
+    def capabilities(self) -> Capabilities:
+        caps: Capabilities = {"kind": "llama.cpp over RPC (child process)", "streaming": True, "rpc": True}
         if self._conn is not None:
             with contextlib.suppress(LlamaDeskError):
                 caps = {**self._call("capabilities"), **caps}
@@ -323,53 +323,3 @@ class ChildEngine:
                         pass
                 except _ChildDied:
                     self._forget_child()
-
-
-class AutoEngine:
-    """The app's engine: the in-process LlamaCppEngine for local models, a ChildEngine for models split over RPC
-    hosts (chosen per load by LoadOptions.rpc_servers). Only one of them holds a model at a time."""
-
-    def __init__(self) -> None:
-        from llamadesk.core.engine import LlamaCppEngine
-
-        self._local: Any = LlamaCppEngine()
-        self._child: ChildEngine | None = None
-        self._active: Any = self._local
-
-    @property
-    def info(self) -> ModelInfo | None:
-        info: ModelInfo | None = self._active.info
-        return info
-
-    def capabilities(self) -> dict[str, Any]:
-        caps: dict[str, Any] = self._active.capabilities()
-        return caps
-
-    def load(self, options: LoadOptions, progress: LoadProgress | None = None) -> ModelInfo:
-        if options.rpc_servers:
-            self._local.unload()
-            self._child = self._child or ChildEngine()
-            self._active = self._child
-        else:
-            if self._child is not None:
-                self._child.close()
-            self._active = self._local
-        info: ModelInfo = self._active.load(options, progress)
-        return info
-
-    def unload(self) -> None:
-        self._active.unload()
-
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return int(self._active.count_tokens(messages))
-
-    def stream(
-        self, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event | None = None, **kwargs: Any
-    ) -> Iterator[StreamEvent]:
-        events: Iterator[StreamEvent] = self._active.stream(messages, params, cancel, **kwargs)
-        return events
-
-    def close(self) -> None:
-        self._local.close()
-        if self._child is not None:
-            self._child.close()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from llamadesk.core.errors import InvalidSetting
 from llamadesk.core.sampling import SamplingParams
@@ -156,6 +156,23 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 LoadProgress = Callable[[float], bool]  # receives 0..1; return False to cancel the load
 
 
+class Capabilities(TypedDict, total=False):
+    """What an engine can do, as `capabilities()` tells it (the About dialog and the receipts show it too)."""
+
+    kind: str  # in words: "llama.cpp in-process", "remote", "llama.cpp over RPC (child process)"
+    streaming: bool
+    stop_during_prompt: bool  # Stop interrupts the prompt's evaluation, not only between tokens
+    modes: list[str]  # GenerationMode values stream(mode=…) takes; chat only when missing
+    token_probs: bool  # stream(token_probs=True) records each token's probability and alternatives
+    prefill: bool  # prefill() reads a prompt ahead into the cache
+    gpu_offload: bool  # a GPU device can take layers
+    llama_cpp_python: str  # the in-process engine's library version
+    rpc: bool  # the model is split over RPC hosts
+    server_kind: str  # remote: which server (llama.cpp, vLLM, Ollama, …)
+    endpoint: str  # remote: its address
+    sampling: list[str]  # remote: the sampling values that server takes
+
+
 class Engine(Protocol):
     """load / stream / stop / stats / capabilities. One thread owns an engine for its whole life;
     only `request_stop`-style cancellation (a threading.Event) crosses threads.
@@ -166,7 +183,7 @@ class Engine(Protocol):
     @property
     def info(self) -> ModelInfo | None: ...
 
-    def capabilities(self) -> dict[str, Any]: ...
+    def capabilities(self) -> Capabilities: ...
 
     def load(self, options: LoadOptions, progress: LoadProgress | None = None) -> ModelInfo: ...
 

@@ -18,9 +18,10 @@ import psutil
 
 from llamadesk import __version__
 from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc
-from llamadesk.core.engine_api import (
+from llamadesk.core.engines.api import (
     GPU_LAYERS_ALL,
     GPU_LAYERS_AUTO,
+    Capabilities,
     Done,
     GenerationMode,
     GenerationStats,
@@ -30,7 +31,7 @@ from llamadesk.core.engine_api import (
     ModelInfo,
     StreamEvent,
 )
-from llamadesk.core.engine_load import (
+from llamadesk.core.engines.local_load import (
     GGML_TYPES,
     LoadFailed,
     ParamsHook,
@@ -38,7 +39,7 @@ from llamadesk.core.engine_load import (
     load_failure_sentence,
     register_rpc,
 )
-from llamadesk.core.engine_stream import Outcome, common_prefix, stream_tokens
+from llamadesk.core.engines.local_stream import Outcome, common_prefix, stream_tokens
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
@@ -72,7 +73,7 @@ class LlamaCppEngine:
     def info(self) -> ModelInfo | None:
         return self._info
 
-    def capabilities(self) -> dict[str, Any]:
+    def capabilities(self) -> Capabilities:
         import llama_cpp
 
         return {

@@ -16,7 +16,8 @@ import httpx2
 
 from llamadesk import __version__
 from llamadesk.core.endpoints import Endpoint, RemoteOptions
-from llamadesk.core.engine_api import (
+from llamadesk.core.engines.api import (
+    Capabilities,
     Done,
     FinishReason,
     GenerationStats,
@@ -27,8 +28,7 @@ from llamadesk.core.engine_api import (
     StreamEvent,
     Token,
 )
-from llamadesk.core.remote import make_client
-from llamadesk.core.remote_api import (
+from llamadesk.core.engines.remote_api import (
     ACCEPTED,
     LIST_TIMEOUT_S,
     OPENAI_KEYS,
@@ -45,6 +45,7 @@ from llamadesk.core.remote_api import (
     sampling_body,
     transport_error,
 )
+from llamadesk.core.remote import make_client
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.socket_stop import StopWatcher
 
@@ -68,7 +69,7 @@ class RemoteEngine:
     def info(self) -> ModelInfo | None:
         return self._info
 
-    def capabilities(self) -> dict[str, Any]:
+    def capabilities(self) -> Capabilities:
         return {
             "kind": "remote",
             "server_kind": self._kind,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llamadesk.core import llama_log
-from llamadesk.core.engine_api import FinishReason, Token
+from llamadesk.core.engines.api import FinishReason, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, TopKRecorder
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from llamadesk.core import llama_log, rpc
-from llamadesk.core.engine_api import LoadOptions, LoadProgress
+from llamadesk.core.engines.api import LoadOptions, LoadProgress
 from llamadesk.core.errors import ModelLoadError
 
-log = logging.getLogger("llamadesk.core.engine")  # the engine's log: these lines were always its own
+log = logging.getLogger("llamadesk.core.engines.local")  # the engine's log: these lines were always its own
 
 
 class ParamsHook:
@@ -102,7 +102,7 @@ def llama_log_lines(lines: list[str], down_to: int) -> Iterator[None]:
 
 def register_rpc(hosts: Sequence[str]) -> None:
     """Makes the RPC hosts' devices known to llama.cpp (core/rpc.py); a host that does not answer is one sentence.
-    llama.cpp abort()s the process when a host goes away later: core/rpc_engine.py loads RPC models in a child."""
+    llama.cpp abort()s the process when a host goes away later: engines/rpc_child.py loads RPC models in a child."""
     if hosts:
         try:
             rpc.register(hosts)
