@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from llamadesk.paths import Paths
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
@@ -170,7 +171,6 @@ class AboutAction(QObject):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
-        from llamadesk.ui.history_actions import menu_named
 
         self.window = window
         self.dialog: AboutDialog | None = None
@@ -179,7 +179,7 @@ class AboutAction(QObject):
         self.action.setMenuRole(QAction.MenuRole.AboutRole)
         self.action.setStatusTip("Versions, llama.cpp backends, devices, memory and folders")
         self.action.triggered.connect(self.open)
-        menu_named(window, "&Help").addAction(self.action)
+        window.menus[MenuId.HELP].addAction(self.action)
 
     def open(self) -> AboutDialog:
         if self.dialog is None:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core.endpoints import SERVER_KINDS, Endpoint, EndpointStore, check_url
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
@@ -281,7 +282,6 @@ class EndpointsAction(QObject):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
-        from llamadesk.ui.history_actions import menu_named
 
         self.window = window
         self.dialog: EndpointsDialog | None = None
@@ -289,7 +289,7 @@ class EndpointsAction(QObject):
         self.action.setObjectName("endpointsAction")
         self.action.setStatusTip("Add remote OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio, …)")
         self.action.triggered.connect(self.open)
-        menu = menu_named(window, "&File")
+        menu = window.menus[MenuId.FILE]
         actions = menu.actions()
         if len(actions) > 2:
             menu.insertAction(actions[2], self.action)  # after New chat and Models…

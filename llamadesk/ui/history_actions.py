@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QAction, QDesktopServices
-from PySide6.QtWidgets import QMenu
 
 from llamadesk.ui.export_dialog import HistoryTransfer
+from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.title_suggester import TitleSuggester
 from llamadesk.ui.workers import BackgroundQueries
 
@@ -16,16 +16,6 @@ if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
 
 ASKING = "Asking the model for a title… (the conversation's menu can stop it)"
-
-
-def menu_named(window: MainWindow, title: str) -> QMenu:
-    """The menu bar's menu called `title` ("&Help" and "Help" are the same), made at the end if missing."""
-    plain = title.replace("&", "")
-    for action in window.menuBar().actions():
-        menu = action.menu()
-        if isinstance(menu, QMenu) and action.text().replace("&", "") == plain:
-            return menu
-    return window.menuBar().addMenu(title)
 
 
 class HistoryActions(QObject):
@@ -43,7 +33,7 @@ class HistoryActions(QObject):
         self.import_action.setStatusTip("Add the conversations of a LlamaDesk JSON export")
         self.log_folder_action = QAction("Open log folder", window)
         self.log_folder_action.setStatusTip("Show LlamaDesk's log files (to attach to a bug report)")
-        file_menu = menu_named(window, "&File")
+        file_menu = window.menus[MenuId.FILE]
         existing = file_menu.actions()
         quit_at = next((a for a in existing if a is window.quit_action), None)
         if quit_at is not None:  # before the separator above Quit
@@ -52,7 +42,7 @@ class HistoryActions(QObject):
             file_menu.insertActions(before, [self.export_action, self.import_action])
         else:
             file_menu.addActions([self.export_action, self.import_action])
-        menu_named(window, "&Help").addAction(self.log_folder_action)
+        window.menus[MenuId.HELP].addAction(self.log_folder_action)
 
         self.export_action.triggered.connect(self.transfer.export)
         self.import_action.triggered.connect(self.transfer.import_conversations)

@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
         self.window_actions = build_menus(self, self.toggle_settings_action)
+        self.menus = self.window_actions.menus  # by MenuId: where features add their actions
         self.new_chat_action, self.quit_action = self.window_actions.new_chat, self.window_actions.quit
         self.stop_shortcut = self.window_actions.stop
 

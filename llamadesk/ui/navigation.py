@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMenu
+from PySide6.QtWidgets import QDockWidget
 
 from llamadesk.ui.find_bar import FindBar
 from llamadesk.ui.history_actions import HistoryActions
 from llamadesk.ui.search_panel import SearchPanel
 from llamadesk.ui.search_worker import history_queries
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
@@ -46,15 +47,13 @@ class Navigation(QObject):
         self.search_action = self._action("Search all conversations…", "Ctrl+Shift+F", self.show_search)
         self.models_action = self._action("Models…", "Ctrl+M", self.show_model_manager)
         self.models_action.setStatusTip("Find, download and manage models (Ctrl+M)")
-        menus = {a.text().replace("&", ""): m for a in window.menuBar().actions() if isinstance(m := a.menu(), QMenu)}
-        if (file_menu := menus.get("File")) is not None:
-            existing = file_menu.actions()
-            if len(existing) > 1:
-                file_menu.insertAction(existing[1], self.models_action)  # after "New chat"
-            else:
-                file_menu.addAction(self.models_action)
-        if (edit_menu := menus.get("Edit")) is not None:
-            edit_menu.addAction(self.search_action)
+        file_menu = window.menus[MenuId.FILE]
+        existing = file_menu.actions()
+        if len(existing) > 1:
+            file_menu.insertAction(existing[1], self.models_action)  # after "New chat"
+        else:
+            file_menu.addAction(self.models_action)
+        window.menus[MenuId.EDIT].addAction(self.search_action)
 
         window.sidebar.searchRequested.connect(self.show_search)
         window.find_requested.connect(lambda: self.find_bar.open_find())

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core import rpc
 from llamadesk.ui.model_choice import human_size
+from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
@@ -311,7 +312,6 @@ class RpcHostsAction(QObject):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
-        from llamadesk.ui.history_actions import menu_named
 
         self.window = window
         self.dialog: RpcHostsDialog | None = None
@@ -320,7 +320,7 @@ class RpcHostsAction(QObject):
         self.action.setStatusTip("Machines running llama.cpp's rpc-server that a model can be split over")
         self.action.setToolTip(self.action.statusTip())
         self.action.triggered.connect(self.open)
-        menu = menu_named(window, "&File")
+        menu = window.menus[MenuId.FILE]
         actions = menu.actions()
         after = next((i for i, a in enumerate(actions) if a.objectName() == "endpointsAction"), -1)
         if 0 <= after < len(actions) - 1:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import QMainWindow
+from PySide6.QtWidgets import QMainWindow, QMenu
+
+
+class MenuId(str, Enum):
+    """The menu bar's menus, addressed by id: features add their actions to `window.menus[MenuId.VIEW]`."""
+
+    FILE = "&File"
+    EDIT = "&Edit"
+    CHAT = "&Chat"
+    VIEW = "&View"
+    HELP = "&Help"
 
 
 @dataclass
@@ -24,6 +35,7 @@ class WindowActions:
     smaller_text: QAction
     default_text: QAction
     stop: QShortcut
+    menus: dict[MenuId, QMenu] = field(default_factory=dict)  # every menu of the bar, made here in this order
 
 
 def _action(window: QMainWindow, text: str, keys: QKeySequence | QKeySequence.StandardKey | str, tip: str) -> QAction:
@@ -52,16 +64,15 @@ def build_menus(window: QMainWindow, settings_toggle: QAction) -> WindowActions:
     )
     actions.larger_text.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
     bar = window.menuBar()
-    file_menu = bar.addMenu("&File")
+    actions.menus = {menu_id: bar.addMenu(menu_id.value) for menu_id in MenuId}
+    file_menu = actions.menus[MenuId.FILE]
     file_menu.addAction(actions.new_chat)
     file_menu.addSeparator()
     file_menu.addAction(actions.quit)
-    edit_menu = bar.addMenu("&Edit")
-    edit_menu.addAction(actions.find)
-    chat_menu = bar.addMenu("&Chat")
+    actions.menus[MenuId.EDIT].addAction(actions.find)
     for action in (actions.regenerate, actions.branches, actions.compare, actions.focus_composer):
-        chat_menu.addAction(action)
-    view_menu = bar.addMenu("&View")
+        actions.menus[MenuId.CHAT].addAction(action)
+    view_menu = actions.menus[MenuId.VIEW]
     view_menu.addAction(settings_toggle)
     view_menu.addSeparator()
     for action in (actions.larger_text, actions.smaller_text, actions.default_text):

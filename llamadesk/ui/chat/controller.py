@@ -14,9 +14,9 @@ from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.engines.api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
-from llamadesk.ui.chat.notebook import menu_named
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.chat.compare import CompareDialog
@@ -47,9 +47,7 @@ class ChatController(QObject):
         self.probs_action.setCheckable(True)
         self.probs_action.setStatusTip("Keep each token's probability and alternatives; hover a reply to see them")
         self.probs_action.toggled.connect(self.set_record_probs)
-        menu = menu_named(window, "&View")
-        if menu is not None:
-            menu.addAction(self.probs_action)
+        window.menus[MenuId.VIEW].addAction(self.probs_action)
 
     def set_record_probs(self, on: bool) -> None:
         """Off by default: recording costs a little speed (bench: token_probs)."""

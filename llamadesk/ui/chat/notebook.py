@@ -13,26 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QTextCursor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMenu, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.templates import prefers_completion
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
 
 NOTEBOOK = "notebook"
 MODE_KEY = "mode"  # in a conversation's sampling JSON
-
-
-def menu_named(window: QMainWindow, title: str) -> QMenu | None:
-    """One of the window's menus by its title ("&Chat"), to add an action to it without rebuilding the bar."""
-    for action in window.menuBar().actions():
-        if action.text().replace("&", "") == title.replace("&", "") and action.menu() is not None:
-            menu = action.menu()
-            return menu if isinstance(menu, QMenu) else None
-    return None
 
 
 class NotebookPanel(QWidget):
@@ -111,11 +103,7 @@ class NotebookController(QObject):
         self.action.setShortcut("Ctrl+Shift+N")
         self.action.setStatusTip("Write a text the model continues, instead of chatting (for base models)")
         self.action.toggled.connect(self.set_notebook)
-        menu = menu_named(window, "&Chat")
-        if menu is not None:
-            menu.addAction(self.action)
-        else:
-            window.addAction(self.action)
+        window.menus[MenuId.CHAT].addAction(self.action)
         self.panel.generateRequested.connect(self.generate)
         self.panel.continueRequested.connect(self.continue_text)
         self.panel.stopRequested.connect(window.stop_generation)

@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction
 
 from llamadesk.core.engines.api import Message
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.ui.history_actions import menu_named
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
@@ -52,7 +52,7 @@ class PromptPrefill(QObject):
         )
         self.action.setChecked(window.prefs.prefill_while_typing)
         self.action.toggled.connect(self._on_toggled)
-        menu_named(window, "&Chat").addAction(self.action)
+        window.menus[MenuId.CHAT].addAction(self.action)
         window.composer.edit.textChanged.connect(self.schedule)
         window.notebook.panel.editor.textChanged.connect(self.schedule)
         window.host.worker.prefilled.connect(self.prepared)  # queued: the worker lives in the engine thread

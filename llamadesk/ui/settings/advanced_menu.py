@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QMessageBox, QPushButton
 from llamadesk.core.engines.api import GPU_LAYERS_AUTO, LoadOptions
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.settings import FLASH_ATTN
-from llamadesk.ui.history_actions import menu_named
 from llamadesk.ui.settings.advanced import FIELDS, AdvancedSettingsDialog, Preview
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.core.gguf_header import GGUFHeader
@@ -40,7 +40,7 @@ class AdvancedSettings(QObject):
         self.action.setToolTip(tip)
         self.action.setStatusTip(tip)
         self.action.triggered.connect(self.open)
-        view_menu = menu_named(window, "&View")
+        view_menu = window.menus[MenuId.VIEW]
         first = view_menu.actions()
         if len(first) > 1:
             view_menu.insertAction(first[1], self.action)  # after the settings panel's toggle

@@ -32,8 +32,8 @@ from llamadesk.server import settings as server_settings
 from llamadesk.server.recording import ServerRecorder
 from llamadesk.server.runner import DEFAULT_HOST, ServerRunner
 from llamadesk.server.settings import ServerSettings
-from llamadesk.ui.history_actions import menu_named
 from llamadesk.ui.server_bridge import ServerBridge
+from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.ui.main_window import MainWindow
@@ -147,7 +147,7 @@ class ServerControl(QObject):
         self.action.setObjectName("serverAction")
         self.action.setToolTip("Serve the loaded model over an OpenAI-compatible API")
         self.action.triggered.connect(self.open)
-        menu_named(window, "&View").addAction(self.action)
+        window.menus[MenuId.VIEW].addAction(self.action)
         self.dialog: ServerDialog | None = None
         window.picker.modelLoaded.connect(lambda _m, info: self._on_model(info.file_name))
         window.picker.modelUnloaded.connect(lambda: self._on_model(None))
