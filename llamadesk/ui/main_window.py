@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(self.chat_model)
         self.composer = Composer()
         self.sidebar = Sidebar(history=self.history)  # reads its pages lazily; pin, rename and trash itself
-        self.picker = ModelPicker(self.host, self.paths.models, self._load_options)
+        self.picker = ModelPicker(self.host, self.paths.models, self.load_options)
         self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
         chat = QWidget()
@@ -206,7 +206,7 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, title, message)
 
     # --- models ----------------------------------------------------------------------------------------------------
-    def _load_options(self, model: LocalModel) -> LoadOptions:
+    def load_options(self, model: LocalModel) -> LoadOptions:
         s = self.settings
         return LoadOptions(
             path=model.path,
@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{title} — LlamaDesk" if title else "LlamaDesk")
 
     def select_conversation(self, cid: int | None) -> None:
-        self._save_conversation_settings()
+        self.save_conversation_settings()
         self.current_cid = cid
         if cid is not None:
             try:
@@ -301,7 +301,7 @@ class MainWindow(QMainWindow):
         if self.current_cid is not None and self.chat_model.rowCount() == 0:
             self.composer.edit.setFocus()
             return
-        self._save_conversation_settings()
+        self.save_conversation_settings()
         try:
             conv = self.history.create_conversation(
                 NEW_TITLE,
@@ -325,7 +325,12 @@ class MainWindow(QMainWindow):
             self.current_cid = None
             self.select_conversation(self.sidebar.current_id())
 
-    def _ensure_conversation(self) -> int:
+    @property
+    def closed(self) -> bool:
+        """The window was closed (shut down): nothing may be sent to its engine any more."""
+        return self._closed
+
+    def ensure_conversation(self) -> int:
         if self.current_cid is None:
             self.new_chat()
         if self.current_cid is None:
@@ -356,7 +361,7 @@ class MainWindow(QMainWindow):
         self.appearance.set_font_size(points)
 
     # --- settings ----------------------------------------------------------------------------------------------
-    def _save_conversation_settings(self) -> None:
+    def save_conversation_settings(self) -> None:
         self.keeper.save_conversation_settings()
 
     def save_settings(self) -> None:
@@ -378,7 +383,7 @@ class MainWindow(QMainWindow):
         # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
         self.session.abandon_all()
-        self._save_conversation_settings()
+        self.save_conversation_settings()
         self.save_settings()
         self.prefs.sync()
         self.theme.restore()

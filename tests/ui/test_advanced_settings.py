@@ -152,7 +152,7 @@ def test_settings_are_stored_and_reach_the_next_load(
     assert {k: getattr(stored, k) for k in values} == values
     model = window.picker.current_model()
     assert model is not None
-    options = window._load_options(model)
+    options = window.load_options(model)
     assert (options.n_threads, options.n_gpu_layers, options.flash_attn, options.type_k, options.type_v) == (
         2, 7, True, "q8_0", "q8_0")  # fmt: skip
     assert (options.use_mmap, options.use_mlock) == (False, True)

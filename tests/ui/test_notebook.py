@@ -88,7 +88,7 @@ def test_a_base_model_opens_a_notebook_that_generates_continues_and_is_saved(
     assert latest[2].content == edited and latest[3].parent_id == latest[2].id
 
     window.panel.rows["max_tokens"].spin.setValue(7)  # the settings are saved with the mode kept
-    window._save_conversation_settings()
+    window.save_conversation_settings()
     window.new_chat()
     window.select_conversation(cid)
     assert notebook.active and editor.toPlainText() == latest[2].content + latest[3].content

@@ -58,7 +58,7 @@ class ChatController(QObject):
     # --- state ---------------------------------------------------------------------------------------------
     def _ready(self) -> bool:
         w = self.w
-        return w.model_info is not None and not w.is_loading and not w.is_generating and not w._closed
+        return w.model_info is not None and not w.is_loading and not w.is_generating and not w.closed
 
     def _model_name(self) -> str:
         w = self.w
@@ -79,12 +79,12 @@ class ChatController(QObject):
             return
         editing = w.composer.editing_id
         try:
-            cid = w._ensure_conversation()
+            cid = w.ensure_conversation()
             parent = w.history.get_message(editing).parent_id if editing is not None else None
         except LlamaDeskError as exc:
             w.warn("Message not sent", str(exc))
             return
-        w._save_conversation_settings()
+        w.save_conversation_settings()
         kwargs = {"parent_id": parent} if editing is not None else {}
         if w.session.start(cid, text, w.panel.params(), w.panel.system_prompt(), self._model_name(), **kwargs):
             w.composer.clear()
@@ -103,7 +103,7 @@ class ChatController(QObject):
         mid = message_id if message_id is not None else self.last_reply_id()
         if mid is None or w.current_cid is None or not self._ready():
             return
-        w._save_conversation_settings()
+        w.save_conversation_settings()
         if w.session.regenerate(w.current_cid, mid, w.panel.params(), w.panel.system_prompt()):
             self._after_start()
 
@@ -235,7 +235,7 @@ class ChatController(QObject):
             w.host, plan.messages, params, presets,
             renderer if isinstance(renderer, MessageRenderer) else MessageRenderer(), w,
             models=w.picker.models(), current=w.model_info.path if w.model_info else None,
-            load_options=w._load_options,
+            load_options=w.load_options,
         )  # fmt: skip
         if self.compare_dialog is not None:
             self.compare_dialog.close()
@@ -252,7 +252,7 @@ class ChatController(QObject):
     def refresh_context(self) -> None:
         w = self.w
         w.prefill.schedule()  # the context changed: the next reply's prompt can be read ahead
-        if w.model_info is None or w._closed:
+        if w.model_info is None or w.closed:
             w.context_meter.clear()
             return
         w.session.n_ctx = w.model_info.n_ctx

@@ -206,13 +206,13 @@ class NotebookController(QObject):
         if not text.strip() or w.model_info is None or w.is_generating or w.is_loading:
             return
         try:
-            cid = w._ensure_conversation()
+            cid = w.ensure_conversation()
         except LlamaDeskError as exc:
             w.warn("Text not sent", str(exc))
             return
         if not self.is_notebook(cid):
             self.set_notebook(True)
-        w._save_conversation_settings()
+        w.save_conversation_settings()
         model = w.loaded_model.name if w.loaded_model is not None else w.model_info.file_name
         if w.session.complete(cid, text, w.panel.params(), model):
             self.document = text

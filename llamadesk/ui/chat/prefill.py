@@ -70,7 +70,7 @@ class PromptPrefill(QObject):
 
     def schedule(self) -> None:
         """Prepares the prompt after the next pause (the composer changed, a conversation opened, a reply ended)."""
-        if self.enabled and not self.w._closed:
+        if self.enabled and not self.w.closed:
             self._timer.start()
 
     def prompt(self) -> list[Message] | None:
@@ -93,7 +93,7 @@ class PromptPrefill(QObject):
         """A local model loaded and nothing running: a remote server's cache is not ours to fill."""
         w = self.w
         loaded = w.picker.loaded_choice
-        if w.model_info is None or w.is_loading or w.is_generating or w._closed:
+        if w.model_info is None or w.is_loading or w.is_generating or w.closed:
             return False
         return loaded is None or loaded.kind == "local"
 
