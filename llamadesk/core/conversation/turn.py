@@ -245,7 +245,7 @@ class Turn:
         error and is raised again; a history that cannot be written is kept in `writer.unsaved`."""
         done: Done | None = None
         options = {} if self.mode == "chat" else {"mode": self.mode}  # engines without modes take no keyword
-        while done is None:
+        while True:
             try:
                 for event in stream(self.messages, params, cancel, **options):
                     if isinstance(event, Token):
@@ -254,13 +254,14 @@ class Turn:
                         self.append(event.text)
                     else:
                         done = event
+                break
             except LlamaDeskError as exc:
                 if self.refit(str(exc)):
                     continue  # asked again with more turns left out
                 with contextlib.suppress(HistoryError):  # one sentence: the generation's; the history's would be second
                     self.fail(str(exc))
                 raise
-        assert done is not None, "a stream ends with Done"
+        assert done is not None, "every engine's stream ends with Done"
         try:
             self.finish(done)
         except HistoryError as exc:
