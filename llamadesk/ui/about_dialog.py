@@ -7,17 +7,13 @@ import html
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMenu, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from llamadesk.paths import Paths
-from llamadesk.ui.shortcuts import MenuId
-
-if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -167,23 +163,23 @@ class AboutDialog(QDialog):
 
 
 class AboutAction(QObject):
-    """Help → About LlamaDesk / System… in one MainWindow (the Help menu is shared with other actions)."""
+    """Help → About LlamaDesk / System… (the Help menu is shared with other actions); the dialog belongs to `parent`."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, parent: QWidget, help_menu: QMenu, paths: Paths) -> None:
+        super().__init__(parent)
 
-        self.window = window
+        self.parent_widget, self.paths = parent, paths
         self.dialog: AboutDialog | None = None
-        self.action = QAction("About LlamaDesk / System…", window)
+        self.action = QAction("About LlamaDesk / System…", parent)
         self.action.setObjectName("aboutAction")
         self.action.setMenuRole(QAction.MenuRole.AboutRole)
         self.action.setStatusTip("Versions, llama.cpp backends, devices, memory and folders")
         self.action.triggered.connect(self.open)
-        window.menus[MenuId.HELP].addAction(self.action)
+        help_menu.addAction(self.action)
 
     def open(self) -> AboutDialog:
         if self.dialog is None:
-            self.dialog = AboutDialog(self.window.paths, self.window)
+            self.dialog = AboutDialog(self.paths, self.parent_widget)
             self.dialog.finished.connect(self._forget)
         self.dialog.show()
         self.dialog.raise_()

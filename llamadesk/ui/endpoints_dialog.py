@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
@@ -24,12 +25,11 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core.endpoints import SERVER_KINDS, Endpoint, EndpointStore, check_url
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
     from llamadesk.core.engines.remote_api import Listing
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.ui.model_picker import ModelPicker
 
 KIND_LABELS = {"auto": "Ask the server", "openai": "OpenAI (standard keys only)", "llama.cpp": "llama.cpp server",
                "llama-cpp-python": "llama-cpp-python server", "vllm": "vLLM", "ollama": "Ollama",
@@ -278,28 +278,27 @@ class EndpointsDialog(QDialog):
 
 
 class EndpointsAction(QObject):
-    """File → Endpoints… in one MainWindow; the dialog shares the picker's background runner and store."""
+    """File → Endpoints…; the dialog shares the picker's background runner and store, and belongs to `parent`."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, parent: QWidget, file_menu: QMenu, picker: ModelPicker) -> None:
+        super().__init__(parent)
 
-        self.window = window
+        self.parent_widget, self.picker = parent, picker
         self.dialog: EndpointsDialog | None = None
-        self.action = QAction("Endpoints…", window)
+        self.action = QAction("Endpoints…", parent)
         self.action.setObjectName("endpointsAction")
         self.action.setStatusTip("Add remote OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio, …)")
         self.action.triggered.connect(self.open)
-        menu = window.menus[MenuId.FILE]
-        actions = menu.actions()
+        actions = file_menu.actions()
         if len(actions) > 2:
-            menu.insertAction(actions[2], self.action)  # after New chat and Models…
+            file_menu.insertAction(actions[2], self.action)  # after New chat and Models…
         else:
-            menu.addAction(self.action)
+            file_menu.addAction(self.action)
 
     def open(self) -> EndpointsDialog:
         if self.dialog is None:
-            picker = self.window.picker
-            self.dialog = EndpointsDialog(picker.endpoints, picker.runner, self.window)
+            picker = self.picker
+            self.dialog = EndpointsDialog(picker.endpoints, picker.runner, self.parent_widget)
             self.dialog.endpointsChanged.connect(picker.refresh)
         self.dialog.show()
         self.dialog.raise_()

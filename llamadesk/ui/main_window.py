@@ -43,7 +43,7 @@ from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.settings.server_page import ServerControl
-from llamadesk.ui.shortcuts import build_menus
+from llamadesk.ui.shortcuts import MenuId, build_menus
 from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.theme import ThemeManager, UiPrefs
 from llamadesk.ui.workers import EngineFactory, EngineHost
@@ -132,9 +132,10 @@ class MainWindow(QMainWindow):
         self.navigation = Navigation(self)
         self.advanced_settings = AdvancedSettings(self)  # View → Advanced model settings…, panel button
         self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
-        self.about = AboutAction(self)  # Help → About LlamaDesk / System…
-        self.endpoints = EndpointsAction(self)  # File → Endpoints…: remote servers listed in the model picker
-        self.rpc_hosts = RpcHostsAction(self)  # File → RPC hosts…: rpc-server hosts, their memory, the split
+        self.about = AboutAction(self, self.menus[MenuId.HELP], self.paths)  # Help → About LlamaDesk / System…
+        # File → Endpoints… (remote servers listed in the model picker), RPC hosts… (their memory, the split)
+        self.endpoints = EndpointsAction(self, self.menus[MenuId.FILE], self.picker)
+        self.rpc_hosts = RpcHostsAction(self, self.menus[MenuId.FILE], self.picker)
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
         self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
         self.file_drop = FileDrop(self)  # dropped files: a .gguf is loaded, a .json imported, text joins the message

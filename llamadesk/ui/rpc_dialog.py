@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -25,12 +26,11 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core import rpc
 from llamadesk.ui.model_choice import human_size
-from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
     from llamadesk.core.engines.api import ModelInfo
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.ui.model_picker import ModelPicker
 
 HOST_COLUMN, MEMORY_COLUMN, STATUS_COLUMN = range(3)
 ANSWERS = "answers"
@@ -307,36 +307,35 @@ class RpcHostsDialog(QDialog):
 
 
 class RpcHostsAction(QObject):
-    """File → RPC hosts… in one MainWindow, after Endpoints…; the dialog shares the picker's background runner,
-    and each change of the list refreshes the picker (its "RPC cluster" entries)."""
+    """File → RPC hosts…, after Endpoints…; the dialog shares the picker's background runner, and each change of
+    the list refreshes the picker (its "RPC cluster" entries). The dialog belongs to `parent`."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, parent: QWidget, file_menu: QMenu, picker: ModelPicker) -> None:
+        super().__init__(parent)
 
-        self.window = window
+        self.parent_widget, self.picker = parent, picker
         self.dialog: RpcHostsDialog | None = None
-        self.action = QAction("RPC hosts…", window)
+        self.action = QAction("RPC hosts…", parent)
         self.action.setObjectName("rpcHostsAction")
         self.action.setStatusTip("Machines running llama.cpp's rpc-server that a model can be split over")
         self.action.setToolTip(self.action.statusTip())
         self.action.triggered.connect(self.open)
-        menu = window.menus[MenuId.FILE]
-        actions = menu.actions()
+        actions = file_menu.actions()
         after = next((i for i, a in enumerate(actions) if a.objectName() == "endpointsAction"), -1)
         if 0 <= after < len(actions) - 1:
-            menu.insertAction(actions[after + 1], self.action)
+            file_menu.insertAction(actions[after + 1], self.action)
         else:
-            menu.addAction(self.action)
+            file_menu.addAction(self.action)
 
     def open(self) -> RpcHostsDialog:
         if self.dialog is None:
-            picker = self.window.picker
-            self.dialog = RpcHostsDialog(picker.runner, self.window)
+            picker = self.picker
+            self.dialog = RpcHostsDialog(picker.runner, self.parent_widget)
             self.dialog.hostsChanged.connect(picker.refresh)
             picker.modelLoaded.connect(lambda _model, info: self._show_split(info))
             picker.modelUnloaded.connect(lambda: self._show_split(None))
         self.dialog.reload()
-        self.dialog.show_split(self.window.picker.model_info)
+        self.dialog.show_split(self.picker.model_info)
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()
