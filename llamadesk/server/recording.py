@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Sequence
 
 from llamadesk.core.conversation.lifecycle import ReplyWriter, title_for
+from llamadesk.core.conversation.turn import Turn
 from llamadesk.core.engines.api import Done, Message
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history import History
@@ -26,7 +27,8 @@ class ServerRecorder:
     def open(cls, model: str) -> ServerRecorder:
         return cls(History(get_paths().history_db), model, owns_history=True)
 
-    def begin(self, messages: Sequence[Message], params: SamplingParams) -> ReplyWriter:
+    def begin(self, messages: Sequence[Message], params: SamplingParams) -> Turn:
+        """The request's conversation and the turn its reply is written through (the client's messages, as sent)."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
         conv = self.history.create_conversation(
@@ -39,16 +41,17 @@ class ServerRecorder:
         for m in messages:
             if m["role"] != "system":
                 self.history.add_message(conv.id, m["role"], m["content"])
-        return ReplyWriter.begin(self.history, conv.id)
+        writer = ReplyWriter.begin(self.history, conv.id)
+        return Turn(conv.id, writer, list(messages), extra={"source": SOURCE})
 
-    def finish(self, reply: ReplyWriter, done: Done) -> None:
+    def finish(self, turn: Turn, done: Done) -> None:
         # HistoryError: the user deleted the conversation while it streamed; nothing is left to write.
         with contextlib.suppress(HistoryError):
-            reply.finish(done.stats.finish_reason, {**done.receipt, "source": SOURCE})
+            turn.finish(done)
 
-    def fail(self, reply: ReplyWriter, message: str) -> None:
+    def fail(self, turn: Turn, message: str) -> None:
         with contextlib.suppress(HistoryError):
-            reply.fail(message)
+            turn.fail(message)
 
     def close(self) -> None:
         if self._owns:

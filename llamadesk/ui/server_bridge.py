@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from llamadesk.core.conversation.lifecycle import ReplyWriter
+from llamadesk.core.conversation.turn import Turn
 from llamadesk.core.engines.api import Done, GenerationStats, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.server.backend import Failed, Job
@@ -34,7 +34,7 @@ CANCEL_CHECK_MS = 100
 class _Running:
     job: Job
     host_cancel: threading.Event
-    reply: ReplyWriter | None = None
+    reply: Turn | None = None
     ended: bool = False
 
 
@@ -127,7 +127,7 @@ class ServerBridge(QObject):
             request_id, host_cancel = self.host.generate(job.messages, job.params)
             self._running[request_id] = _Running(job, host_cancel, reply)
         if reply is not None:
-            self.requestRecorded.emit(reply.conversation_id)
+            self.requestRecorded.emit(reply.cid)
         self._cancel_timer.start()
         self.activityChanged.emit(self.pending())
 
@@ -142,7 +142,7 @@ class ServerBridge(QObject):
 
     def _on_tokens(self, request_id: int, text: str) -> None:
         r = self._running.get(request_id)
-        if r is not None and r.reply is not None and not r.reply.finished:
+        if r is not None and r.reply is not None and not r.reply.writer.finished:
             r.reply.append(text)
 
     def _on_finished(self, request_id: int, stats: GenerationStats, receipt: dict[str, Any]) -> None:
