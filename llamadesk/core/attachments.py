@@ -40,11 +40,3 @@ def attachment_text(path: Path) -> str:
     fence = "`" * max(3, longest + 1)
     language = path.suffix.lstrip(".").lower()
     return f"{path.name}:\n{fence}{language}\n{text.rstrip()}\n{fence}\n"
-
-
-def with_attachments(message: str, paths: list[Path]) -> str:
-    """`message` followed by each file's block, on lines of their own."""
-    blocks = "".join(attachment_text(p) for p in paths)
-    if not blocks:
-        return message
-    return (message.rstrip("\n") + "\n" if message.strip() else "") + blocks
