@@ -33,8 +33,19 @@ from llamadesk.ui.main_window import MainWindow
 WAIT_S = 60.0  # a bound, never reached in a passing run: no hang
 
 
-def out(kind: str, **data: object) -> None:
-    print(json.dumps({"kind": kind, "t": time.monotonic(), **data}), flush=True)
+STDOUT = threading.Lock()  # the GUI thread and the engine's thread both print: one whole line at a time
+
+
+def out(kind: str, *, then_die: bool = False, **data: object) -> None:
+    """One JSON line, written in one piece: print() writes the text and its line break apart, so two threads printing
+    at once could join two events on one line. `then_die` kills the process while it still holds the line, so no
+    other thread can be half-way through one."""
+    line = json.dumps({"kind": kind, "t": time.monotonic(), **data}) + "\n"
+    with STDOUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if then_die:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class KillGate:
@@ -69,13 +80,11 @@ class KillGate:
             return
         if self.batches == 2:  # its arrival writes the reply: wait for that before making more
             if not self.on_disk.wait(WAIT_S):
-                out("failed", message=f"the reply was not on disk {WAIT_S:.0f} s after its second batch")
-                os.kill(os.getpid(), signal.SIGKILL)
+                out("failed", then_die=True, message=f"the reply was not on disk {WAIT_S:.0f} s after its second batch")
             return
         self.sent += len(text)
         if self.sent >= self.after_chars:
-            out("kill")
-            os.kill(os.getpid(), signal.SIGKILL)
+            out("kill", then_die=True)
 
 
 class Printer(QObject):

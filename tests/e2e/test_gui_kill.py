@@ -42,10 +42,14 @@ def start_reader(proc: subprocess.Popen[str]) -> queue.Queue[dict[str, Any] | No
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
-                start = line.find('{"kind"')  # llama.cpp may write to the same stdout, without a line break
-                if start >= 0:
+                # llama.cpp may write to the same stdout without a line break: read every event the line holds
+                start = line.find('{"kind"')
+                while start >= 0:
+                    end = start + 1
                     with contextlib.suppress(ValueError):  # a line cut short by the kill
-                        lines.put(decoder.raw_decode(line, start)[0])
+                        event, end = decoder.raw_decode(line, start)
+                        lines.put(event)
+                    start = line.find('{"kind"', end)
         finally:
             lines.put(None)
 
