@@ -46,6 +46,7 @@ from llamadesk.ui.settings.server_page import ServerControl
 from llamadesk.ui.shortcuts import MenuId, build_menus
 from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.theme import ThemeManager, UiPrefs
+from llamadesk.ui.window_state import WindowState
 from llamadesk.ui.workers import EngineFactory, EngineHost
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,6 @@ class MainWindow(QMainWindow):
         self.prefs = UiPrefs(paths.config / "ui.ini")
         self.theme = ThemeManager(self.prefs.theme, self)
         self.host = EngineHost(engine_factory, self)
-        self.model_info: ModelInfo | None = None
-        self.loaded_model: LocalModel | None = None
-        self.current_cid: int | None = None
-        self._closed = False
         self._build()
         self._connect()
         self._restore_settings()
@@ -85,11 +82,13 @@ class MainWindow(QMainWindow):
         self.chat_model = MessageListModel(self)
         self.session = ChatSession(self.history, self.host, self.chat_model, self)
         # Full garbage collections wait for a moment without a reply streaming or a model loading.
-        self.idle_gc = IdleCollector(lambda: self._closed or self.is_generating or self.is_loading, self)
+        self.idle_gc = IdleCollector(lambda: self.closed or self.is_generating or self.is_loading, self)
         self.chat_view = ChatView(self.chat_model)
         self.composer = Composer()
         self.sidebar = Sidebar(history=self.history)  # reads its pages lazily; pin, rename and trash itself
         self.picker = ModelPicker(self.host, self.paths.models, self.load_options)
+        # What the parts below share instead of this window: the shown conversation, the model, busy or not.
+        self.state = WindowState(self.session, self.picker, self.ensure_conversation, self)
         self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
         chat = QWidget()
@@ -162,6 +161,11 @@ class MainWindow(QMainWindow):
         self.window_actions.find.triggered.connect(self.find_requested)
         self.window_actions.focus_composer.triggered.connect(self.focus_composer)
         self.panel.presets.notice.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.state.problem.connect(self.warn)
+        self.state.notice.connect(self.statusBar().showMessage)
+        self.state.conversationsChanged.connect(self.refresh_conversations)
+        self.state.openRequested.connect(self.select_conversation)
+        self.state.settingsDue.connect(self.save_conversation_settings)
 
     def _restore_settings(self) -> None:
         self.keeper.restore()
@@ -172,17 +176,34 @@ class MainWindow(QMainWindow):
         self.window_actions.smaller_text.triggered.connect(lambda: self.appearance.step_font_size(-1))
         self.window_actions.default_text.triggered.connect(lambda: self.appearance.set_font_size(0))
 
-    # --- state ---------------------------------------------------------------------------------------------------
+    # --- state (kept by self.state; read here too) ---------------------------------------------------------------
+    @property
+    def current_cid(self) -> int | None:
+        return self.state.current_cid
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        return self.state.model_info
+
+    @property
+    def loaded_model(self) -> LocalModel | None:
+        return self.state.loaded_model
+
     @property
     def is_generating(self) -> bool:
-        return self.session.is_generating
+        return self.state.is_generating
 
     @property
     def is_loading(self) -> bool:
-        return self.picker.is_loading
+        return self.state.is_loading
+
+    @property
+    def closed(self) -> bool:
+        """The window was closed (shut down): nothing may be sent to its engine any more."""
+        return self.state.closed
 
     def _update_state(self, *_: object) -> None:
-        can_send = self.model_info is not None and not self.is_loading and not self.is_generating and not self._closed
+        can_send = self.model_info is not None and not self.is_loading and not self.is_generating and not self.closed
         reason = "Load a model first" if self.model_info is None or self.is_loading else "Wait for the reply to end"
         self.composer.set_state(can_send=can_send, generating=self.is_generating, reason=reason)
         self.stop_shortcut.setEnabled(self.is_generating)
@@ -225,7 +246,7 @@ class MainWindow(QMainWindow):
             self.load_model(chosen)
 
     def load_model(self, model: LocalModel) -> None:
-        if not self._closed:
+        if not self.closed:
             self.picker.load(model)
 
     def _on_about_to_load(self, model: LocalModel) -> None:
@@ -234,7 +255,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Loading {model.name}…")
 
     def _on_loaded(self, model: LocalModel | None, info: ModelInfo) -> None:
-        self.model_info, self.loaded_model = info, model
         self.settings.last_model = str(model.path if model else info.path)
         self.keeper.save_timer.start()
         if not self.is_loading:
@@ -247,7 +267,6 @@ class MainWindow(QMainWindow):
         self.warn("Model not loaded", message)
 
     def _on_unloaded(self) -> None:
-        self.model_info = self.loaded_model = None
         self.context_meter.clear()
         self._update_state()
 
@@ -276,13 +295,13 @@ class MainWindow(QMainWindow):
 
     def select_conversation(self, cid: int | None) -> None:
         self.save_conversation_settings()
-        self.current_cid = cid
+        self.state.set_current(cid)
         if cid is not None:
             try:
                 conv = self.history.get_conversation(cid)
             except LlamaDeskError as exc:
                 self.warn("Conversation not opened", str(exc))
-                self.current_cid = None
+                self.state.set_current(None)
                 self.refresh_conversations()
                 return
             self.panel.set_params(safe_params(conv.sampling) if conv.sampling else self.panel.params())
@@ -313,7 +332,7 @@ class MainWindow(QMainWindow):
         except LlamaDeskError as exc:
             self.warn("Conversation not created", str(exc))
             return
-        self.current_cid = None
+        self.state.set_current(None)
         self.select_conversation(conv.id)
         self.refresh_conversations()
         self.composer.edit.setFocus()
@@ -323,13 +342,8 @@ class MainWindow(QMainWindow):
         A reply still streaming into it keeps being saved, so Undo restores it whole."""
         self.keeper.forget(cid)
         if cid == self.current_cid:
-            self.current_cid = None
+            self.state.set_current(None)
             self.select_conversation(self.sidebar.current_id())
-
-    @property
-    def closed(self) -> bool:
-        """The window was closed (shut down): nothing may be sent to its engine any more."""
-        return self._closed
 
     def ensure_conversation(self) -> int:
         if self.current_cid is None:
@@ -371,9 +385,9 @@ class MainWindow(QMainWindow):
     # --- closing -----------------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stops generation, closes the engine in its thread, waits for the thread to end, then saves."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.state.close()
         self._update_state()
         self.navigation.shutdown()
         self.picker.shutdown()  # its background listing of endpoints' models
