@@ -55,7 +55,10 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
     chat.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
                       help="add a text file to the message, as a fenced block under its name (repeatable)")  # fmt: skip
-    chat.add_argument("prompt", help="the message; - reads it from stdin")
+    chat.add_argument("--complete", action="store_true",
+                      help="notebook mode: the model continues PROMPT as raw text, without the chat template "
+                      "(saved as a notebook the window opens as one)")  # fmt: skip
+    chat.add_argument("prompt", help="the message (with --complete: the text to continue); - reads it from stdin")
 
 
 def gpu_layers_arg(text: str) -> int:
@@ -109,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.conversation is not None and args.no_history:
         print("llamadesk chat: --conversation continues a saved conversation; leave out --no-history.", file=sys.stderr)
+        return EXIT_USAGE
+    if args.complete and (args.file or args.system or args.endpoint):
+        print("llamadesk chat: --complete continues the text as written, on a local model; leave out --file, "
+              "--system and --endpoint.", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     try:
@@ -164,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
 def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, params: SamplingParams,
               sources: list[Any]) -> int:  # fmt: skip
     """The turn (core/conversation/turn.py): planned over the conversation's branch, streamed to stdout, saved."""
+    from llamadesk.core.conversation import notebook
     from llamadesk.core.conversation.lifecycle import NEW_TITLE
     from llamadesk.core.conversation.plan import OverflowPolicy
     from llamadesk.core.conversation.turn import Planner, begin_turn
@@ -177,14 +185,22 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     try:
         history = History(db)
         if args.conversation is None:
+            sampling = {**params.to_dict(), notebook.MODE_KEY: notebook.NOTEBOOK} if args.complete else params.to_dict()
             conv = history.create_conversation(NEW_TITLE, model=info.file_name, system_prompt=args.system,
-                                               sampling=params.to_dict())  # fmt: skip
+                                               sampling=sampling)  # fmt: skip
         else:
             conv = history.get_conversation(args.conversation)
+            if notebook.is_notebook_sampling(conv.sampling) != args.complete:
+                kind = "a chat: leave out --complete" if args.complete else "a notebook: continue it with --complete"
+                raise LlamaDeskError(f"Conversation {conv.id} is {kind}.")
             history.update_conversation(conv.id, model=info.file_name)
-        system = args.system or conv.system_prompt
-        budget = max(info.n_ctx - params.max_tokens, 0)  # what the files may take: the context less the reply
-        turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources, source_budget=budget)
+        if args.complete:
+            turn = notebook.begin_completion_turn(history, conv.id, prompt, info.file_name)
+        else:
+            system = args.system or conv.system_prompt
+            budget = max(info.n_ctx - params.max_tokens, 0)  # what the files may take: the context less the reply
+            turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources,
+                              source_budget=budget)  # fmt: skip
     except LlamaDeskError as exc:  # a full disk, a conversation that is not there, a file too large for the context
         if history is not None:
             history.close()

@@ -196,3 +196,32 @@ def test_chat_refuses_to_continue_a_conversation_without_history(llamadesk_home:
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     missing = cli("chat", "--model", str(tiny_model), "--conversation", "42", "hi", home=llamadesk_home)
     assert missing.returncode == 1 and "42" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_chat_complete_continues_text_as_a_notebook(llamadesk_home: Path, tiny_model: Path) -> None:
+    """--complete: the model continues the text as raw text; the history keeps a notebook the window opens as one."""
+    first = cli("chat", "--model", str(tiny_model), "--max-tokens", "8", "--seed", "3", "--complete",
+                "Once upon a time", home=llamadesk_home)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (cid, sampling), = rows(llamadesk_home, "SELECT id, sampling_json FROM conversations")
+    assert '"mode": "notebook"' in sampling
+    msgs = rows(llamadesk_home, "SELECT role, content, status, receipt_json FROM messages ORDER BY id")
+    assert [(m[0], m[2]) for m in msgs] == [("user", "complete"), ("assistant", "complete")]
+    assert msgs[0][1] == "Once upon a time" and msgs[1][1].strip() == first.stdout.strip()
+    assert '"mode": "completion"' in msgs[1][3]
+
+    again = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "--complete", "--conversation", str(cid),
+                "Once upon a time there was", home=llamadesk_home)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert rows(llamadesk_home, f"SELECT count(*) FROM messages WHERE conversation_id = {cid}") == [(4,)]
+
+    chat = cli("chat", "--model", str(tiny_model), "--max-tokens", "4", "--conversation", str(cid), "hello",
+               home=llamadesk_home)  # fmt: skip
+    assert chat.returncode != 0 and f"Conversation {cid} is a notebook" in chat.stderr
+    assert rows(llamadesk_home, "SELECT count(*) FROM messages") == [(4,)]  # nothing written
+
+
+def test_chat_complete_refuses_chat_options(llamadesk_home: Path, tiny_model: Path) -> None:
+    result = cli("chat", "--model", str(tiny_model), "--complete", "--system", "be brief", "text",
+                 home=llamadesk_home)  # fmt: skip
+    assert result.returncode == 2 and "--complete" in result.stderr and "Traceback" not in result.stderr

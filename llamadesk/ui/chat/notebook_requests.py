@@ -1,16 +1,17 @@
 """The session's notebook requests and token-probability records, kept apart from the chat's (ChatSession mixes
-them in): raw-text completion of a document, its Reproduce, and each reply's token records, live or stored."""
+them in): raw-text completion of a document and its Reproduce (core/conversation/notebook.py begins them), and each
+reply's token records, live or stored."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llamadesk.core.conversation.lifecycle import name_new_conversation, shifted
+from llamadesk.core.conversation import notebook
+from llamadesk.core.conversation.lifecycle import shifted
 from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import Plan
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
-from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, records_from_receipt
 
@@ -38,33 +39,22 @@ class NotebookRequests:
         if self.is_generating:
             return False
         try:
-            user = self.history.add_message(cid, "user", document)
-            name_new_conversation(self.history, cid, document)
-            self.history.update_conversation(cid, model=model)
-            reply = self.history.begin_reply(cid, parent_id=user.id)
+            reply, plan = notebook.begin_document(self.history, cid, document, model)
         except LlamaDeskError as exc:
             self.problem.emit("Text not sent", str(exc))
             return False
-        plan = Plan([{"role": "user", "content": document}])
-        self._request(cid, reply, plan, params, {}, mode="completion")
+        self._request(cid, reply, plan, params, {}, mode=notebook.COMPLETION)
         return True
 
     def _complete_again(self, cid: int, document_id: int, params: SamplingParams, *, reproduces: int) -> bool:
         """A new continuation of a notebook document, beside the ones kept (Reproduce of a notebook reply)."""
         try:
-            document = self.history.get_message(document_id).content
-            reply = self.history.begin_reply(cid, parent_id=document_id)
+            reply, plan = notebook.begin_again(self.history, cid, document_id)
         except LlamaDeskError as exc:
             self.problem.emit("Reply not reproduced", str(exc))
             return False
-        self._request(cid, reply, Plan([{"role": "user", "content": document}]), params, {"reproduces": reproduces},
-                      mode="completion")  # fmt: skip
+        self._request(cid, reply, plan, params, {"reproduces": reproduces}, mode=notebook.COMPLETION)
         return True
-
-    def _notebook_plan(self, message: StoredMessage) -> Plan:
-        """A notebook reply's prompt: the document it continued (its parent) and the text generated so far."""
-        document = self.history.get_message(message.parent_id).content if message.parent_id is not None else ""
-        return Plan([{"role": "user", "content": document}, {"role": "assistant", "content": message.content}])
 
     def _on_probs(self, request_id: int, records: list[TokenProb]) -> None:
         pending = self.requests.get(request_id)

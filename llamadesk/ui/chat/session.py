@@ -7,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from llamadesk.core.conversation import notebook
 from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversation, status_for
 from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import OverflowPolicy, Plan
@@ -167,7 +168,7 @@ class ChatSession(QObject, NotebookRequests):
             return False
         if message.parent_id is None:
             return False
-        if receipt.get("mode") == "completion":
+        if notebook.is_completion(message):
             return self._complete_again(cid, message.parent_id, params, reproduces=message_id)
         try:
             excluded = left_out(receipt, [stored_id(m) for m in self.branch_to(cid, message.parent_id)])
@@ -190,20 +191,20 @@ class ChatSession(QObject, NotebookRequests):
         if message.role != "assistant" or conversation.leaf_message_id != message_id:
             self.notice.emit("Only the last reply can be continued.", 5000)
             return False
-        notebook = (message.receipt or {}).get("mode") == "completion"
+        completion = notebook.is_completion(message)
         try:
-            if notebook:
-                plan = self._notebook_plan(message)
+            if completion:
+                plan = notebook.continuation_plan(self.history, message)
             else:
                 plan = self.plan(cid, system_prompt, message_id, params.max_tokens, open_reply=True)
         except LlamaDeskError as exc:
             self.problem.emit("Reply not continued", str(exc))
             return False
         reply = ReplyWriter.resume(self.history, message).reply
-        extra = {} if notebook else self._extra(plan, system_prompt)
-        mode = "completion" if notebook else "continue"
+        extra = {} if completion else self._extra(plan, system_prompt)
+        mode = notebook.COMPLETION if completion else "continue"
         pending = self._request(cid, reply, plan, params, extra, continued=dict(message.receipt or {}), mode=mode)
-        if not notebook:
+        if not completion:
             self._may_refit(pending, message_id, system_prompt, open_reply=True)
         return True
 
