@@ -10,18 +10,23 @@ model reads its header in a pool thread; a file that cannot be used gets one sen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QMimeData, QObject
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import QWidget
 
 from llamadesk.core.attachments import AttachmentError, attachment_text
 from llamadesk.core.library import LocalModel, import_model
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.paths import Paths
+    from llamadesk.ui.chat.composer import Composer
+    from llamadesk.ui.model_picker import ModelPicker
+    from llamadesk.ui.window_state import WindowState
 
 MODEL_SUFFIX = ".gguf"
 EXPORT_SUFFIX = ".json"
@@ -46,13 +51,24 @@ def dropped_files(mime: QMimeData, *, on_composer: bool = False) -> list[Path]:
 
 
 class FileDrop(QObject):
-    """Accepts drops of model files and history exports on one MainWindow, and of text files on its composer."""
+    """Accepts drops of model files and history exports on one window, and of text files on its composer.
+    `import_export` imports a LlamaDesk JSON export (the history actions' transfer does it)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(
+        self,
+        state: WindowState,
+        window: QWidget,
+        *,
+        composer: Composer,
+        picker: ModelPicker,
+        paths: Paths,
+        import_export: Callable[[Path], None],
+    ) -> None:
         super().__init__(window)
-        self.window = window
+        self.state, self.composer, self.picker, self.paths = state, composer, picker, paths
+        self._import_export = import_export
         self.runner = TaskRunner(self, max_threads=1)
-        self._composer = window.composer.edit.viewport()
+        self._composer = composer.edit.viewport()
         window.setAcceptDrops(True)
         window.installEventFilter(self)
         self._composer.installEventFilter(self)  # a text edit takes drops itself
@@ -67,7 +83,7 @@ class FileDrop(QObject):
             if dropped_files(event.mimeData(), on_composer=on_composer):
                 event.acceptProposedAction()
                 if isinstance(event, QDragEnterEvent):
-                    self.window.statusBar().showMessage(COMPOSER_HINT if on_composer else HINT, 4000)
+                    self.state.show_notice(COMPOSER_HINT if on_composer else HINT, 4000)
                 return True
             return False
         if kind == QEvent.Type.Drop and isinstance(event, QDropEvent):
@@ -89,7 +105,7 @@ class FileDrop(QObject):
             if on_composer:
                 self.attach(path)
             else:
-                self.window.navigation.history_actions.transfer.import_path(path)
+                self._import_export(path)
         for i, path in enumerate(models):
             self._use_model(path, load=i == len(models) - 1)
 
@@ -98,39 +114,39 @@ class FileDrop(QObject):
         try:
             block = attachment_text(path)
         except AttachmentError as exc:
-            self.window.statusBar().showMessage(str(exc), 8000)
+            self.state.show_notice(str(exc), 8000)
             return False
-        edit = self.window.composer.edit
+        edit = self.composer.edit
         cursor = edit.textCursor()
         before = edit.toPlainText()[: cursor.position()]
         cursor.insertText(("\n" if before and not before.endswith("\n") else "") + block)
         edit.setTextCursor(cursor)
         edit.setFocus()
-        self.window.statusBar().showMessage(f"Added {path.name} to your message.", 4000)
+        self.state.show_notice(f"Added {path.name} to your message.", 4000)
         return True
 
     def _use_model(self, path: Path, *, load: bool) -> None:
-        models_dir = self.window.paths.models
+        models_dir = self.paths.models
 
         def work(_ctx: TaskContext) -> LocalModel:
             return import_model(path, models_dir, "in_place")
 
-        self.window.statusBar().showMessage(f"Adding {path.name}…")
+        self.state.show_notice(f"Adding {path.name}…")
         self.runner.run_in_background(
             work, lambda model: self._added(model, load), lambda sentence: self._failed(path, sentence), name="drop"
         )
 
     def _added(self, model: LocalModel, load: bool) -> None:
-        window = self.window
-        window.picker.refresh()
-        window.statusBar().showMessage(f"Using {model.name} where it is ({model.path.parent}).", 8000)
+        picker = self.picker
+        picker.refresh()
+        self.state.show_notice(f"Using {model.name} where it is ({model.path.parent}).", 8000)
         if not load:
             return
-        window.picker.select_path(model.path)
-        chosen = window.picker.model_for(model.path)
-        if chosen is not None and not window.is_generating:
-            window.picker.load(chosen)
+        picker.select_path(model.path)
+        chosen = picker.model_for(model.path)
+        if chosen is not None and not self.state.is_generating:
+            picker.load(chosen)
 
     def _failed(self, path: Path, sentence: str) -> None:
-        self.window.statusBar().clearMessage()
-        self.window.warn("Model not added", sentence)
+        self.state.show_notice("")
+        self.state.warn("Model not added", sentence)

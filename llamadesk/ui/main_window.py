@@ -128,7 +128,11 @@ class MainWindow(QMainWindow):
         self.context_label = self.context_meter.label
         self.chat = ChatController(self)
         self.notebook = NotebookController(self)  # notebook mode: shown instead of the chat for notebook conversations
-        self.navigation = Navigation(self)
+        self.navigation = Navigation(
+            self.state, self, history=self.history, host=self.host, session=self.session, chat_model=self.chat_model,
+            chat_view=self.chat_view, chat_column=self.chat_column, sidebar=self.sidebar, picker=self.picker,
+            menus=self.menus, paths=self.paths, quit_action=self.quit_action, find_requested=self.find_requested,
+        )  # fmt: skip
         self.advanced_settings = AdvancedSettings(self)  # View → Advanced model settings…, panel button
         self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
         self.about = AboutAction(self, self.menus[MenuId.HELP], self.paths)  # Help → About LlamaDesk / System…
@@ -137,7 +141,10 @@ class MainWindow(QMainWindow):
         self.rpc_hosts = RpcHostsAction(self, self.menus[MenuId.FILE], self.picker)
         self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
         self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
-        self.file_drop = FileDrop(self)  # dropped files: a .gguf is loaded, a .json imported, text joins the message
+        self.file_drop = FileDrop(  # dropped files: a .gguf is loaded, a .json imported, text joins the message
+            self.state, self, composer=self.composer, picker=self.picker, paths=self.paths,
+            import_export=self.navigation.history_actions.transfer.import_path,
+        )  # fmt: skip
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)

@@ -1,14 +1,15 @@
 """Finding things from the main window: the search panel (all conversations), the find bar (this one), the
-model manager window and the history actions (export, import, titles, logs) — wired here so that main_window.py
+model manager window and the history actions (export, import, titles, logs) — wired here so that the window
 stays a composition of parts. Searches, Ctrl+F, export and import share one query thread with its own History."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, SignalInstance
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QBoxLayout, QDockWidget, QMainWindow, QMenu
 
 from llamadesk.ui.find_bar import FindBar
 from llamadesk.ui.history_actions import HistoryActions
@@ -17,27 +18,54 @@ from llamadesk.ui.search_worker import history_queries
 from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.core.history import History
+    from llamadesk.paths import Paths
+    from llamadesk.ui.chat.model import MessageListModel
+    from llamadesk.ui.chat.session import ChatSession
+    from llamadesk.ui.chat.view import ChatView
+    from llamadesk.ui.model_picker import ModelPicker
     from llamadesk.ui.models import ModelManagerDialog
+    from llamadesk.ui.sidebar import Sidebar
+    from llamadesk.ui.window_state import WindowState
+    from llamadesk.ui.workers import EngineHost
 
 
 class Navigation(QObject):
-    """Owns the search dock, the find bar and the model manager of one MainWindow."""
+    """Owns the search dock, the find bar and the model manager of one main window: the find bar goes at the top of
+    `chat_column` (above the chat view), Ctrl+F comes as `find_requested`, the history actions are built here."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(
+        self,
+        state: WindowState,
+        window: QMainWindow,
+        *,
+        history: History,
+        host: EngineHost,
+        session: ChatSession,
+        chat_model: MessageListModel,
+        chat_view: ChatView,
+        chat_column: QBoxLayout,
+        sidebar: Sidebar,
+        picker: ModelPicker,
+        menus: Mapping[MenuId, QMenu],
+        paths: Paths,
+        quit_action: QAction | None,
+        find_requested: SignalInstance,
+    ) -> None:
         super().__init__(window)
-        self.window = window
+        self.state, self._window, self.paths, self.picker = state, window, paths, picker
+        self.session, self.chat_model, self.chat_view = session, chat_model, chat_view
         self.model_manager: ModelManagerDialog | None = None
-        self.queries = history_queries(window.history)  # ended in shutdown()
+        self.queries = history_queries(history)  # ended in shutdown()
         # Its History is opened now, before any reply streams (opening marks replies left 'streaming' interrupted).
         self.queries.submit("open", lambda _history: None, lambda _none: None, lambda _sentence: None)
 
-        self.find_bar = FindBar(window.history, runner=self.queries)
+        self.find_bar = FindBar(history, runner=self.queries)
         self.find_bar.set_anchor(self._top_message)
         self.find_bar.hide()
-        window.chat_column.insertWidget(0, self.find_bar)  # above the chat view
+        chat_column.insertWidget(0, self.find_bar)  # above the chat view
 
-        self.search_panel = SearchPanel(window.history, runner=self.queries)
+        self.search_panel = SearchPanel(history, runner=self.queries)
         self.search_dock = QDockWidget("Search", window)
         self.search_dock.setObjectName("searchDock")
         self.search_dock.setWidget(self.search_panel)
@@ -47,35 +75,38 @@ class Navigation(QObject):
         self.search_action = self._action("Search all conversations…", "Ctrl+Shift+F", self.show_search)
         self.models_action = self._action("Models…", "Ctrl+M", self.show_model_manager)
         self.models_action.setStatusTip("Find, download and manage models (Ctrl+M)")
-        file_menu = window.menus[MenuId.FILE]
+        file_menu = menus[MenuId.FILE]
         existing = file_menu.actions()
         if len(existing) > 1:
             file_menu.insertAction(existing[1], self.models_action)  # after "New chat"
         else:
             file_menu.addAction(self.models_action)
-        window.menus[MenuId.EDIT].addAction(self.search_action)
+        menus[MenuId.EDIT].addAction(self.search_action)
 
-        window.sidebar.searchRequested.connect(self.show_search)
-        window.find_requested.connect(lambda: self.find_bar.open_find())
+        sidebar.searchRequested.connect(self.show_search)
+        find_requested.connect(lambda: self.find_bar.open_find())
         self.search_panel.openRequested.connect(self.open_search_hit)
         self.search_panel.closeRequested.connect(self.close_search)
-        self.find_bar.scrollToMessage.connect(window.chat_view.scroll_to_message)
-        self.find_bar.highlightChanged.connect(window.chat_view.set_highlight)
-        self.find_bar.closed.connect(window.chat_view.setFocus)
-        window.session.replyEnded.connect(lambda *_: self.find_bar.refresh())  # the new reply may match
-        self.history_actions = HistoryActions(window, self.queries)
+        self.find_bar.scrollToMessage.connect(chat_view.scroll_to_message)
+        self.find_bar.highlightChanged.connect(chat_view.set_highlight)
+        self.find_bar.closed.connect(chat_view.setFocus)
+        session.replyEnded.connect(lambda *_: self.find_bar.refresh())  # the new reply may match
+        self.history_actions = HistoryActions(
+            state, window, self.queries,
+            history=history, host=host, sidebar=sidebar, menus=menus, paths=paths, quit_action=quit_action,
+        )  # fmt: skip
 
     def _action(self, text: str, shortcut: str, slot: object) -> QAction:
-        action = QAction(text, self.window)
+        action = QAction(text, self._window)
         action.setShortcut(QKeySequence(shortcut))
         action.triggered.connect(slot)
-        self.window.addAction(action)
+        self._window.addAction(action)
         return action
 
     def _top_message(self) -> int | None:
         """The message at the top of the chat view: Ctrl+F starts at the first match there or below."""
-        row = self.window.chat_view.rowAt(0)
-        return self.window.chat_model.row(row).message_id if row >= 0 else None
+        row = self.chat_view.rowAt(0)
+        return self.chat_model.row(row).message_id if row >= 0 else None
 
     def conversation_shown(self, cid: int | None) -> None:
         """Keeps the find bar on the conversation the window shows."""
@@ -89,16 +120,16 @@ class Navigation(QObject):
 
     def close_search(self) -> None:
         self.search_dock.hide()
-        self.window.chat_view.setFocus()
+        self.chat_view.setFocus()
 
     def open_search_hit(self, cid: int, mid: int | None, query: str) -> None:
         """A hit: its conversation, on the branch that holds the message, scrolled to it."""
-        window = self.window
-        if cid != window.current_cid:
-            window.select_conversation(cid)
-        if window.current_cid != cid or mid is None:
+        state = self.state
+        if cid != state.current_cid:
+            state.open(cid)  # the window opens it now (a direct connection), or warns and shows none
+        if state.current_cid != cid or mid is None:
             return  # not opened (already warned), or the title matched
-        if window.chat_model.find(mid) < 0 and not window.session.show_branch_of(cid, mid):
+        if self.chat_model.find(mid) < 0 and not self.session.show_branch_of(cid, mid):
             return
         self.find_bar.set_conversation(cid)
         self.find_bar.open_find(query, start_at=mid, focus=False)
@@ -108,8 +139,8 @@ class Navigation(QObject):
         if self.model_manager is None:
             from llamadesk.ui.models import ModelManagerDialog  # on first use: it pulls in the Hub and gguf stacks
 
-            self.model_manager = ModelManagerDialog(self.window.paths, self.window)
-            self.model_manager.modelsChanged.connect(self.window.picker.refresh)
+            self.model_manager = ModelManagerDialog(self.paths, self._window)
+            self.model_manager.modelsChanged.connect(self.picker.refresh)
         self.model_manager.show()
         self.model_manager.raise_()
         self.model_manager.activateWindow()
