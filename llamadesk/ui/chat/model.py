@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
+from llamadesk.core.conversation.branch import BranchMessage
 from llamadesk.core.conversation.parts import THINK_CLOSE, THINK_OPEN, split_reply
 
 Index = QModelIndex | QPersistentModelIndex
@@ -24,38 +26,16 @@ RowRole = Qt.ItemDataRole.UserRole + 8  # the ChatRow itself: one call gives the
 
 
 @dataclass
-class ChatRow:
-    """One message as shown: `stats` is a GenerationStats-like dict (from the receipt) or empty."""
+class ChatRow(BranchMessage):
+    """One message of the branch core holds (core/conversation/branch.py), with what only drawing it needs."""
 
-    message_id: int
-    role: str
-    content: str
-    status: str = "complete"
-    finish_reason: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
     revision: int = field(default_factory=lambda: next(_REVISIONS))  # unique across rows: a layout cache key
-    parent_id: int | None = None
-    alternative: int = 1  # this message's place among its siblings (regenerations, edits), from 1
-    alternatives: int = 1
-    excluded: bool = False  # left out of the last prompt by the context policy
     show_reasoning: bool = False  # a thinking model's reasoning shown (else one line: "Thought for 3.2 s")
 
 
 EXCLUDED_NOTE = "left out of the prompt"
 _SHOWN_FIELDS: tuple[str, ...] = ("role", "content", "status", "finish_reason", "stats", "error")
 _SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded")
-
-
-def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
-    """The figures of a reply, whether the receipt nests them under "stats" or holds them at the top."""
-    if not receipt:
-        return {}
-    nested = receipt.get("stats")
-    if isinstance(nested, dict):
-        return nested
-    keys = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "reasoning_s")
-    return {k: receipt[k] for k in keys if k in receipt}
 
 
 def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
@@ -166,7 +146,7 @@ class MessageListModel(QAbstractListModel):
     def rows(self) -> list[ChatRow]:
         return list(self._rows)
 
-    def set_rows(self, rows: list[ChatRow]) -> None:
+    def set_rows(self, rows: Sequence[ChatRow]) -> None:
         self.beginResetModel()
         self._rows = list(rows)
         self._index = {r.message_id: i for i, r in enumerate(self._rows)}
@@ -175,7 +155,7 @@ class MessageListModel(QAbstractListModel):
     def clear(self) -> None:
         self.set_rows([])
 
-    def sync_rows(self, rows: list[ChatRow]) -> None:
+    def sync_rows(self, rows: Sequence[ChatRow]) -> None:
         """Shows `rows` with the fewest changes: rows kept from the current list are updated in place, the
         tail that differs is removed and the new one inserted, so the rows above are not laid out again."""
         keep = 0
@@ -192,10 +172,14 @@ class MessageListModel(QAbstractListModel):
             self.endRemoveRows()
         for i in range(keep):
             old, new = self._rows[i], rows[i]
-            if old is not new and any(getattr(old, f) != getattr(new, f) for f in _SHOWN_FIELDS):
-                for f in _SHOWN_FIELDS:
-                    setattr(old, f, getattr(new, f))
+            if old is new:
+                continue
+            self._rows[i] = new  # the rows are the branch's messages: the new ones replace the old
+            new.show_reasoning = old.show_reasoning
+            if any(getattr(old, f) != getattr(new, f) for f in _SHOWN_FIELDS):
                 self._changed(i)
+            else:
+                new.revision = old.revision  # the same text: its layout stays cached
         if len(rows) > keep:
             self.beginInsertRows(QModelIndex(), keep, len(rows) - 1)
             self._rows.extend(rows[keep:])
@@ -235,14 +219,15 @@ class MessageListModel(QAbstractListModel):
         i = self.find(message_id)
         return self._rows[i] if i >= 0 else None
 
-    def set_excluded(self, message_ids: set[int]) -> None:
-        """Marks the rows the context policy left out of the prompt (and unmarks the others)."""
-        changed = []
-        for i, row in enumerate(self._rows):
-            excluded = row.message_id in message_ids
-            if row.excluded != excluded:
-                row.excluded = excluded  # drawn dimmed with a note; the text's layout stays as it is
-                changed.append(i)
+    def row_changed(self, message_id: int) -> None:
+        """The branch changed this row's message (its text grew, it ended): draw it again."""
+        i = self.find(message_id)
+        if i >= 0:
+            self._changed(i)
+
+    def marks_changed(self, changed: list[int]) -> None:
+        """The branch marked these rows left out of the prompt, or unmarked them: they are drawn dimmed with a note;
+        the text's layout stays as it is."""
         if changed:
             top, bottom = self.index(changed[0], 0), self.index(changed[-1], 0)
             self.dataChanged.emit(top, bottom, [RowRole, Qt.ItemDataRole.AccessibleTextRole])

@@ -8,10 +8,18 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from llamadesk.core.conversation import notebook
+from llamadesk.core.conversation.branch import (
+    BranchMessage,
+    ShownBranch,
+    last_left_out,
+    stats_from_receipt,
+    stored_branch,
+    stored_id,
+)
 from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversation, status_for
 from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import OverflowPolicy, Plan
-from llamadesk.core.conversation.turn import Planner, entries_of
+from llamadesk.core.conversation.turn import Planner, entries_of, left_out
 from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
@@ -19,15 +27,7 @@ from llamadesk.core.history.models import UNSET
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb
-from llamadesk.ui.chat.branch_rows import (
-    branch_to,
-    last_left_out,
-    left_out,
-    rows_after_request,
-    rows_of_branch,
-    stored_id,
-)
-from llamadesk.ui.chat.model import ChatRow, MessageListModel, stats_from_receipt
+from llamadesk.ui.chat.model import ChatRow, MessageListModel
 from llamadesk.ui.chat.notebook_requests import NotebookRequests
 from llamadesk.ui.workers import EngineHost
 
@@ -48,6 +48,8 @@ class ChatSession(QObject, NotebookRequests):
         super().__init__(parent)
         self.history, self.host, self.chat_model = history, host, chat_model
         self.shown_cid: int | None = None
+        # The branch shown, held here; the chat model draws its messages (its rows are these, not copies).
+        self.branch: ShownBranch[ChatRow] = ShownBranch(ChatRow)
         self.requests: dict[int, PendingReply] = {}
         self.active_request: int | None = None
         self.planner = Planner()  # the context the prompts must fit (core/conversation/turn.py)
@@ -88,21 +90,23 @@ class ChatSession(QObject, NotebookRequests):
         """Fills the chat model with the branch shown; a reply still streaming into it shows its text so far."""
         self.shown_cid = cid
         if cid is None:
+            self.branch.clear()
             self.chat_model.clear()
             return
         streaming = {p.reply.message_id: p for p in self.requests.values() if p.cid == cid and not p.deleted}
         try:
-            rows = rows_of_branch(self.history, cid, streaming)
+            self.branch.load(self.history, cid, streaming)
         except LlamaDeskError as exc:
             self.problem.emit("Messages not read", str(exc))
             self.chat_model.clear()
             return
-        self.chat_model.sync_rows(rows)
+        self.chat_model.sync_rows(self.branch.messages)
 
-    def branch_to(self, cid: int, message_id: int | None) -> list[StoredMessage | ChatRow]:
+    def branch_to(self, cid: int, message_id: int | None) -> list[StoredMessage | BranchMessage]:
         """The messages from the root down to `message_id` (None: the branch shown)."""
-        shown = self.chat_model if cid == self.shown_cid else None
-        return branch_to(self.history, cid, message_id, shown)
+        if cid == self.shown_cid:
+            return self.branch.to(self.history, message_id)
+        return list(stored_branch(self.history, cid, message_id))
 
     def plan(
         self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None,
@@ -253,19 +257,18 @@ class ChatSession(QObject, NotebookRequests):
 
     def _show_new(self, pending: PendingReply) -> None:
         """Shows a reply just asked for without reading the whole conversation again."""
-        cid, reply_id = pending.cid, pending.reply.message_id
+        cid = pending.cid
         if cid != self.shown_cid:
             return
         try:
-            rows = rows_after_request(self.history, cid, reply_id, self.chat_model)
+            marked = self.branch.after_request(self.history, pending)
         except (LlamaDeskError, ValueError):
-            rows = None
-        if rows is None:
+            marked = None
+        if marked is None:
             self.show(cid)
             return
-        self.chat_model.sync_rows(rows)
-        self.chat_model.update_row(reply_id, status="streaming", content=pending.reply.content)
-        self.chat_model.set_excluded(pending.excluded_ids)
+        self.chat_model.sync_rows(self.branch.messages)
+        self.chat_model.marks_changed(marked)
 
     def _announce(self, excluded: set[int]) -> None:
         if excluded:
@@ -339,8 +342,8 @@ class ChatSession(QObject, NotebookRequests):
         if (error := pending.append(text)) is not None and not pending.write_error_shown:
             pending.write_error_shown = True
             self.notice.emit(str(error), 10000)
-        if pending.cid == self.shown_cid:
-            self.chat_model.append_text(pending.reply.message_id, text)
+        if pending.cid == self.shown_cid and self.branch.append_text(pending.reply.message_id, text):
+            self.chat_model.row_changed(pending.reply.message_id)
         self.textAppended.emit(pending.cid, pending.reply.message_id, text)
 
     def _end(self, request_id: int) -> PendingReply | None:
@@ -397,5 +400,6 @@ class ChatSession(QObject, NotebookRequests):
         self.replyEnded.emit(pending.cid, None)
 
     def _show_end(self, pending: PendingReply, **changes: Any) -> None:
-        if pending.cid == self.shown_cid and not pending.deleted:
-            self.chat_model.update_row(pending.reply.message_id, **changes)
+        reply_id = pending.reply.message_id
+        if pending.cid == self.shown_cid and not pending.deleted and self.branch.update(reply_id, **changes):
+            self.chat_model.row_changed(reply_id)
