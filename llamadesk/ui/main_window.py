@@ -133,13 +133,21 @@ class MainWindow(QMainWindow):
             chat_view=self.chat_view, chat_column=self.chat_column, sidebar=self.sidebar, picker=self.picker,
             menus=self.menus, paths=self.paths, quit_action=self.quit_action, find_requested=self.find_requested,
         )  # fmt: skip
-        self.advanced_settings = AdvancedSettings(self)  # View → Advanced model settings…, panel button
-        self.server = ServerControl(self)  # View → Local server…: the OpenAI-compatible server, its status bar label
+        self.advanced_settings = AdvancedSettings(  # View → Advanced model settings…, panel button
+            self.state, self, view_menu=self.menus[MenuId.VIEW], panel=self.panel, picker=self.picker,
+            settings=self.settings, save_settings=self.save_settings,  # the keeper, built below, writes them
+        )  # fmt: skip
+        self.server = ServerControl(  # View → Local server…: the OpenAI-compatible server, its status bar label
+            self.state, self, view_menu=self.menus[MenuId.VIEW], host=self.host, panel=self.panel, history=self.history
+        )
         self.about = AboutAction(self, self.menus[MenuId.HELP], self.paths)  # Help → About LlamaDesk / System…
         # File → Endpoints… (remote servers listed in the model picker), RPC hosts… (their memory, the split)
         self.endpoints = EndpointsAction(self, self.menus[MenuId.FILE], self.picker)
         self.rpc_hosts = RpcHostsAction(self, self.menus[MenuId.FILE], self.picker)
-        self.keeper = SettingsKeeper(self)  # the panel's values saved to the settings and the conversation
+        self.keeper = SettingsKeeper(  # the panel's values saved to the settings and the conversation
+            self.state, panel=self.panel, settings=self.settings, settings_file=self.paths.settings_file,
+            prefs=self.prefs, history=self.history, chat=self.chat, notebook=self.notebook, parent=self,
+        )  # fmt: skip
         self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
         self.file_drop = FileDrop(  # dropped files: a .gguf is loaded, a .json imported, text joins the message
             self.state, self, composer=self.composer, picker=self.picker, paths=self.paths,

@@ -4,22 +4,24 @@ settings panel's Model group, the preview of what Auto would do, and the offer t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QMessageBox, QPushButton
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QMenu, QMessageBox, QPushButton, QWidget
 
 from llamadesk.core.engines.api import GPU_LAYERS_AUTO, LoadOptions
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.settings import FLASH_ATTN
+from llamadesk.core.settings import FLASH_ATTN, AppSettings
 from llamadesk.ui.settings.advanced import FIELDS, AdvancedSettingsDialog, Preview
-from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.core.gguf_header import GGUFHeader
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.ui.model_picker import ModelPicker
+    from llamadesk.ui.settings.sampling_panel import SamplingPanel
+    from llamadesk.ui.window_state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +32,20 @@ class AdvancedSettings(QObject):
 
     applied = Signal(bool)  # whether anything changed
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self, state: WindowState, parent: QWidget, view_menu: QMenu, panel: SamplingPanel, picker: ModelPicker,
+        settings: AppSettings, save_settings: Callable[[], None],
+    ) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.state, self.parent_widget, self.panel, self.picker = state, parent, panel, picker
+        self.settings, self.save_settings = settings, save_settings  # the window's settings; it writes them to disk
         self.dialog: AdvancedSettingsDialog | None = None
-        self.action = QAction("Advanced model settings…", window)
+        self.action = QAction("Advanced model settings…", parent)
         self.action.setObjectName("advancedSettingsAction")
         tip = "GPU layers, threads, flash attention, KV cache types, mmap and mlock"
         self.action.setToolTip(tip)
         self.action.setStatusTip(tip)
         self.action.triggered.connect(self.open)
-        view_menu = window.menus[MenuId.VIEW]
         first = view_menu.actions()
         if len(first) > 1:
             view_menu.insertAction(first[1], self.action)  # after the settings panel's toggle
@@ -51,15 +56,15 @@ class AdvancedSettings(QObject):
         self.button.setAccessibleName("Advanced model settings")
         self.button.setToolTip(f"Advanced model settings: {tip}.")
         self.button.clicked.connect(self.open)
-        box = window.panel.findChild(QGroupBox, "modelBox")
+        box = panel.findChild(QGroupBox, "modelBox")
         if box is not None and isinstance(box.layout(), QGridLayout):
             grid = cast(QGridLayout, box.layout())
             grid.addWidget(self.button, grid.rowCount(), 0, 1, 2, Qt.AlignmentFlag.AlignLeft)
 
     def header(self) -> GGUFHeader | None:
         """The header of the loaded model, else of the model chosen in the picker."""
-        info = self.window.model_info
-        path = info.path if info is not None else getattr(self.window.picker.current_model(), "path", None)
+        info = self.state.model_info
+        path = info.path if info is not None else getattr(self.picker.current_model(), "path", None)
         if path is None:
             return None
         try:
@@ -72,8 +77,9 @@ class AdvancedSettings(QObject):
 
     def layer_count(self) -> int | None:
         """The loaded model's layers, else those of the model chosen in the picker (from its header)."""
-        if self.window.model_info is not None and self.window.model_info.n_layers:
-            return self.window.model_info.n_layers
+        info = self.state.model_info
+        if info is not None and info.n_layers:
+            return info.n_layers
         header = self.header()
         return header.n_layers if header is not None else None
 
@@ -89,7 +95,7 @@ class AdvancedSettings(QObject):
         except (OSError, AttributeError) as exc:  # a llama.cpp library without the registry: no preview
             log.info("No device list: %s", exc)
             return None
-        n_ctx = self.window.panel.n_ctx()
+        n_ctx = self.panel.n_ctx()
 
         def text(values: dict[str, Any]) -> str:
             if values["n_gpu_layers"] != GPU_LAYERS_AUTO:
@@ -107,7 +113,7 @@ class AdvancedSettings(QObject):
         if self.dialog is not None:
             self.dialog.close()
         self.dialog = dialog = AdvancedSettingsDialog(
-            self.window.settings, self.layer_count(), self.window, preview=self.preview()
+            self.settings, self.layer_count(), self.parent_widget, preview=self.preview()
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.apply(dialog.box.values()))
@@ -117,30 +123,31 @@ class AdvancedSettings(QObject):
 
     def apply(self, values: dict[str, Any]) -> bool:
         """Stores the values; when they differ from the loaded model's, offers to reload it now."""
-        settings = self.window.settings
+        settings = self.settings
         changed = any(getattr(settings, name) != values[name] for name in FIELDS)
         for name in FIELDS:
             setattr(settings, name, values[name])
-        self.window.save_settings()
+        self.save_settings()
         if changed:
             self._offer_reload()
         self.applied.emit(changed)
         return changed
 
     def _offer_reload(self) -> None:
-        window = self.window
-        model = window.loaded_model
-        if window.model_info is None or window.is_loading or model is None:
-            window.statusBar().showMessage("The new model settings apply the next time a model is loaded.", 5000)
+        state = self.state
+        model = state.loaded_model
+        if state.model_info is None or state.is_loading or model is None:
+            state.show_notice("The new model settings apply the next time a model is loaded.", 5000)
             return
         answer = QMessageBox.question(
-            window,
+            self.parent_widget,
             "Reload the model?",
             f"Reload {model.name} now so that the new settings take effect?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.Yes,
         )
         if answer == QMessageBox.StandardButton.Yes:
-            window.load_model(model)
+            if not state.closed:
+                self.picker.load(model)
         else:
-            window.statusBar().showMessage("The new model settings apply the next time a model is loaded.", 5000)
+            state.show_notice("The new model settings apply the next time a model is loaded.", 5000)

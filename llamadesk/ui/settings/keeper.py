@@ -4,16 +4,22 @@ belong to the shown conversation (its row in the history); both are saved a mome
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
-from llamadesk.core.settings import save_settings
+from llamadesk.core.settings import AppSettings, save_settings
 
 if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.core.history import History
+    from llamadesk.ui.chat.controller import ChatController
+    from llamadesk.ui.chat.notebook import NotebookController
+    from llamadesk.ui.settings.sampling_panel import SamplingPanel
+    from llamadesk.ui.theme import UiPrefs
+    from llamadesk.ui.window_state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +39,21 @@ class SettingsKeeper(QObject):
     """Listens to the settings panel and saves, after SAVE_DELAY_MS of quiet, the app settings and the settings of
     the conversation they were changed in (never another one: switching saves first)."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self, state: WindowState, panel: SamplingPanel, settings: AppSettings, settings_file: Path, prefs: UiPrefs,
+        history: History, chat: ChatController, notebook: NotebookController, parent: QObject | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.state, self.panel, self.settings, self.settings_file = state, panel, settings, settings_file
+        self.prefs, self.history = prefs, history
+        # The chat applies the overflow policy (and counts the context again); the notebook marks its conversations'
+        # stored sampling. Both are built before this keeper.
+        self.chat, self.notebook = chat, notebook
         self.dirty_cid: int | None = None
         self.save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self.conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self.save_timer.timeout.connect(self.save_settings)
         self.conv_timer.timeout.connect(self.save_conversation_settings)
-        panel = window.panel
         panel.context_box.policyChanged.connect(self._on_policy_changed)
         panel.paramsChanged.connect(self._on_panel_changed)
         panel.systemPromptChanged.connect(self._on_panel_changed)
@@ -49,12 +61,12 @@ class SettingsKeeper(QObject):
 
     def restore(self) -> None:
         """Puts the stored defaults into the panel."""
-        w = self.window
-        w.panel.set_params(safe_params(w.settings.sampling))
-        w.panel.set_system_prompt(w.settings.system_prompt)
-        w.panel.set_n_ctx(w.settings.n_ctx)
-        w.panel.context_box.set_policy(w.prefs.overflow_policy)
-        w.chat.set_policy(w.panel.context_box.policy().value)
+        panel, settings = self.panel, self.settings
+        panel.set_params(safe_params(settings.sampling))
+        panel.set_system_prompt(settings.system_prompt)
+        panel.set_n_ctx(settings.n_ctx)
+        panel.context_box.set_policy(self.prefs.overflow_policy)
+        self.chat.set_policy(panel.context_box.policy().value)
 
     def forget(self, cid: int) -> None:
         """The conversation went away (the trash): its pending settings are not written."""
@@ -62,49 +74,45 @@ class SettingsKeeper(QObject):
             self.dirty_cid = None
 
     def _on_policy_changed(self, value: str) -> None:
-        w = self.window
-        w.prefs.overflow_policy = value
-        w.chat.set_policy(value)
-        w.chat.refresh_context()
+        self.prefs.overflow_policy = value
+        self.chat.set_policy(value)
+        self.chat.refresh_context()
 
     def _on_panel_changed(self, *_: object) -> None:
         """Your latest values become the defaults for new chats and belong to the shown conversation."""
-        w = self.window
-        w.settings.sampling = w.panel.params().to_dict()
-        w.settings.system_prompt = w.panel.system_prompt()
+        self.settings.sampling = self.panel.params().to_dict()
+        self.settings.system_prompt = self.panel.system_prompt()
         self.save_timer.start()
-        if w.current_cid is not None:
-            self.dirty_cid = w.current_cid
+        if self.state.current_cid is not None:
+            self.dirty_cid = self.state.current_cid
             self.conv_timer.start()
 
     def _on_context_length_changed(self, n_ctx: int) -> None:
-        w = self.window
-        w.settings.n_ctx = n_ctx
+        self.settings.n_ctx = n_ctx
         self.save_timer.start()
-        if w.model_info is not None and n_ctx != w.model_info.n_ctx:
-            w.statusBar().showMessage("The new context length applies when the model is loaded again.", 5000)
+        info = self.state.model_info
+        if info is not None and n_ctx != info.n_ctx:
+            self.state.show_notice("The new context length applies when the model is loaded again.", 5000)
 
     def save_conversation_settings(self) -> None:
         self.conv_timer.stop()
-        w = self.window
         cid, self.dirty_cid = self.dirty_cid, None
-        if cid is None or cid != w.current_cid:
+        if cid is None or cid != self.state.current_cid:
             return
         try:
-            w.history.update_conversation(
+            self.history.update_conversation(
                 cid,
-                system_prompt=w.panel.system_prompt(),
-                sampling=w.notebook.sampling_for(cid, w.panel.params().to_dict()),
+                system_prompt=self.panel.system_prompt(),
+                sampling=self.notebook.sampling_for(cid, self.panel.params().to_dict()),
             )
         except LlamaDeskError as exc:
-            w.warn("Conversation settings not saved", str(exc))
+            self.state.warn("Conversation settings not saved", str(exc))
 
     def save_settings(self) -> None:
         self.save_timer.stop()
-        w = self.window
-        w.settings.n_ctx = w.panel.n_ctx()
+        self.settings.n_ctx = self.panel.n_ctx()
         try:
-            save_settings(w.paths.settings_file, w.settings)
+            save_settings(self.settings_file, self.settings)
         except LlamaDeskError as exc:
             log.warning("Settings not saved: %s", exc)
-            w.statusBar().showMessage(str(exc), 10000)
+            self.state.show_notice(str(exc), 10000)

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
+    QMenu,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -33,10 +35,12 @@ from llamadesk.server.recording import ServerRecorder
 from llamadesk.server.runner import DEFAULT_HOST, ServerRunner
 from llamadesk.server.settings import ServerSettings
 from llamadesk.ui.server_bridge import ServerBridge
-from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.core.history import History
+    from llamadesk.ui.settings.sampling_panel import SamplingPanel
+    from llamadesk.ui.window_state import WindowState
+    from llamadesk.ui.workers import EngineHost
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +136,15 @@ class ServerControl(QObject):
 
     stateChanged = Signal(str)  # the status text
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(
+        self, state: WindowState, window: QMainWindow, view_menu: QMenu, host: EngineHost, panel: SamplingPanel,
+        history: History,
+    ) -> None:  # fmt: skip
         super().__init__(window)
-        self.window = window
+        self.state, self.parent_widget, self.history = state, window, history  # the window: the dialog's parent
         self.settings = server_settings.load_settings()
         self._api_key: str | None = None  # read from the keyring only when needed (it may prompt)
-        self.bridge = ServerBridge(window.host, self._recorder, self)
+        self.bridge = ServerBridge(host, self._recorder, self)
         self.runner: ServerRunner | None = None
         self.label = QLabel("")
         self.label.setObjectName("serverStatusLabel")
@@ -147,16 +154,14 @@ class ServerControl(QObject):
         self.action.setObjectName("serverAction")
         self.action.setToolTip("Serve the loaded model over an OpenAI-compatible API")
         self.action.triggered.connect(self.open)
-        window.menus[MenuId.VIEW].addAction(self.action)
+        view_menu.addAction(self.action)
         self.dialog: ServerDialog | None = None
-        window.picker.modelLoaded.connect(lambda _m, info: self._on_model(info.file_name))
-        window.picker.modelUnloaded.connect(lambda: self._on_model(None))
-        window.panel.paramsChanged.connect(self.bridge.set_params)
-        self.bridge.set_params(window.panel.params())
-        info = window.model_info
-        self.bridge.set_model(info.file_name if info is not None else None)
+        state.modelChanged.connect(self._on_model)
+        panel.paramsChanged.connect(self.bridge.set_params)
+        self.bridge.set_params(panel.params())
+        self.bridge.set_model(self._model_id())
         self.bridge.activityChanged.connect(lambda _n: self._show())
-        self.bridge.requestRecorded.connect(lambda _cid: window.refresh_conversations())
+        self.bridge.requestRecorded.connect(lambda _cid: state.conversations_changed())
         if self.settings.enabled:
             self.start()
 
@@ -168,10 +173,14 @@ class ServerControl(QObject):
         model = self.bridge.model_id()
         if not self.settings.record_history or model is None:
             return None
-        return ServerRecorder(self.window.history, model)
+        return ServerRecorder(self.history, model)
 
-    def _on_model(self, model_id: str | None) -> None:
-        self.bridge.set_model(model_id)
+    def _model_id(self) -> str | None:
+        info = self.state.model_info
+        return info.file_name if info is not None else None
+
+    def _on_model(self) -> None:
+        self.bridge.set_model(self._model_id())
         self._show()
 
     def api_key(self) -> str | None:
@@ -188,7 +197,7 @@ class ServerControl(QObject):
         except LlamaDeskError as exc:
             self.runner = None
             self._show(f"Server off: {exc}")
-            self.window.warn("The local server did not start", str(exc))
+            self.state.warn("The local server did not start", str(exc))
             return False
         self.bridge.reopen()
         self._show()
@@ -209,11 +218,11 @@ class ServerControl(QObject):
             try:
                 server_settings.set_api_key(api_key)
             except LlamaDeskError as exc:
-                self.window.statusBar().showMessage(str(exc), 10000)
+                self.state.show_notice(str(exc), 10000)
         try:
             server_settings.save_settings(settings)
         except LlamaDeskError as exc:
-            self.window.statusBar().showMessage(str(exc), 10000)
+            self.state.show_notice(str(exc), 10000)
         restart = dataclasses.replace(settings, record_history=False) != dataclasses.replace(
             self.settings, record_history=False
         )  # fmt: skip
@@ -225,7 +234,7 @@ class ServerControl(QObject):
         self._show()
 
     def open(self) -> ServerDialog:
-        dialog = ServerDialog(self.settings, self.api_key(), self.status_text(), self.window)
+        dialog = ServerDialog(self.settings, self.api_key(), self.status_text(), self.parent_widget)
         self.dialog = dialog
         dialog.accepted.connect(lambda: self.apply(*dialog.values()))
         dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
