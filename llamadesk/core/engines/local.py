@@ -39,7 +39,7 @@ from llamadesk.core.engines.local_load import (
     load_failure_sentence,
     register_rpc,
 )
-from llamadesk.core.engines.local_stream import Outcome, common_prefix, stream_tokens
+from llamadesk.core.engines.local_stream import Outcome, common_prefix, marker_tokens, stream_tokens
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
@@ -68,6 +68,7 @@ class LlamaCppEngine:
         self._cancel: threading.Event | None = None
         self._abort_cb: Any = None
         self._no_abort: Any = None
+        self._markers: frozenset[int] = frozenset()  # special tokens the stream shows as text (harmony's markers)
 
     @property
     def info(self) -> ModelInfo | None:
@@ -144,6 +145,7 @@ class LlamaCppEngine:
             llama.close()
             raise
         self._install_abort_callback(llama)
+        self._markers = marker_tokens(llama)
         self._llama = llama
         placed = (
             placement.gpu_layers if placement.layer_devices or not gpus else (n_all if n_gpu < 0 else min(n_gpu, n_all))
@@ -241,6 +243,7 @@ class LlamaCppEngine:
         self._llama = None
         self._info = None
         self._renderer = None
+        self._markers = frozenset()
 
     def close(self) -> None:
         self.unload()
@@ -341,6 +344,7 @@ class LlamaCppEngine:
                 strip_start=mode is GenerationMode.CHAT,
                 token_probs=token_probs,
                 abort_in_decode=self._abort_in_decode,
+                shown=self._markers,
             )  # fmt: skip
         finally:
             self._cancel = None

@@ -14,6 +14,26 @@ from llamadesk.core.engines.api import FinishReason, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, TopKRecorder
 
+# OpenAI harmony's (gpt-oss) markers: special tokens that structure a reply into channels (parts.py reads them). The
+# stream shows these as their text; every other special token (BOS, EOS, a template's own tags) stays hidden.
+HARMONY_MARKERS = ("<|channel|>", "<|message|>", "<|start|>", "<|end|>", "<|return|>", "<|constrain|>", "<|call|>")
+
+
+def marker_tokens(llama: Any) -> frozenset[int]:
+    """The ids of the harmony markers that the loaded vocabulary has as single tokens (read once, at load)."""
+    found = set()
+    for marker in HARMONY_MARKERS:
+        ids = llama.tokenize(marker.encode(), add_bos=False, special=True)
+        if len(ids) == 1 and llama._model.detokenize(ids, special=True) == marker.encode():
+            found.add(ids[0])
+    return frozenset(found)
+
+
+def token_bytes(model: Any, token: int, shown: frozenset[int]) -> bytes:
+    """One token's bytes as the stream shows them: special tokens hidden, except those in `shown`."""
+    piece: bytes = model.detokenize([token], token in shown)
+    return piece
+
 
 class StopText:
     """Holds back text that may be the start of a stop string, so a stop string never reaches the user."""
@@ -80,16 +100,19 @@ def stream_tokens(
     strip_start: bool,
     token_probs: bool,
     abort_in_decode: Callable[[bool], None],
+    shown: frozenset[int] = frozenset(),
 ) -> Iterator[Token]:
     """Generates after `tokens`; yields Token events and fills `outcome`. `strip_start` drops the leading space of
     a chat reply (SentencePiece's "▁Word"); a continued reply or raw text keeps it. `abort_in_decode(on)` turns the
-    abort callback that lets Stop interrupt the prompt's evaluation on or off."""
+    abort callback that lets Stop interrupt the prompt's evaluation on or off. `shown`: the special tokens rendered as
+    their text (marker_tokens)."""
     import llama_cpp
 
     vocab = llama._model.vocab
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stop_text = StopText(stops)
-    recorder = TopKRecorder(lambda t: llama._model.detokenize([t]).decode("utf-8", "replace")) if token_probs else None
+    model = llama._model
+    recorder = TopKRecorder(lambda t: token_bytes(model, t, shown).decode("utf-8", "replace")) if token_probs else None
     decoded = 0  # characters decoded so far, for the records' offsets
     skipped = 0  # leading whitespace dropped from a chat reply
     at_start = strip_start
@@ -124,7 +147,7 @@ def stream_tokens(
                 outcome.reason = FinishReason.STOP
                 break
             outcome.generated += 1
-            piece = decoder.decode(llama._model.detokenize([token]))
+            piece = decoder.decode(token_bytes(model, token, shown))
             record = recorder.take(token, max(decoded - skipped, 0), piece) if recorder is not None else None
             if record is not None:
                 outcome.records.append(record)

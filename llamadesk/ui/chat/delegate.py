@@ -86,7 +86,8 @@ def row_actions(row: ChatRow, last: bool = True) -> list[str]:
     actions = ["copy", "receipt", "regenerate"]
     if last and row.finish_reason == "length" and row.status == "complete":
         actions.append("continue")
-    if reasoning_view(row) is not None:
+    view = reasoning_view(row)
+    if view is not None and view[1]:  # a line before the answer (not a harmony answer alone)
         actions.insert(0, "reasoning")  # show or hide what the model thought
     return actions
 

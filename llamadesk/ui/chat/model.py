@@ -10,7 +10,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
 from llamadesk.core.conversation.branch import BranchMessage
-from llamadesk.core.conversation.parts import THINK_CLOSE, THINK_OPEN, split_reply
+from llamadesk.core.conversation.parts import CHANNEL, may_have_reasoning, split_reply
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -41,11 +41,13 @@ _SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded")
 def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
     """A reply with reasoning as shown (markdown): a line saying how long the model thought, the reasoning quoted when
     the row shows it, then the answer. With where the answer starts in that text and in the reply's own text (token
-    offsets count in the latter). None for a reply without reasoning."""
-    if row.role != "assistant" or (THINK_CLOSE not in row.content and THINK_OPEN not in row.content):
+    offsets count in the latter). None for a reply without reasoning (a harmony reply without any has no line)."""
+    if row.role != "assistant" or not may_have_reasoning(row.content):
         return None
     parts = split_reply(row.content)
     if not parts.has_reasoning:
+        if parts.answer_start and CHANNEL in row.content:  # harmony's markers around an answer alone: hide them
+            return parts.text, 0, parts.answer_start
         return None
     seconds = row.stats.get("reasoning_s")
     if parts.thinking:
