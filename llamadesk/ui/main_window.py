@@ -126,8 +126,16 @@ class MainWindow(QMainWindow):
         self.speed_label, self.ttft_label = self.figures.speed_label, self.figures.ttft_label
         self.context_meter = self.figures.meter
         self.context_label = self.context_meter.label
-        self.chat = ChatController(self)
-        self.notebook = NotebookController(self)  # notebook mode: shown instead of the chat for notebook conversations
+        self.chat = ChatController(
+            self.state, session=self.session, history=self.history, host=self.host, chat_model=self.chat_model,
+            chat_view=self.chat_view, composer=self.composer, panel=self.panel, picker=self.picker,
+            figures=self.figures, actions=self.window_actions, load_options=self.load_options, parent=self,
+        )
+        self.notebook = NotebookController(  # notebook mode: shown instead of the chat for notebook conversations
+            self.state, session=self.session, history=self.history, picker=self.picker, chat_model=self.chat_model,
+            chat_view=self.chat_view, composer=self.composer, sampling=self.panel, column=self.chat_column,
+            menus=self.menus, stop=self.stop_generation, parent=self,
+        )
         self.navigation = Navigation(
             self.state, self, history=self.history, host=self.host, session=self.session, chat_model=self.chat_model,
             chat_view=self.chat_view, chat_column=self.chat_column, sidebar=self.sidebar, picker=self.picker,
@@ -148,7 +156,12 @@ class MainWindow(QMainWindow):
             self.state, panel=self.panel, settings=self.settings, settings_file=self.paths.settings_file,
             prefs=self.prefs, history=self.history, chat=self.chat, notebook=self.notebook, parent=self,
         )  # fmt: skip
-        self.prefill = PromptPrefill(self)  # Chat → Prepare Replies While Typing: the prompt read ahead
+        self.prefill = PromptPrefill(  # Chat → Prepare Replies While Typing: the prompt read ahead
+            self.state, session=self.session, host=self.host, picker=self.picker, chat_model=self.chat_model,
+            composer=self.composer, panel=self.panel, notebook=self.notebook, prefs=self.prefs, menus=self.menus,
+            parent=self,
+        )
+        self.chat.contextChanged.connect(self.prefill.schedule)  # the chat's context changed: read it ahead
         self.file_drop = FileDrop(  # dropped files: a .gguf is loaded, a .json imported, text joins the message
             self.state, self, composer=self.composer, picker=self.picker, paths=self.paths,
             import_export=self.navigation.history_actions.transfer.import_path,

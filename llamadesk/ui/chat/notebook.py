@@ -9,11 +9,12 @@ model without a chat template is loaded (`templates.prefers_completion`); the Ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QTextCursor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
@@ -21,7 +22,14 @@ from llamadesk.core.templates import prefers_completion
 from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
-    from llamadesk.ui.main_window import MainWindow
+    from llamadesk.core.history import History
+    from llamadesk.ui.chat.composer import Composer
+    from llamadesk.ui.chat.model import MessageListModel
+    from llamadesk.ui.chat.session import ChatSession
+    from llamadesk.ui.chat.view import ChatView
+    from llamadesk.ui.model_picker import ModelPicker
+    from llamadesk.ui.settings.sampling_panel import SamplingPanel
+    from llamadesk.ui.window_state import WindowState
 
 NOTEBOOK = "notebook"
 MODE_KEY = "mode"  # in a conversation's sampling JSON
@@ -87,12 +95,19 @@ class NotebookPanel(QWidget):
 class NotebookController(QObject):
     """Shows the notebook in place of the chat for notebook conversations and runs its requests via the session."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
+    def __init__(
+        self, state: WindowState, *, session: ChatSession, history: History, picker: ModelPicker,
+        chat_model: MessageListModel, chat_view: ChatView, composer: Composer, sampling: SamplingPanel,
+        column: QVBoxLayout, menus: dict[MenuId, QMenu], stop: Callable[[], None], parent: QObject,
+    ) -> None:  # fmt: skip
+        """`column` is the chat's layout (the notebook is shown in it instead of the view and composer); `stop` stops
+        the reply streaming (the window's Stop)."""
+        super().__init__(parent)
+        self._state, self._session, self._history = state, session, history
+        self._model, self._view, self._composer, self._sampling = chat_model, chat_view, composer, sampling
         self.panel = NotebookPanel()
         self.panel.hide()
-        window.chat_column.addWidget(self.panel, 1)
+        column.addWidget(self.panel, 1)
         self.default_on = False  # new conversations start as notebooks (a model without a chat template is loaded)
         self.active = False
         self.reply_id: int | None = None  # the reply shown after the document (Continue extends it)
@@ -103,23 +118,22 @@ class NotebookController(QObject):
         self.action.setShortcut("Ctrl+Shift+N")
         self.action.setStatusTip("Write a text the model continues, instead of chatting (for base models)")
         self.action.toggled.connect(self.set_notebook)
-        window.menus[MenuId.CHAT].addAction(self.action)
+        menus[MenuId.CHAT].addAction(self.action)
         self.panel.generateRequested.connect(self.generate)
         self.panel.continueRequested.connect(self.continue_text)
-        self.panel.stopRequested.connect(window.stop_generation)
-        window.session.textAppended.connect(self._on_text)
-        window.session.busyChanged.connect(lambda _busy: self.refresh_state())
-        window.session.replyEnded.connect(self._on_reply_ended)
-        window.picker.busyChanged.connect(lambda *_: self.refresh_state())
-        window.picker.modelLoaded.connect(self._on_model_loaded)
-        window.picker.modelUnloaded.connect(lambda: QTimer.singleShot(0, self.refresh_state))
+        self.panel.stopRequested.connect(stop)
+        session.textAppended.connect(self._on_text)
+        state.busyChanged.connect(self.refresh_state)  # a reply or a load began or ended
+        session.replyEnded.connect(self._on_reply_ended)
+        picker.modelLoaded.connect(self._on_model_loaded)
+        picker.modelUnloaded.connect(lambda: QTimer.singleShot(0, self.refresh_state))
 
     # --- which conversations are notebooks ---------------------------------------------------------------------
     def is_notebook(self, cid: int | None) -> bool:
         if cid is None:
             return self.default_on
         try:
-            return self.w.history.get_conversation(cid).sampling.get(MODE_KEY) == NOTEBOOK
+            return self._history.get_conversation(cid).sampling.get(MODE_KEY) == NOTEBOOK
         except LlamaDeskError:
             return False
 
@@ -129,17 +143,17 @@ class NotebookController(QObject):
 
     def set_notebook(self, on: bool) -> None:
         """The toggle: the conversation shown becomes a notebook (or a chat); with none shown, the next new one."""
-        w = self.w
-        cid = w.current_cid
+        history = self._history
+        cid = self._state.current_cid
         if cid is None:
             self.default_on = on
         elif on != self.is_notebook(cid):
             try:
-                sampling = dict(w.history.get_conversation(cid).sampling)
+                sampling = dict(history.get_conversation(cid).sampling)
                 sampling.pop(MODE_KEY, None)
-                w.history.update_conversation(cid, sampling={**sampling, MODE_KEY: NOTEBOOK} if on else sampling)
+                history.update_conversation(cid, sampling={**sampling, MODE_KEY: NOTEBOOK} if on else sampling)
             except LlamaDeskError as exc:
-                w.warn("Mode not changed", str(exc))
+                self._state.warn("Mode not changed", str(exc))
                 return
         self.conversation_shown(cid)
 
@@ -148,11 +162,11 @@ class NotebookController(QObject):
         if base != self.default_on:
             self.default_on = base
             if base:
-                self.w.statusBar().showMessage(
+                self._state.show_notice(
                     f"{info.file_name} has no chat template: new conversations open in notebook mode.", 8000
                 )
-        cid = self.w.current_cid
-        if base and cid is not None and not self.is_notebook(cid) and not self.w.chat_model.rowCount():
+        cid = self._state.current_cid
+        if base and cid is not None and not self.is_notebook(cid) and not self._model.rowCount():
             self.set_notebook(True)  # an empty chat becomes a notebook for a base model
         QTimer.singleShot(0, self.refresh_state)
 
@@ -163,9 +177,8 @@ class NotebookController(QObject):
         self.action.blockSignals(True)
         self.action.setChecked(self.active)
         self.action.blockSignals(False)
-        w = self.w
-        w.chat_view.setVisible(not self.active)
-        w.composer.setVisible(not self.active)
+        self._view.setVisible(not self.active)
+        self._composer.setVisible(not self.active)
         self.panel.setVisible(self.active)
         self.reply_id, self.document = None, ""
         text = ""
@@ -177,76 +190,77 @@ class NotebookController(QObject):
 
     def _text_of(self, cid: int) -> str:
         """The last document on the branch shown, followed by its continuation."""
+        history = self._history
         try:
-            leaf = self.w.history.get_conversation(cid).leaf_message_id
-            last = self.w.history.get_message(leaf) if leaf is not None else None
+            leaf = history.get_conversation(cid).leaf_message_id
+            last = history.get_message(leaf) if leaf is not None else None
             if last is None:
                 return ""
             if last.role == "user":
                 return last.content
-            parent = self.w.history.get_message(last.parent_id) if last.parent_id is not None else None
+            parent = history.get_message(last.parent_id) if last.parent_id is not None else None
         except LlamaDeskError as exc:
-            self.w.warn("Notebook not read", str(exc))
+            self._state.warn("Notebook not read", str(exc))
             return ""
         self.reply_id, self.document = last.id, parent.content if parent is not None else ""
         return self.document + last.content
 
     def refresh_state(self) -> None:
-        w = self.w
-        loading = w.is_loading
-        can_run = w.model_info is not None and not loading and not w.is_generating
-        reason = "Load a model first" if w.model_info is None or loading else ""
-        self.panel.set_state(can_run=can_run, generating=w.is_generating, reason=reason)
+        st = self._state
+        loading = st.is_loading
+        can_run = st.model_info is not None and not loading and not st.is_generating
+        reason = "Load a model first" if st.model_info is None or loading else ""
+        self.panel.set_state(can_run=can_run, generating=st.is_generating, reason=reason)
 
     # --- running ----------------------------------------------------------------------------------------------
     def generate(self) -> None:
         """Saves the text as it is and streams the model's continuation after it."""
-        w = self.w
+        st, session = self._state, self._session
         text = self.panel.editor.toPlainText()
-        if not text.strip() or w.model_info is None or w.is_generating or w.is_loading:
+        if not text.strip() or st.model_info is None or st.is_generating or st.is_loading:
             return
         try:
-            cid = w.ensure_conversation()
+            cid = st.ensure_conversation()
         except LlamaDeskError as exc:
-            w.warn("Text not sent", str(exc))
+            st.warn("Text not sent", str(exc))
             return
         if not self.is_notebook(cid):
             self.set_notebook(True)
-        w.save_conversation_settings()
-        model = w.loaded_model.name if w.loaded_model is not None else w.model_info.file_name
-        if w.session.complete(cid, text, w.panel.params(), model):
+        st.save_conversation_settings()
+        model = st.loaded_model.name if st.loaded_model is not None else st.model_info.file_name
+        if session.complete(cid, text, self._sampling.params(), model):
             self.document = text
-            self.reply_id = w.session.requests[w.session.active_request].reply.message_id  # type: ignore[index]
-            w.refresh_conversations()
+            self.reply_id = session.requests[session.active_request].reply.message_id  # type: ignore[index]
+            st.conversations_changed()
         self.refresh_state()
 
     def continue_text(self) -> None:
         """Extends the last continuation in place; after an edit of the text, the same as Generate."""
-        w = self.w
-        cid = w.current_cid
-        if cid is None or self.reply_id is None or w.model_info is None or w.is_generating:
+        st = self._state
+        cid = st.current_cid
+        if cid is None or self.reply_id is None or st.model_info is None or st.is_generating:
             self.generate()
             return
         try:
-            reply = w.history.get_message(self.reply_id)
+            reply = self._history.get_message(self.reply_id)
         except LlamaDeskError:
             self.generate()
             return
         if self.panel.editor.toPlainText() != self.document + reply.content:
             self.generate()
             return
-        w.session.continue_reply(cid, reply.id, w.panel.params(), "")
+        self._session.continue_reply(cid, reply.id, self._sampling.params(), "")
         self.refresh_state()
 
     def _on_text(self, cid: int, message_id: int, text: str) -> None:
-        if self.active and cid == self.w.current_cid and message_id == self.reply_id:
+        if self.active and cid == self._state.current_cid and message_id == self.reply_id:
             self.panel.append(text)
 
     def _on_reply_ended(self, cid: int, _stats: object) -> None:
         self.refresh_state()
-        if self.active and cid == self.w.current_cid and self.reply_id is not None:
+        if self.active and cid == self._state.current_cid and self.reply_id is not None:
             try:
-                reply = self.w.history.get_message(self.reply_id)
+                reply = self._history.get_message(self.reply_id)
             except LlamaDeskError:
                 return
             if reply.status == "error" and reply.receipt and reply.receipt.get("error"):
