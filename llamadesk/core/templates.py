@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -130,6 +131,8 @@ def prefers_completion(has_chat_template: bool, template_source: str) -> bool:
 
 
 CONTINUE_SENTINEL = "\ue000llamadesk-continue\ue000"  # private-use characters: no template produces them
+_PART_OPEN, _PART_CLOSE = "\ue001llamadesk-part-", "\ue001"  # where a message's content goes (render_parts)
+_PART = re.compile(re.escape(_PART_OPEN) + r"(\d+)" + re.escape(_PART_CLOSE))
 RENDER_SECONDS = 2.0  # a chat template that runs longer is stuck or hostile
 MAX_PROMPT_CHARS = 16 * 1024 * 1024  # far beyond any context window; stops templates that build huge strings
 
@@ -211,6 +214,23 @@ class TemplateRenderer:
         if cut < 0:
             return self.render(head) + last.get("content", "")
         return marked[:cut] + last.get("content", "")
+
+    def render_parts(
+        self, messages: Sequence[Mapping[str, str]], *, open_reply: bool = False
+    ) -> list[tuple[str, bool]]:
+        """The prompt as pieces, (text, is a message's text): rendered with each message's content replaced by a
+        marker, then the contents put back where the markers are. Lets the engine parse special tokens in the
+        template's text only (core/engines/control_text.py). `open_reply`: as render_open."""
+        marked = [{**m, "content": f"{_PART_OPEN}{i}{_PART_CLOSE}"} for i, m in enumerate(messages)]
+        prompt = self.render_open(marked) if open_reply else self.render(marked)
+        parts: list[tuple[str, bool]] = []
+        end = 0
+        for match in _PART.finditer(prompt):
+            parts.append((prompt[end : match.start()], False))
+            parts.append((messages[int(match.group(1))].get("content", ""), True))
+            end = match.end()
+        parts.append((prompt[end:], False))
+        return [(text, content) for text, content in parts if text]
 
     def render(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         def raise_exception(message: str) -> None:

@@ -31,6 +31,7 @@ from llamadesk.core.engines.api import (
     ModelInfo,
     StreamEvent,
 )
+from llamadesk.core.engines.control_text import ControlTexts
 from llamadesk.core.engines.local_load import (
     GGML_TYPES,
     LoadFailed,
@@ -69,6 +70,7 @@ class LlamaCppEngine:
         self._abort_cb: Any = None
         self._no_abort: Any = None
         self._markers: frozenset[int] = frozenset()  # special tokens the stream shows as text (harmony's markers)
+        self._controls = ControlTexts(())  # the control tokens' texts: a message holding one is tokenized apart
 
     @property
     def info(self) -> ModelInfo | None:
@@ -146,6 +148,7 @@ class LlamaCppEngine:
             raise
         self._install_abort_callback(llama)
         self._markers = marker_tokens(llama)
+        self._controls = ControlTexts.of(llama)
         self._llama = llama
         placed = (
             placement.gpu_layers if placement.layer_devices or not gpus else (n_all if n_gpu < 0 else min(n_gpu, n_all))
@@ -244,6 +247,7 @@ class LlamaCppEngine:
         self._info = None
         self._renderer = None
         self._markers = frozenset()
+        self._controls = ControlTexts(())
 
     def close(self) -> None:
         self.unload()
@@ -260,11 +264,18 @@ class LlamaCppEngine:
             if not raw:
                 raise GenerationError("There is no text to continue; write the beginning of a text first.")
             return raw
-        renderer = self._renderer
-        prompt = renderer.render_open(messages) if mode is GenerationMode.CONTINUE else renderer.render(messages)
-        # The template writes the BOS token itself when it wants one; parse special tokens in the text.
-        tokens: list[int] = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        return tokens
+        renderer, tokenize = self._renderer, self._llama.tokenize
+        open_reply = mode is GenerationMode.CONTINUE
+        # The template writes the BOS token itself when it wants one; special tokens are parsed in the template's
+        # text, never in a message's (control_text.py): a message holding such text is tokenized as a piece apart.
+        if any(self._controls.found_in(m.get("content", "")) for m in messages):
+            tokens: list[int] = []
+            for text, is_message in renderer.render_parts(messages, open_reply=open_reply):
+                tokens += tokenize(text.encode("utf-8"), add_bos=False, special=not is_message)
+            return tokens
+        prompt = renderer.render_open(messages) if open_reply else renderer.render(messages)
+        whole: list[int] = tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        return whole
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt_tokens(messages))
