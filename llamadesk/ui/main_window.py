@@ -89,6 +89,12 @@ class MainWindow(QMainWindow):
         self.picker = ModelPicker(self.host, self.paths.models, self.load_options)
         # What the parts below share instead of this window: the shown conversation, the model, busy or not.
         self.state = WindowState(self.session, self.picker, self.ensure_conversation, self)
+        # Connected at once: a part built below may already ask (the server left on may fail to start).
+        self.state.problem.connect(self.warn)
+        self.state.notice.connect(self.statusBar().showMessage)
+        self.state.conversationsChanged.connect(self.refresh_conversations)
+        self.state.openRequested.connect(self.select_conversation)
+        self.state.settingsDue.connect(self.save_conversation_settings)
         self.panel = SamplingPanel(PresetStore(self.paths.config / "presets.json"))
 
         chat = QWidget()
@@ -189,11 +195,6 @@ class MainWindow(QMainWindow):
         self.window_actions.find.triggered.connect(self.find_requested)
         self.window_actions.focus_composer.triggered.connect(self.focus_composer)
         self.panel.presets.notice.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.state.problem.connect(self.warn)
-        self.state.notice.connect(self.statusBar().showMessage)
-        self.state.conversationsChanged.connect(self.refresh_conversations)
-        self.state.openRequested.connect(self.select_conversation)
-        self.state.settingsDue.connect(self.save_conversation_settings)
 
     def _restore_settings(self) -> None:
         self.keeper.restore()

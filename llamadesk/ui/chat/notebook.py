@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
+from llamadesk.core.conversation.notebook import MODE_KEY, NOTEBOOK, is_notebook_sampling
 from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.templates import prefers_completion
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from llamadesk.ui.settings.sampling_panel import SamplingPanel
     from llamadesk.ui.window_state import WindowState
 
-NOTEBOOK = "notebook"
-MODE_KEY = "mode"  # in a conversation's sampling JSON
 
 
 class NotebookPanel(QWidget):
@@ -133,7 +132,7 @@ class NotebookController(QObject):
         if cid is None:
             return self.default_on
         try:
-            return self._history.get_conversation(cid).sampling.get(MODE_KEY) == NOTEBOOK
+            return is_notebook_sampling(self._history.get_conversation(cid).sampling)
         except LlamaDeskError:
             return False
 
