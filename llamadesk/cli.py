@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from llamadesk import __version__, logsetup
-from llamadesk.commands import EXIT_FAIL, EXIT_OK, chat, doctor, endpoints, history, models, rpc, serve
+from llamadesk.commands import EXIT_FAIL, EXIT_OK, chat, docs, doctor, endpoints, history, models, rpc, serve
 from llamadesk.core import crashreport, probe
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.paths import get_paths
 
 COMMANDS = {"chat": chat, "models": models, "history": history, "doctor": doctor, "rpc": rpc, "serve": serve,
-            "endpoints": endpoints}
+            "endpoints": endpoints, "docs": docs}
 
 
 def build_parser() -> argparse.ArgumentParser:

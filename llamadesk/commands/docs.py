@@ -1,0 +1,205 @@
+"""`llamadesk docs add NAME PATH… | list [NAME] | rm NAME | reindex NAME | search NAME QUERY [--limit N]`:
+collections of documents, indexed for search, that a conversation can draw passages from."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+SNIPPET_CHARS = 160
+
+
+def add_parser(sub: Any) -> None:
+    docs = sub.add_parser("docs", help="document collections to chat with (indexed for search)")
+    actions = docs.add_subparsers(dest="docs_command", required=True)
+    add = actions.add_parser("add", help="add files and folders to a collection (made if new) and index them")
+    add.add_argument("name", help="the collection's name (any text)")
+    add.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    ls = actions.add_parser("list", help="the collections; with NAME, its folders and the files it could not read")
+    ls.add_argument("name", nargs="?")
+    rm = actions.add_parser("rm", help="delete a collection and its index (the documents themselves stay)")
+    rm.add_argument("name")
+    re = actions.add_parser("reindex", help="read what changed in a collection's folders since the last time")
+    re.add_argument("name")
+    se = actions.add_parser("search", help="the passages that best match the words")
+    se.add_argument("name")
+    se.add_argument("query")
+    se.add_argument("--limit", type=int, default=5, help="how many passages (default 5)")
+
+
+def _error(message: str, code: int = EXIT_FAIL) -> int:
+    print(f"llamadesk docs: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.store import CollectionError, UnknownCollection
+
+    handlers = {"add": _add, "list": _list, "rm": _rm, "reindex": _reindex, "search": _search}
+    try:
+        return handlers[args.docs_command](args)
+    except UnknownCollection as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except CollectionError as exc:
+        return _error(str(exc), EXIT_FAIL)
+
+
+def size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _add(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.store import normalize_name, open_or_create
+
+    normalize_name(args.name)  # a bad name is refused before anything is made
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        return _error(f"{missing[0]} does not exist.", EXIT_FAIL)
+    collection, new = open_or_create(args.name)
+    with collection:
+        collection.add_roots(args.paths)
+        if new:
+            print(f"Made the collection {collection.name!r}.", file=sys.stderr)
+        return _index(collection)
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.store import open_collection
+
+    with open_collection(args.name) as collection:
+        return _index(collection)
+
+
+class _ProgressLine:
+    """One redrawn line on a terminal (at most 10 times a second); nothing when stderr is a pipe or a file."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if not self.tty or (now - self.last < 0.1 and p.files_done != p.files_total):
+            return
+        self.last = now
+        eta = f"ETA {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}" if p.eta_s is not None else ""
+        name = Path(p.path).name[:40]
+        self.stream.write(f"\r{p.files_done}/{p.files_total} files, {size_text(p.bytes_done)} of "
+                          f"{size_text(p.bytes_total)}, {p.files_per_s:.0f} files/s {eta} {name}\033[K")  # fmt: skip
+        self.stream.flush()
+        self.drawn = True
+
+    def done(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _index(collection: Any) -> int:
+    from llamadesk.core.documents.index import index_collection
+
+    cancel = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        cancel.set()  # seen between files; the work done so far is committed
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    printer = _ProgressLine(sys.stderr)
+    try:
+        print(f"Indexing {collection.name!r}…", file=sys.stderr, flush=True)
+        report = index_collection(collection, progress=printer, cancel=cancel)
+    except KeyboardInterrupt:
+        printer.done()
+        print("Stopped; the files indexed before the last batch are kept.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    printer.done()
+    stats = collection.stats()
+    print(f"{collection.name}: {report.read} file(s) read, {report.unchanged + report.rehashed} unchanged, "
+          f"{report.removed} removed, {stats.problems} problem(s); {stats.files} file(s), {stats.passages} "
+          f"passage(s), {size_text(stats.bytes_on_disk)}.")  # fmt: skip
+    for path, sentence in report.problem_files[:20]:
+        print(f"  problem: {path}: {sentence}", file=sys.stderr)
+    if len(report.problem_files) > 20:
+        print(f"  … and {len(report.problem_files) - 20} more; `llamadesk docs list {collection.name}` lists them.",
+              file=sys.stderr)  # fmt: skip
+    if report.cancelled:
+        print("Stopped; what was indexed is kept, and `llamadesk docs reindex` goes on from there.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.store import list_collections, open_collection
+
+    if args.name is None:
+        listed = list_collections()
+        if not listed:
+            print("No collections; make one with: llamadesk docs add NAME PATH…")
+        for info in listed:
+            with open_collection(info.name) as c:
+                s = c.stats()
+            problems = f", {s.problems} problem(s)" if s.problems else ""
+            print(f"{info.name}\t{s.files} file(s), {s.passages} passage(s){problems}\t{size_text(s.bytes_on_disk)}")
+        return EXIT_OK
+    with open_collection(args.name) as c:
+        s = c.stats()
+        print(f"# {c.name}: {s.files} file(s), {s.passages} passage(s), {s.chars:,} characters, "
+              f"{size_text(s.bytes_on_disk)}")  # fmt: skip
+        for root in c.roots():
+            print(f"root\t{root}")
+        for problem in c.problems():
+            print(f"problem\t{problem.path}\t{problem.sentence}")
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.store import delete_collection, open_collection
+
+    with open_collection(args.name) as c:
+        name = c.name
+    path = delete_collection(name)
+    print(f"Deleted the collection {name!r} and its index ({path.name}); the documents themselves are untouched.")
+    return EXIT_OK
+
+
+def _place(hit: Any) -> str:
+    return f"{hit.path} (page {hit.page})" if hit.page is not None else f"{hit.path}:{hit.line}"
+
+
+def _search(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.search import search
+    from llamadesk.core.documents.store import open_collection
+
+    if args.limit < 1:
+        return _error("--limit must be at least 1.", EXIT_USAGE)
+    with open_collection(args.name) as c:
+        hits = search(c, args.query, limit=args.limit)
+    safe = _terminal_safe if sys.stdout.isatty() else (lambda s: s)
+    for hit in hits:
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
+        print(f"{safe(_place(hit))}\t{hit.score:.2f}\t{safe(snippet)}")
+    if not hits:
+        print(f"No passage matches {args.query!r}.", file=sys.stderr)
+    return EXIT_OK
+
+
+def _terminal_safe(text: str) -> str:
+    """A document's text must not drive the terminal: control characters (escape sequences) are dropped."""
+    return "".join(ch for ch in text if ch >= " " or ch == "\t")
