@@ -99,7 +99,7 @@ def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llamadesk.core.conversation.turn import FileSource
+    from llamadesk.core.conversation.sources import FileSource
     from llamadesk.core.engines.api import LoadOptions
     from llamadesk.core.engines.choice import engine_kind, make_engine
 

@@ -12,10 +12,8 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from llamadesk.core.attachments import attachment_text
 from llamadesk.core.conversation.lifecycle import ReplyWriter, merge_continuation, name_new_conversation
 from llamadesk.core.conversation.parts import ReasoningClock, answer_of
 from llamadesk.core.conversation.plan import (
@@ -30,6 +28,14 @@ from llamadesk.core.conversation.plan import (
     ratio_after_overflow,
     reply_reserve,
 )
+from llamadesk.core.conversation.sources import (
+    ContextSource,
+    PromptSource,
+    prompt_blocks,
+    prompt_source_budget,
+    with_block,
+    with_sources,
+)
 from llamadesk.core.engines.api import Done, FinishReason, Message, StreamEvent, Token
 from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
@@ -38,10 +44,6 @@ from llamadesk.core.sampling import SamplingParams
 FIT_RETRIES = 3  # a dropping policy asks again this often when its estimate of the prompt was too low
 SENT_ROLES = frozenset(("user", "assistant"))
 UNSENT_STATUSES = frozenset(("streaming", "error"))
-
-
-class ContextTooLarge(LlamaDeskError):
-    """A context source is larger than its share of the context."""
 
 
 class BranchMessage(Protocol):
@@ -111,56 +113,6 @@ class Planner:
         if plan.excluded:
             extra["excluded_spans"], extra["excluded_count"] = plan.spans, len(plan.excluded)
         return extra
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """A text file joined to the user's message (dropped on the message box, `llamadesk chat --file`): read when
-    made, so a file that cannot be added is said before anything else happens (AttachmentError)."""
-
-    name: str
-    block: str  # the file as a block of the message (core/attachments.py)
-
-    @classmethod
-    def read(cls, path: Path) -> FileSource:
-        return cls(path.name, attachment_text(path))
-
-    def text(self) -> str:
-        return self.block
-
-    def receipt(self, text: str) -> dict[str, Any]:
-        return {"kind": "file", "name": self.name, "chars": len(text)}
-
-
-class ContextSource(Protocol):
-    """Something the turn adds to the user's message (files today; documents, images, tool results next)."""
-
-    def text(self) -> str: ...
-
-    def receipt(self, text: str) -> dict[str, Any]: ...
-
-
-def with_sources(message: str, sources: Iterable[ContextSource], budget_tokens: int, tokens_per_char: float
-                 ) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
-    """The user's message with each source's text after it, and what the receipt keeps of each. A source larger
-    than `budget_tokens` (estimated) is refused with a sentence; 0 means no limit."""
-    blocks: list[str] = []
-    records: list[dict[str, Any]] = []
-    for source in sources:
-        text = source.text()
-        record = source.receipt(text)
-        estimated = int(len(text) * tokens_per_char)
-        if budget_tokens and estimated > budget_tokens:
-            raise ContextTooLarge(
-                f"{record.get('name', 'An attachment')} is about {estimated} tokens, more than the "
-                f"{budget_tokens} its share of the context allows; attach a smaller file or load the model with a "
-                "larger context."
-            )
-        blocks.append(text)
-        records.append(record)
-    if not blocks:
-        return message, records
-    return (message.rstrip("\n") + "\n" if message.strip() else "") + "".join(blocks), records
 
 
 @dataclass
@@ -271,15 +223,18 @@ class Turn:
 
 def begin_turn(
     history: History, planner: Planner, cid: int, text: str, params: SamplingParams, system_prompt: str,
-    *, sources: Sequence[ContextSource] = (), source_budget: int = 0,
+    *, sources: Sequence[ContextSource] = (), source_budget: int = 0, prompt_sources: Sequence[PromptSource] = (),
 ) -> Turn:  # fmt: skip
-    """Your message (with its sources) at the end of the conversation's branch, and a reply to it planned and begun."""
+    """Your message (with its sources) at the end of the conversation's branch, and a reply to it planned and begun;
+    the prompt sources (your documents' passages) join its prompt only."""
     message, records = with_sources(text, sources, source_budget, planner.tokens_per_char)
+    budget = prompt_source_budget(planner.n_ctx, params.max_tokens)
+    block, prompt_records = prompt_blocks(text, prompt_sources, budget, planner.tokens_per_char)
     branch = history.messages(cid)
     user = history.add_message(cid, "user", message, parent_id=branch[-1].id if branch else None)
     name_new_conversation(history, cid, text or message)
     branch = [*branch, user]
-    entries = entries_of(branch, lambda m: m.id)
+    entries = with_block(entries_of(branch, lambda m: m.id), block)
 
     def replan() -> Plan:
         return planner.plan(system_prompt, entries, params.max_tokens)
@@ -287,8 +242,8 @@ def begin_turn(
     plan = planner.plan(system_prompt, entries, params.max_tokens, previous=last_left_out(branch))
     writer = ReplyWriter.begin(history, cid, parent_id=user.id)
     extra = planner.receipt(plan, system_prompt)
-    if records:
-        extra["sources"] = records
+    if records or prompt_records:
+        extra["sources"] = [*records, *prompt_records]
     return Turn(cid, writer, plan.messages, extra=extra, excluded_ids=plan.excluded, planner=planner, replan=replan,
                 system_prompt=system_prompt)  # fmt: skip
 
