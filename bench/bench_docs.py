@@ -1,0 +1,206 @@
+"""Document collections at scale: 10,000 files / 100 MB of text indexed (BM25 only), then ~100 searches.
+
+Run alone with `python -m bench.bench_docs [--files N --mb M]`: one JSON object per figure. The text is real-ish:
+paragraphs of the license texts and package copyright files found on this machine, shuffled per file, with a few
+words of each file's own (so a search can name one file). Goals: indexing ≤ 60 s on 2 cores, query p95 ≤ 50 ms,
+peak RSS growth while indexing ≤ +200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llamadesk.core.documents import store
+from llamadesk.core.documents.index import index_collection
+from llamadesk.core.documents.search import search
+
+SEED = 11
+BENCHMARKS = ("docs_index", "docs_query", "docs_size", "docs_rss")
+GOALS = {"index_s": 60.0, "query_p95_ms": 50.0, "rss_growth_mb": 200.0}
+SOURCES = ("/usr/share/common-licenses", "/usr/share/doc", sys.base_prefix)
+
+
+def paragraphs(limit_files: int = 3000) -> list[str]:
+    """Paragraphs of the license and copyright texts on this machine (at least a built-in few)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    files = 0
+    for source in SOURCES:
+        for dirpath, _dirs, names in os.walk(source):
+            for name in names:
+                if not (name in ("copyright", "LICENSE", "LICENSE.txt", "COPYING") or dirpath.endswith("licenses")):
+                    continue
+                try:
+                    text = Path(dirpath, name).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                for para in text.split("\n\n"):
+                    para = para.strip()
+                    if 80 <= len(para) <= 3000 and para not in seen:
+                        seen.add(para)
+                        found.append(para)
+                files += 1
+                if files >= limit_files:
+                    return found
+    return found or ["The quick brown fox jumps over the lazy dog. " * 5]
+
+
+def own_word(i: int) -> str:
+    rng = random.Random(i)
+    return "".join(rng.choice("bcdfghjklmnpqrstvwz") + rng.choice("aeiou") for _ in range(4)) + f"{i}"
+
+
+def generate(root: Path, files: int, total_bytes: int) -> int:
+    """Writes `files` text files (in folders of 100) of about total_bytes in all; returns the bytes written."""
+    rng = random.Random(SEED)
+    paras = paragraphs()
+    per_file = total_bytes // files
+    written = 0
+    for i in range(files):
+        folder = root / f"d{i // 100:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        parts, size = [], 0
+        word = own_word(i)
+        while size < per_file:
+            para = rng.choice(paras)
+            if rng.random() < 0.2:
+                para = f"{para} ({word})"
+            parts.append(para)
+            size += len(para) + 2
+        data = "\n\n".join(parts).encode("utf-8")
+        (folder / f"doc{i:05d}.txt").write_bytes(data)
+        written += len(data)
+    return written
+
+
+def queries(n: int, files: int) -> list[str]:
+    """Common and rare words, several words, a file's own word, and words that are nowhere."""
+    rng = random.Random(SEED + 1)
+    words = [w for p in paragraphs()[:400] for w in p.split() if w.isalpha() and len(w) > 3]
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            out.append(rng.choice(words))
+        elif kind == 1:
+            out.append(" ".join(rng.sample(words, 3)))
+        elif kind == 2:
+            out.append(f"{own_word(rng.randrange(files))} {rng.choice(words)}")
+        else:
+            out.append(" ".join(rng.sample(words, 6)) + "?")
+    return out
+
+
+class PeakRss:
+    """The process's resident memory, sampled every 20 ms on a thread, so the peak of a run can be read."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = self.base = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def figure(name: str, value: float, unit: str, goal: float | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "value": round(value, 2), "unit": unit, "goal": goal, **extra}
+
+
+def run(args: argparse.Namespace | Sequence[str] | None = None) -> list[dict[str, Any]]:
+    if args is None or not isinstance(args, argparse.Namespace):
+        args = parse_args(list(args or []))
+    files = int(getattr(args, "files", 10_000))
+    mb = float(getattr(args, "mb", 100))
+    n_queries = int(getattr(args, "queries", 100))
+    if getattr(args, "quick", False):
+        files, mb, n_queries = files // 10, mb / 10, 30
+    with tempfile.TemporaryDirectory(prefix="llamadesk-bench-docs-") as tmp:
+        results = _measure(Path(tmp), files, int(mb * 1e6), n_queries)
+    only = getattr(args, "only", None)
+    if only:
+        results = [r for r in results if any(r["name"].startswith(group) for group in only)]
+    return results
+
+
+def _measure(tmp: Path, files: int, total_bytes: int, n_queries: int) -> list[dict[str, Any]]:
+    root = tmp / "docs"
+    started = time.perf_counter()
+    written = generate(root, files, total_bytes)
+    results = [figure("docs_generate_s", time.perf_counter() - started, "s", None, files=files, bytes=written),
+               figure("docs_machine_load_1min", os.getloadavg()[0], "", None, cpus=os.cpu_count())]  # fmt: skip
+    collection = store.create_collection("bench", tmp / "collections")
+    collection.add_roots([root])
+    with PeakRss() as rss:
+        start, cpu = time.perf_counter(), time.process_time()
+        report = index_collection(collection)
+        seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    stats = collection.stats()
+    assert report.read == files and report.problems == 0, report
+    results.append(figure("docs_index_s", seconds, "s", GOALS["index_s"], cpu_s=round(cpu_s, 2), files=files,
+                          mb_text=round(written / 1e6, 1), passages=stats.passages))  # fmt: skip
+    results.append(figure("docs_index_files_per_s", files / seconds, "files/s", None))
+    results.append(figure("docs_index_mb_per_s", written / 1e6 / seconds, "MB/s", None))
+    results.append(figure("docs_rss_growth_mb", (rss.peak - rss.base) / 1e6, "MB", GOALS["rss_growth_mb"]))
+    results.append(figure("docs_size_bytes_per_mb_text", stats.bytes_on_disk / (written / 1e6), "B/MB", None,
+                          db_mb=round(stats.bytes_on_disk / 1e6, 1)))  # fmt: skip
+    start = time.perf_counter()
+    again = index_collection(collection)
+    results.append(figure("docs_index_unchanged_s", time.perf_counter() - start, "s", None, unchanged=again.unchanged))
+    timings, empty = [], 0
+    for q in queries(n_queries, files):
+        t = time.perf_counter()
+        hits = search(collection, q, limit=5)
+        timings.append((time.perf_counter() - t) * 1000)
+        empty += not hits
+    timings.sort()
+    p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
+    results.append(figure("docs_query_p50_ms", statistics.median(timings), "ms", None, queries=len(timings),
+                          without_hits=empty))  # fmt: skip
+    results.append(figure("docs_query_p95_ms", p95, "ms", GOALS["query_p95_ms"], worst_ms=round(timings[-1], 2)))
+    collection.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_docs", description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--mb", type=float, default=100.0, help="megabytes of text in all")
+    parser.add_argument("--queries", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for result in run(parse_args(sys.argv[1:] if argv is None else argv)):
+        print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
