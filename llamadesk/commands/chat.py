@@ -55,6 +55,10 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
     chat.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
                       help="add a text file to the message, as a fenced block under its name (repeatable)")  # fmt: skip
+    chat.add_argument("--docs", action="append", default=[], metavar="NAME",
+                      help="answer from a document collection (llamadesk docs add): its passages that best match the "
+                      "prompt join the prompt, numbered for citations [1], [2]; the sources are listed on stderr "
+                      "(repeatable)")  # fmt: skip
     chat.add_argument("--complete", action="store_true",
                       help="notebook mode: the model continues PROMPT as raw text, without the chat template "
                       "(saved as a notebook the window opens as one)")  # fmt: skip
@@ -113,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if args.conversation is not None and args.no_history:
         print("llamadesk chat: --conversation continues a saved conversation; leave out --no-history.", file=sys.stderr)
         return EXIT_USAGE
-    if args.complete and (args.file or args.system or args.endpoint):
+    if args.complete and (args.file or args.system or args.endpoint or args.docs):
         print("llamadesk chat: --complete continues the text as written, on a local model; leave out --file, "
-              "--system and --endpoint.", file=sys.stderr)  # fmt: skip
+              "--docs, --system and --endpoint.", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     try:
@@ -175,6 +179,7 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     from llamadesk.core.conversation.lifecycle import NEW_TITLE
     from llamadesk.core.conversation.plan import OverflowPolicy
     from llamadesk.core.conversation.turn import Planner, begin_turn
+    from llamadesk.core.documents.context import DocumentsSource
     from llamadesk.core.engines.api import FinishReason
     from llamadesk.core.history import History
 
@@ -199,8 +204,13 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
         else:
             system = args.system or conv.system_prompt
             budget = max(info.n_ctx - params.max_tokens, 0)  # what the files may take: the context less the reply
+            documents = [DocumentsSource(args.docs)] if args.docs else []
+            if documents and len(sample := documents[0].sample(prompt)) >= 200:
+                # The budget is spent in estimated tokens: count some of these documents in the model's own first.
+                sampled = [{"role": "user", "content": sample}]
+                planner.calibrate(engine.count_tokens(sampled), sampled)
             turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources,
-                              source_budget=budget)  # fmt: skip
+                              source_budget=budget, prompt_sources=documents)  # fmt: skip
     except LlamaDeskError as exc:  # a full disk, a conversation that is not there, a file too large for the context
         if history is not None:
             history.close()
@@ -228,6 +238,7 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
         history.close()
     sys.stdout.write("\n")
     reason = done.stats.finish_reason
+    _print_sources(turn.extra.get("sources", []))
     if turn.excluded_ids:
         print(f"[{len(turn.excluded_ids)} earlier messages were left out of the prompt to fit]", file=sys.stderr)
     if args.stats:
@@ -241,3 +252,14 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
         print(f"llamadesk chat: {turn.writer.unsaved}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_INTERRUPTED if reason is FinishReason.CANCELLED else EXIT_OK
+
+
+def _print_sources(records: list[dict[str, Any]]) -> None:
+    """What the reply's [1], [2] refer to, on stderr (stdout is the reply)."""
+    from llamadesk.core.documents.context import place_of
+
+    for record in records:
+        if record.get("kind") == "documents" and not record.get("quoted"):
+            print(f"[no passages of {', '.join(record.get('collections', []))} matched the prompt]", file=sys.stderr)
+        elif record.get("kind") in ("passage", "document"):
+            print(f"[{record['n']}] {place_of(record)}", file=sys.stderr)

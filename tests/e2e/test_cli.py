@@ -225,3 +225,27 @@ def test_chat_complete_refuses_chat_options(llamadesk_home: Path, tiny_model: Pa
     result = cli("chat", "--model", str(tiny_model), "--complete", "--system", "be brief", "text",
                  home=llamadesk_home)  # fmt: skip
     assert result.returncode == 2 and "--complete" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_docs_answers_from_a_collection_and_lists_its_sources(
+    llamadesk_home: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "guide.md").write_text("# Guide\n\n" + "Filler line about other things.\n" * 300
+                                   + "\nThe flux capacitor needs 1.21 gigawatts.\n")  # fmt: skip
+    (root / "other.txt").write_text("Nothing about it here.\n" * 300)
+    added = cli("docs", "add", "manuals", str(root), home=llamadesk_home)
+    assert added.returncode == 0, added.stderr
+    result = cli("chat", "--model", str(tiny_model), "--ctx", "2048", "--max-tokens", "8", "--docs", "manuals",
+                 "How many gigawatts does the flux capacitor need?", home=llamadesk_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "[1] " + str(root / "guide.md") in result.stderr  # what [1] refers to, on stderr
+    (receipt,) = rows(llamadesk_home, "SELECT receipt_json FROM messages WHERE role = 'assistant'")
+    assert '"kind": "passage"' in receipt[0] and "guide.md" in receipt[0]
+    (user,) = rows(llamadesk_home, "SELECT content FROM messages WHERE role = 'user'")
+    assert user[0] == "How many gigawatts does the flux capacitor need?"  # the passages went to the prompt only
+
+    unknown = cli("chat", "--model", str(tiny_model), "--docs", "nothing", "hi", home=llamadesk_home)
+    assert unknown.returncode != 0 and "no collection named 'nothing'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
