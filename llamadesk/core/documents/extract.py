@@ -149,3 +149,10 @@ def _size(n: int) -> str:
     if n >= 1024**3:
         return f"{n / 1024**3:.1f} GB"
     return f"{n / 1024**2:.0f} MB" if n >= 1024**2 else f"{n / 1024:.0f} KB"
+
+
+# PDF, DOCX, ODT and EPUB: formats.py's readers, lent what they share with text files (formats.py cannot import this
+# module: no import circles). Importing it is cheap; each reader loads its library when its first file is read.
+from llamadesk.core.documents import formats  # noqa: E402
+
+READERS.update(formats.readers(formats.Shared(Section, DocumentError, decode, html_text)))
