@@ -19,7 +19,9 @@ from llamadesk.core.conversation.branch import (
 from llamadesk.core.conversation.lifecycle import ReplyWriter, name_new_conversation, status_for
 from llamadesk.core.conversation.pending import PendingReply
 from llamadesk.core.conversation.plan import OverflowPolicy, Plan
+from llamadesk.core.conversation.sources import prompt_blocks, prompt_source_budget, with_block
 from llamadesk.core.conversation.turn import Planner, entries_of, left_out
+from llamadesk.core.documents.context import DocumentsSource, collections_of
 from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
@@ -110,13 +112,14 @@ class ChatSession(QObject, NotebookRequests):
 
     def plan(
         self, cid: int, system_prompt: str, upto: int | None, max_tokens: int, excluded: set[int] | None = None,
-        *, open_reply: bool = False,
+        *, open_reply: bool = False, block: str = "",
     ) -> Plan:  # fmt: skip
         """The prompt for a reply after `upto` (None: the end of the branch shown), with the policy applied;
-        `open_reply`: `upto` is the reply being continued, sent whole (its reasoning too)."""
+        `open_reply`: `upto` is the reply being continued, sent whole (its reasoning too); `block`: the prompt
+        sources' text after your message (core/conversation/sources.py)."""
         branch = self.branch_to(cid, upto)
         previous = last_left_out(branch) if excluded is None else None
-        entries = entries_of(branch, stored_id, open_reply=open_reply)
+        entries = with_block(entries_of(branch, stored_id, open_reply=open_reply), block)
         return self.planner.plan(system_prompt, entries, max_tokens, excluded=excluded, previous=previous)
 
     def prompt_messages(self, cid: int, system_prompt: str, max_tokens: int = 0) -> list[Message]:
@@ -136,6 +139,7 @@ class ChatSession(QObject, NotebookRequests):
         if self.is_generating:
             return False
         try:
+            sources = self._prompt_sources(cid, text, params)  # before saving: a collection that fails saves nothing
             kwargs: dict[str, Any] = {} if parent_id is UNSET else {"parent_id": parent_id}
             user = self.history.add_message(cid, "user", text, **kwargs)
             name_new_conversation(self.history, cid, text)
@@ -143,7 +147,7 @@ class ChatSession(QObject, NotebookRequests):
         except LlamaDeskError as exc:
             self.problem.emit("Message not sent", str(exc))
             return False
-        return self._generate(cid, user.id, params, system_prompt)
+        return self._generate(cid, user.id, params, system_prompt, sources=sources)
 
     def regenerate(self, cid: int, message_id: int, params: SamplingParams, system_prompt: str) -> bool:
         """A new alternative for a reply (or a reply to a user message), beside the ones kept."""
@@ -212,30 +216,51 @@ class ChatSession(QObject, NotebookRequests):
             self._may_refit(pending, message_id, system_prompt, open_reply=True)
         return True
 
+    def _prompt_sources(self, cid: int, query: str, params: SamplingParams) -> tuple[str, list[dict[str, Any]]]:
+        """The passages of the conversation's document collections for `query`, and their receipt records
+        (core/documents/context.py); nothing when it uses none. Raises LlamaDeskError."""
+        names = collections_of(self.history.get_conversation(cid).sampling)
+        if not names:
+            return "", []
+        budget = prompt_source_budget(self.planner.n_ctx, params.max_tokens)
+        return prompt_blocks(query, [DocumentsSource(names)], budget, self.planner.tokens_per_char)
+
     def _generate(
         self, cid: int, parent_id: int, params: SamplingParams, system_prompt: str,
         *, excluded: set[int] | None = None, reproduces: int | None = None,
+        sources: tuple[str, list[dict[str, Any]]] | None = None,
     ) -> bool:  # fmt: skip
+        """A reply to the message `parent_id`; `sources`: the prompt sources made for it already (else made here)."""
         try:
-            plan = self.plan(cid, system_prompt, parent_id, params.max_tokens, excluded)
+            if sources is None:
+                parent = self.history.get_message(parent_id)
+                sources = self._prompt_sources(cid, parent.content, params) if parent.role == "user" else ("", [])
+            block, records = sources
+            plan = self.plan(cid, system_prompt, parent_id, params.max_tokens, excluded, block=block)
             reply = self.history.begin_reply(cid, parent_id=parent_id)
         except LlamaDeskError as exc:
             self.problem.emit("Message not sent", str(exc))
             return False
         extra = self._extra(plan, system_prompt)
+        if records:
+            extra["sources"] = records
         if reproduces is not None:
             extra["reproduces"] = reproduces
         pending = self._request(cid, reply, plan, params, extra)
         if excluded is None:
-            self._may_refit(pending, parent_id, system_prompt)
+            self._may_refit(pending, parent_id, system_prompt, block=block)
         return True
 
-    def _may_refit(self, pending: PendingReply, upto: int, system_prompt: str, *, open_reply: bool = False) -> None:
+    def _may_refit(
+        self, pending: PendingReply, upto: int, system_prompt: str, *, open_reply: bool = False, block: str = ""
+    ) -> None:
         """Lets the turn plan its prompt again if the engine finds it too long (Turn.refit)."""
         params = pending.params
         assert params is not None
         pending.planner, pending.system_prompt = self.planner, system_prompt
-        pending.replan = lambda: self.plan(pending.cid, system_prompt, upto, params.max_tokens, open_reply=open_reply)
+        pending.replan = lambda: self.plan(
+            pending.cid, system_prompt, upto, params.max_tokens, open_reply=open_reply, block=block
+        )
 
     def _extra(self, plan: Plan, system_prompt: str) -> dict[str, Any]:
         return self.planner.receipt(plan, system_prompt)

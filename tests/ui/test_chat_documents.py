@@ -1,0 +1,66 @@
+"""A conversation that uses document collections, in the real window: each reply's prompt carries the passages that
+match your message, the receipt records them, and the history keeps only your words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pytestqt.qtbot import QtBot
+
+from llamadesk.core.documents import store
+from llamadesk.core.documents.context import DOCS_KEY
+from llamadesk.core.documents.index import index_collection
+from llamadesk.core.history import History
+from llamadesk.paths import Paths
+from llamadesk.ui.main_window import MainWindow
+
+REPLY_TIMEOUT_MS = 60_000
+
+
+def make_collection(paths: Paths, tmp_path: Path) -> None:
+    root = tmp_path / "manuals"
+    root.mkdir()
+    (root / "flux.md").write_text("# Flux\n\n" + "Unrelated filler about the weather.\n" * 200
+                                  + "\nThe flux capacitor needs 1.21 gigawatts.\n")  # fmt: skip
+    (root / "other.txt").write_text("Nothing to see here.\n" * 200)
+    collection = store.create_collection("manuals", paths.data / "documents")
+    collection.add_roots([root])
+    index_collection(collection)
+    collection.close()
+
+
+def test_a_reply_quotes_the_conversations_documents(
+    window: MainWindow, history: History, paths: Paths, qtbot: QtBot, tmp_path: Path
+) -> None:
+    make_collection(paths, tmp_path)
+    cid = window.ensure_conversation()
+    history.update_conversation(cid, sampling={**history.get_conversation(cid).sampling, DOCS_KEY: ["manuals"]})
+    window.send("How many gigawatts does the flux capacitor need?")
+    pending = window.session.requests[window.session.active_request]  # type: ignore[index]
+    prompt = pending.messages[-1]["content"]
+    assert prompt.startswith("How many gigawatts") and "[1] " in prompt and "1.21 gigawatts" in prompt
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    user, reply = history.messages(cid)
+    assert user.content == "How many gigawatts does the flux capacitor need?"
+    kinds = [record["kind"] for record in (reply.receipt or {}).get("sources", [])]
+    assert kinds[0] == "documents" and "passage" in kinds
+    assert "flux.md" in json.dumps(reply.receipt)
+
+    # Regenerate searches again for the same message.
+    window.session.regenerate(cid, reply.id, window.panel.params(), "")
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    again = history.messages(cid)[-1]
+    assert again.id != reply.id and "flux.md" in json.dumps(again.receipt)
+
+
+def test_a_missing_collection_is_one_sentence_and_saves_nothing(
+    window: MainWindow, history: History, qtbot: QtBot
+) -> None:
+    cid = window.ensure_conversation()
+    history.update_conversation(cid, sampling={DOCS_KEY: ["gone"]})
+    problems: list[tuple[str, str]] = []
+    window.session.problem.connect(lambda title, text: problems.append((title, text)))
+    window.send("hello")
+    assert not window.is_generating and history.messages(cid) == []
+    assert problems and "no collection named 'gone'" in problems[0][1]
