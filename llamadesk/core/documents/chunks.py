@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from llamadesk.core.documents.extract import Section
+from llamadesk.core.documents.text import Section
 
 PASSAGE_CHARS = 1000
 

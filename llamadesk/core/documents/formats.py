@@ -1,8 +1,5 @@
 """Readers for PDF, DOCX, ODT and EPUB; extract.py registers them in READERS. Their libraries load on first use.
 
-extract.py imports this module and lends it what the readers share with text files (`Shared`: Section, DocumentError,
-decode, html_text): this module cannot import extract.py back, as the house allows no import circles.
-
 Sections: a PDF's pages (page from 1; pages without text left out); a DOCX's or ODT's text split at its headings, and
 an EPUB's chapters in reading (spine) order, each starting at `line` (from 1) of the whole document's text, in which
 paragraphs are separated by a blank line and a table row is one line, its cells joined by " | ".
@@ -15,10 +12,11 @@ import posixpath
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from llamadesk.core.documents.text import DocumentError, Section, decode, html_text, size_text
 
 if TYPE_CHECKING:  # zipfile and ElementTree load with the first package read: the CLI and the window start without
     import zipfile
@@ -36,33 +34,14 @@ FONT_OBFUSCATION = frozenset({"http://www.idpf.org/2008/embedding", "http://ns.a
 
 _PDFIUM = threading.Lock()  # pdfium is not thread-safe, and collections may be indexed from a pool
 
-S = TypeVar("S")
 Block = tuple[bool, str]  # (is a heading, text)
 
 
-@dataclass(frozen=True)
-class Shared(Generic[S]):
-    """What extract.py lends the readers."""
-
-    section: Callable[[str, int | None, int], S]  # Section(text, page, line)
-    error: Callable[[str], Exception]  # DocumentError(sentence)
-    decode: Callable[[Path, bytes], str]
-    html_text: Callable[[str], str]
-
-
-def readers(shared: Shared[S]) -> dict[str, Callable[[Path], list[S]]]:
-    """Suffix → reader, for extract.READERS."""
-    r = _Readers(shared)
-    return {".pdf": r.pdf, ".docx": r.docx, ".odt": r.odt, ".epub": r.epub}
-
-
-class _Readers(Generic[S]):
-    def __init__(self, shared: Shared[S]) -> None:
-        self.s = shared
+class _Readers:
 
     # --- PDF: pypdfium2 (3-7x faster than pypdf here, and it reads PDFs whose cross-reference table is broken) ---
-    def pdf(self, path: Path) -> list[S]:
-        self._check_size(path, MAX_PDF_BYTES)
+    def pdf(self, path: Path) -> list[Section]:
+        self._checksize_text(path, MAX_PDF_BYTES)
         import pypdfium2 as pdfium
         import pypdfium2.raw as pdfium_c
 
@@ -71,14 +50,14 @@ class _Readers(Generic[S]):
                 doc = pdfium.PdfDocument(path)
             except pdfium.PdfiumError as exc:
                 if exc.err_code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
-                    raise self.s.error(
+                    raise DocumentError(
                         f"{path.name} is encrypted; save a copy without a password (in a PDF reader) to index it."
                     ) from exc
-                raise self.s.error(f"{path.name} is not a readable PDF: it is damaged or incomplete.") from exc
+                raise DocumentError(f"{path.name} is not a readable PDF: it is damaged or incomplete.") from exc
             try:
                 pages = len(doc)
                 if pages > MAX_PDF_PAGES:
-                    raise self.s.error(
+                    raise DocumentError(
                         f"{path.name} has {pages:,} pages; LlamaDesk indexes PDFs of at most {MAX_PDF_PAGES:,} pages."
                     )
                 sections, total = [], 0
@@ -90,15 +69,15 @@ class _Readers(Generic[S]):
                     page.close()
                     total = self._check_text(path, total, text)
                     if text:
-                        sections.append(self.s.section(text, number, 1))
+                        sections.append(Section(text, number, 1))
             finally:
                 doc.close()
         if pages and not sections:
-            raise self.s.error(f"{path.name} has no text, only images (a scan?); LlamaDesk does not read images.")
+            raise DocumentError(f"{path.name} has no text, only images (a scan?); LlamaDesk does not read images.")
         return sections
 
     # --- DOCX: python-docx (its lxml parser never expands entities; DTDs are refused before it parses) ---
-    def docx(self, path: Path) -> list[S]:
+    def docx(self, path: Path) -> list[Section]:
         with self._package(path, "Word (DOCX)") as z:
             for info in z.infolist():
                 if info.filename.endswith((".xml", ".rels")):
@@ -110,32 +89,32 @@ class _Readers(Generic[S]):
 
     # --- ODT: the standard library on content.xml. odfpy was measured: 0.45 s where this takes 0.03 s for 3,000
     # paragraphs, and it loads every part (pictures too) into memory; its last release was in 2020. ---
-    def odt(self, path: Path) -> list[S]:
+    def odt(self, path: Path) -> list[Section]:
         with self._package(path, "OpenDocument text (ODT)") as z:
             if "content.xml" not in z.namelist():
-                raise self.s.error(f"{path.name} is not an OpenDocument text file: it has no content.xml.")
+                raise DocumentError(f"{path.name} is not an OpenDocument text file: it has no content.xml.")
             root = self._xml(path, z.read("content.xml"))
         body = root.find(f"{{{OFFICE}}}body/{{{OFFICE}}}text")
         return self._split(path, _odt_blocks(body) if body is not None else [])
 
     # --- EPUB: the standard library (EbookLib is AGPL-3.0, which LlamaDesk's Apache-2.0 bundle cannot carry) ---
-    def epub(self, path: Path) -> list[S]:
+    def epub(self, path: Path) -> list[Section]:
         with self._package(path, "EPUB") as z:
             names = set(z.namelist())
             if "META-INF/container.xml" not in names:
-                raise self.s.error(f"{path.name} is not an EPUB book: it has no META-INF/container.xml.")
+                raise DocumentError(f"{path.name} is not an EPUB book: it has no META-INF/container.xml.")
             rootfile = self._xml(path, z.read("META-INF/container.xml")).find(f".//{{{CONTAINER}}}rootfile")
             opf_name = rootfile.get("full-path", "") if rootfile is not None else ""
             if opf_name not in names:
-                raise self.s.error(f"{path.name} is not a complete EPUB book: its package document is missing.")
+                raise DocumentError(f"{path.name} is not a complete EPUB book: its package document is missing.")
             chapters = self._spine(path, self._xml(path, z.read(opf_name)), posixpath.dirname(opf_name))
             drm = self._drm(path, z) if "META-INF/encryption.xml" in names else set()
             blocks: list[Block] = []
             for name in chapters:
                 if name in drm:
-                    raise self.s.error(f"{path.name} is protected by DRM; LlamaDesk cannot read its text.")
+                    raise DocumentError(f"{path.name} is protected by DRM; LlamaDesk cannot read its text.")
                 if name in names:
-                    text = self.s.html_text(self.s.decode(path, z.read(name)))
+                    text = html_text(decode(path, z.read(name)))
                     if text:
                         blocks.append((True, text))  # each chapter its own section
         return self._split(path, blocks)
@@ -167,46 +146,48 @@ class _Readers(Generic[S]):
         return found
 
     # --- shared checks ---
-    def _check_size(self, path: Path, limit: int) -> int:
+    def _checksize_text(self, path: Path, limit: int) -> int:
         size = path.stat().st_size
         if size > limit:
-            raise self.s.error(f"{path.name} is too big to index ({_size(size)}; at most {_size(limit)}).")
+            raise DocumentError(f"{path.name} is too big to index ({size_text(size)}; at most {size_text(limit)}).")
         return size
 
     def _check_text(self, path: Path, total: int, text: str) -> int:
         total += len(text)
         if total > MAX_TEXT_CHARS:
-            raise self.s.error(f"{path.name} holds more than {MAX_TEXT_CHARS:,} characters of text, too many to index.")
+            raise DocumentError(
+                f"{path.name} holds more than {MAX_TEXT_CHARS:,} characters of text, too many to index."
+            )
         return total
 
     def _package(self, path: Path, kind: str) -> zipfile.ZipFile:
         """The zip behind a DOCX, ODT or EPUB, once its declared sizes say it is safe to unpack."""
         import zipfile
 
-        size = self._check_size(path, MAX_PACKAGE_BYTES)
+        size = self._checksize_text(path, MAX_PACKAGE_BYTES)
         not_zip = f"{path.name} is not a valid {kind} file: it is not a zip archive (damaged, or another format)."
         with path.open("rb") as f:
-            directory = _directory_size(f, size)
+            directory = _directorysize_text(f, size)
         if directory is None:
-            raise self.s.error(not_zip)
+            raise DocumentError(not_zip)
         if directory > MAX_DIRECTORY_BYTES:
-            raise self.s.error(f"{path.name} holds too many files inside to be a real {kind} file.")
+            raise DocumentError(f"{path.name} holds too many files inside to be a real {kind} file.")
         try:
             z = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-            raise self.s.error(not_zip) from exc
+            raise DocumentError(not_zip) from exc
         infos = z.infolist()
         unpacked = sum(info.file_size for info in infos)
         if unpacked > MAX_UNPACKED_BYTES:
             z.close()
-            raise self.s.error(
-                f"{path.name} would unpack to {_size(unpacked)}, more than the {_size(MAX_UNPACKED_BYTES)} "
+            raise DocumentError(
+                f"{path.name} would unpack to {size_text(unpacked)}, more than the {size_text(MAX_UNPACKED_BYTES)} "
                 "LlamaDesk unpacks (a zip bomb?)."
             )
         for info in infos:
             if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
                 z.close()
-                raise self.s.error(
+                raise DocumentError(
                     f"{path.name} is compressed {info.file_size // max(info.compress_size, 1):,}:1 inside, "
                     "far more than a real document; it looks like a zip bomb."
                 )
@@ -214,7 +195,7 @@ class _Readers(Generic[S]):
 
     def _refuse_entities(self, path: Path, data: bytes) -> None:
         if any(mark in data for mark in _ENTITY_MARKS):
-            raise self.s.error(f"{path.name} declares XML entities, which documents never need; it was refused.")
+            raise DocumentError(f"{path.name} declares XML entities, which documents never need; it was refused.")
 
     def _xml(self, path: Path, data: bytes) -> Element:
         """A part parsed by defusedxml: entity declarations and external references refused, never expanded."""
@@ -224,16 +205,16 @@ class _Readers(Generic[S]):
         try:
             return safe_xml.fromstring(data)
         except defusedxml.DefusedXmlException as exc:
-            raise self.s.error(
+            raise DocumentError(
                 f"{path.name} declares XML entities, which documents never need; it was refused."
             ) from exc
         except safe_xml.ParseError as exc:
-            raise self.s.error(f"{path.name} is damaged: a part of it is not well-formed XML.") from exc
+            raise DocumentError(f"{path.name} is damaged: a part of it is not well-formed XML.") from exc
 
-    def _split(self, path: Path, blocks: Iterable[Block]) -> list[S]:
+    def _split(self, path: Path, blocks: Iterable[Block]) -> list[Section]:
         """Blocks into sections, a new one at each heading; `line` counts lines of the whole text (blocks are
         separated by one blank line)."""
-        sections: list[S] = []
+        sections: list[Section] = []
         lines: list[str] = []
         start = line = 1
         total = 0
@@ -243,19 +224,19 @@ class _Readers(Generic[S]):
                 continue
             total = self._check_text(path, total, text)
             if heading and lines:
-                sections.append(self.s.section("\n\n".join(lines), None, start))
+                sections.append(Section("\n\n".join(lines), None, start))
                 lines, start = [], line
             lines.append(text)
             line += text.count("\n") + 2
         if lines:
-            sections.append(self.s.section("\n\n".join(lines), None, start))
+            sections.append(Section("\n\n".join(lines), None, start))
         return sections
 
 
 _ENTITY_MARKS = tuple("<!ENTITY".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be"))
 
 
-def _directory_size(f: Any, size: int) -> int | None:
+def _directorysize_text(f: Any, size: int) -> int | None:
     """The size of a zip's central directory from its end record (zip64's too), read before zipfile lists it;
     None when there is no end record (not a zip)."""
     tail_size = min(size, 22 + 65535)
@@ -351,7 +332,7 @@ def _odt_inline(element: Element) -> str:
     return "".join(parts)
 
 
-def _size(n: int) -> str:
-    if n >= 1024**3:
-        return f"{n / 1024**3:.1f} GB"
-    return f"{n / 1024**2:.0f} MB" if n >= 1024**2 else f"{n / 1024:.0f} KB"
+_READERS = _Readers()
+READERS: dict[str, Callable[[Path], list[Section]]] = {
+    ".pdf": _READERS.pdf, ".docx": _READERS.docx, ".odt": _READERS.odt, ".epub": _READERS.epub,
+}  # fmt: skip
