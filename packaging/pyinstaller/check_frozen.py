@@ -5,8 +5,9 @@
 EXE is the bundle's console executable. Each check runs the frozen app in a fresh LLAMADESK_HOME and prints one
 line with its time; the first failure ends the run with exit status 1 and what the app printed. Checks:
 --version, --smoke-test, --import-sweep (every module, and every module they import lazily, loads inside the
-bundle), doctor --json, and with a model: chat, history list, serve answering the official openai client, and a
-second start handing over to the first window. The harness runs in the development venv (openai, PySide6);
+bundle), doctor --json, document collections (PDF, DOCX, Markdown indexed and searched), and with a model: chat,
+history list, serve answering the official openai client, chat --docs, and a second start handing over to the first
+window. The harness runs in the development venv (openai, PySide6);
 only EXE is the frozen app.
 """
 
@@ -131,6 +132,51 @@ def check_serve(exe: Path, home: Path, model: Path | None) -> str:
     return f"openai client: {text.strip()!r}"
 
 
+def _documents(folder: Path) -> None:
+    """A folder as a user's: Markdown, a two-page PDF and a DOCX (made with the venv's fpdf2 and python-docx)."""
+    from docx import Document
+    from fpdf import FPDF
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.md").write_text("# Notes\n\nThe lighthouse keeper writes letters every Sunday.\n")
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in ("Chapter one is about the weather.", "The flux capacitor needs 1.21 gigawatts."):
+        pdf.add_page()
+        pdf.cell(text=text)
+    pdf.output(str(folder / "manual.pdf"))
+    doc = Document()
+    doc.add_heading("Animals", level=1)
+    doc.add_paragraph("Zebras are striped and graze in herds.")
+    doc.save(str(folder / "animals.docx"))
+
+
+def check_documents(exe: Path, home: Path, _model: Path | None) -> str:
+    folder = home / "my-documents"
+    _documents(folder)
+    added = _run(exe, home, "docs", "add", "manuals", str(folder))
+    if "problem" in added.stdout.lower() and " 0 problem" not in added.stdout.lower():
+        raise CheckFailed(f"docs add listed problems:\n{added.stdout}{added.stderr}")
+    found = {
+        query: _run(exe, home, "docs", "search", "manuals", query).stdout
+        for query in ("gigawatts", "zebras", "lighthouse")
+    }  # fmt: skip
+    want = {"gigawatts": "manual.pdf (page 2)", "zebras": "animals.docx", "lighthouse": "notes.md"}
+    for query, place in want.items():
+        if place not in found[query]:
+            raise CheckFailed(f"docs search {query!r} should find {place}:\n{found[query]}")
+    return "PDF, DOCX and Markdown indexed and found"
+
+
+def check_chat_documents(exe: Path, home: Path, model: Path | None) -> str:
+    assert model is not None
+    result = _run(exe, home, "chat", "--model", str(model), "--docs", "manuals", "--max-tokens", "16",
+                  "How many gigawatts does the flux capacitor need?")  # fmt: skip
+    if "[1] " not in result.stderr or "manual.pdf" not in result.stderr:
+        raise CheckFailed(f"chat --docs should list manual.pdf as a source:\n{result.stderr}")
+    return result.stderr.strip().splitlines()[0]
+
+
 def check_single_instance(exe: Path, home: Path, _model: Path | None) -> str:
     from PySide6.QtCore import QCoreApplication
 
@@ -163,6 +209,8 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("chat", check_chat, True),
     ("history list", check_history, True),
     ("serve + openai client", check_serve, True),
+    ("docs add + search (PDF, DOCX)", check_documents, False),
+    ("chat --docs", check_chat_documents, True),
     ("single instance", check_single_instance, False),
 ]
 
