@@ -376,3 +376,19 @@ def test_import_file_from_another_history(tmp_path: Path) -> None:
         b.create_conversation("existing")
         (new,) = import_file(b, path)
         assert normalized(json.loads(export(b, [new]))) == original
+
+
+def test_markdown_and_html_keep_what_the_citations_refer_to(history: History) -> None:
+    c = history.create_conversation("Flux")
+    u = history.add_message(c.id, "user", "How many gigawatts?")
+    sources = [
+        {"kind": "documents", "collections": ["manuals"], "mode": "passages", "quoted": 2},
+        {"kind": "passage", "n": 1, "collection": "manuals", "path": "/docs/manual.pdf", "page": 2, "line": 1},
+        {"kind": "passage", "n": 2, "collection": "manuals", "path": "/docs/<notes>.md", "page": None, "line": 43},
+    ]
+    history.add_message(c.id, "assistant", "1.21 gigawatts [1].", parent_id=u.id, receipt={"sources": sources})
+    markdown = export(history, [c.id], "md")
+    assert "**Sources:**\n\n- [1] /docs/manual.pdf (page 2)\n- [2] /docs/<notes>.md:43" in markdown
+    html = export(history, [c.id], "html")
+    assert '<div class="source">[1] /docs/manual.pdf (page 2)</div>' in html and "&lt;notes&gt;.md:43" in html
+    assert json.loads(export(history, [c.id]))["conversations"][0]["messages"][1]["receipt"]["sources"] == sources

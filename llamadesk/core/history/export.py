@@ -112,6 +112,17 @@ def _receipt_line(m: Message) -> str:
     return " · ".join(parts)
 
 
+def _sources(m: Message) -> list[str]:
+    """What a reply's citations [1], [2] refer to: the passages of documents its prompt quoted (the receipt)."""
+    from llamadesk.core.documents.context import place_of
+
+    records = (m.receipt or {}).get("sources")
+    if not isinstance(records, list):
+        return []
+    return [f"[{r.get('n')}] {place_of(r)}" for r in records
+            if isinstance(r, dict) and r.get("kind") in ("passage", "document")]  # fmt: skip
+
+
 def _heading(m: Message) -> str:
     label = ROLE_LABELS.get(m.role, m.role)
     status = "interrupted" if m.status == "streaming" else m.status  # as in JSON: a file cannot keep streaming
@@ -150,6 +161,8 @@ def conversation_to_markdown(full: FullConversation) -> str:
         receipt = _receipt_line(m) if m.role == "assistant" else ""
         if receipt:
             lines += [f"*{receipt}*", ""]
+        if sources := _sources(m):
+            lines += ["**Sources:**", "", *(f"- {source}" for source in sources), ""]
     others = _other_branches(full)
     if others:
         lines += [f"*This conversation has {others} other branch(es); export it as JSON to keep them.*", ""]
@@ -166,14 +179,14 @@ _CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
        color: #1d1d1f; background: #fff; }
 h1 { font-size: 1.5rem; margin: 2.5rem 0 .25rem; } nav li { margin: .2rem 0; }
-.meta, .receipt, .note { color: #6e6e73; font-size: .85rem; }
+.meta, .receipt, .note, .source { color: #6e6e73; font-size: .85rem; }
 .message { border-radius: .6rem; padding: .6rem .9rem; margin: .8rem 0; }
 .user { background: #e8f0fe; } .assistant { background: #f5f5f7; } .system { background: #fff8e1; }
 .role { font-weight: 600; font-size: .85rem; margin-bottom: .25rem; }
 .content { white-space: pre-wrap; overflow-wrap: anywhere; font-family: inherit; margin: 0; }
 @media (prefers-color-scheme: dark) {
   body { color: #f5f5f7; background: #1d1d1f; } .user { background: #1e3050; } .assistant { background: #2c2c2e; }
-  .system { background: #3a3320; } .meta, .receipt, .note { color: #a1a1a6; }
+  .system { background: #3a3320; } .meta, .receipt, .note, .source { color: #a1a1a6; }
 }
 """.strip()
 
@@ -204,6 +217,7 @@ def conversation_to_html(full: FullConversation) -> str:
             f'<div class="message {_esc(m.role)}" id="message-{m.id}"><div class="role">{_esc(_heading(m))}</div>'
             f'<div class="content">{_esc(m.content)}</div>'
             + (f'<div class="receipt">{_esc(receipt)}</div>' if receipt else "")
+            + "".join(f'<div class="source">{_esc(source)}</div>' for source in _sources(m))
             + "</div>"
         )
     others = _other_branches(full)
