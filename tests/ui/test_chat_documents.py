@@ -36,6 +36,9 @@ def test_a_reply_quotes_the_conversations_documents(
     make_collection(paths, tmp_path)
     cid = window.ensure_conversation()
     history.update_conversation(cid, sampling={**history.get_conversation(cid).sampling, DOCS_KEY: ["manuals"]})
+    window.chat.refresh_context()  # the meter says how much of each prompt the documents may take
+    meter = window.context_meter
+    assert meter.documents > 0 and f"documents ≤ {meter.documents}" in meter.label.text()
     window.send("How many gigawatts does the flux capacitor need?")
     pending = window.session.requests[window.session.active_request]  # type: ignore[index]
     prompt = pending.messages[-1]["content"]

@@ -32,6 +32,7 @@ class ContextMeter(QWidget):
         self.used = 0
         self.n_ctx = 0
         self.policy = OverflowPolicy.STOP
+        self.documents = 0  # tokens the conversation's documents may take in each reply's prompt (0: it uses none)
         self.clear()
 
     def clear(self) -> None:
@@ -40,6 +41,12 @@ class ContextMeter(QWidget):
         self.bar.setValue(0)
         self.bar.hide()
         self.setToolTip("")
+
+    def set_documents(self, tokens: int) -> None:
+        """The conversation quotes its documents, up to `tokens` of each reply's prompt (0: it uses none)."""
+        self.documents = tokens
+        if self.n_ctx:
+            self.set_usage(self.used, self.n_ctx)
 
     def set_policy(self, policy: OverflowPolicy) -> None:
         self.policy = policy
@@ -54,11 +61,14 @@ class ContextMeter(QWidget):
         self.bar.show()
         self.bar.setRange(0, n_ctx)
         self.bar.setValue(min(used, n_ctx))
-        self.label.setText(f"{used} / {n_ctx} tokens")
+        documents = f" · documents ≤ {self.documents}" if self.documents else ""
+        self.label.setText(f"{used} / {n_ctx} tokens{documents}")
         share = used / n_ctx
         full = share >= 1.0
         self.bar.setStyleSheet("QProgressBar::chunk { background: #d9534f; }" if share >= WARN_SHARE else "")
         tip = f"{used} of the model's {n_ctx} context tokens are used by this conversation ({share:.0%})."
+        if self.documents:
+            tip += f" Its documents' passages may take up to {self.documents} more tokens of each reply's prompt."
         if full and self.policy is OverflowPolicy.STOP:
             tip += " It no longer fits: choose an overflow policy in Settings, or start a new chat."
         elif share >= WARN_SHARE:

@@ -280,10 +280,12 @@ class ChatController(QObject):
             return
         self._session.n_ctx = st.model_info.n_ctx
         if st.current_cid is None:
+            meter.set_documents(0)
             meter.set_usage(0, st.model_info.n_ctx)
             return
         try:
             system, max_tokens = self._panel.system_prompt(), self._panel.params().max_tokens
+            meter.set_documents(self._session.documents_budget(st.current_cid, max_tokens))
             messages = self._session.prompt_messages(st.current_cid, system, max_tokens)
         except LlamaDeskError as exc:
             log.info("Context not counted: %s", exc)

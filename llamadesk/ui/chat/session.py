@@ -216,6 +216,12 @@ class ChatSession(QObject, NotebookRequests):
             self._may_refit(pending, message_id, system_prompt, open_reply=True)
         return True
 
+    def documents_budget(self, cid: int, max_tokens: int) -> int:
+        """The tokens the conversation's documents may take in a reply's prompt (0: it uses none)."""
+        if not collections_of(self.history.get_conversation(cid).sampling):
+            return 0
+        return prompt_source_budget(self.planner.n_ctx, max_tokens)
+
     def _prompt_sources(self, cid: int, query: str, params: SamplingParams) -> tuple[str, list[dict[str, Any]]]:
         """The passages of the conversation's document collections for `query`, and their receipt records
         (core/documents/context.py); nothing when it uses none. Raises LlamaDeskError."""
