@@ -19,6 +19,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 COPY_SCHEME = "llamadesk-copy"  # href of a code block's Copy link: llamadesk-copy:<block number>
+CITE_SCHEME = "llamadesk-cite"  # href of a citation [n] of a reply that quoted sources: llamadesk-cite:<n>
+_CITATION = re.compile(r"\[(\d{1,3})\]")
 SAFE_SCHEMES = ("http", "https", "mailto")  # links kept as links; everything else stays literal text
 MAX_HIGHLIGHT_CHARS = 200_000  # beyond this a code block is shown plain: Pygments would take too long
 
@@ -70,6 +72,14 @@ def is_safe_link(url: str) -> bool:
 
 def copy_href(block: int) -> str:
     return f"{COPY_SCHEME}:{block}"
+
+
+def parse_cite_href(href: str) -> int | None:
+    """The source number of a citation link, or None for any other href."""
+    prefix = CITE_SCHEME + ":"
+    if href.startswith(prefix) and href[len(prefix) :].isdigit():
+        return int(href[len(prefix) :])
+    return None
 
 
 def parse_copy_href(href: str) -> int | None:
@@ -153,7 +163,19 @@ class _Renderer(RendererHTML):
     """markdown-it's HTML renderer with the rules Qt's rich text needs; state lives in `env`."""
 
     def text(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
-        return html.escape(break_long_runs(tokens[idx].content), quote=False)
+        escaped = html.escape(break_long_runs(tokens[idx].content), quote=False)
+        citations: int = env["citations"]
+        if not citations or "[" not in escaped:
+            return escaped
+        theme: Theme = env["theme"]
+
+        def link(match: re.Match[str]) -> str:  # [n] of a quoted source: a link to it; any other [n] stays text
+            n = int(match.group(1))
+            if not 1 <= n <= citations:
+                return match.group(0)
+            return f'<a href="{CITE_SCHEME}:{n}" style="color:{theme.link}">[{n}]</a>'
+
+        return _CITATION.sub(link, escaped)
 
     def fence(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
         token = tokens[idx]
@@ -253,10 +275,14 @@ def _parser() -> MarkdownIt:
 _MD = _parser()
 
 
-def render_markdown(text: str, *, theme: Theme = LIGHT, first_block: int = 0, mono: str = "monospace") -> Rendered:
+def render_markdown(
+    text: str, *, theme: Theme = LIGHT, first_block: int = 0, mono: str = "monospace", citations: int = 0
+) -> Rendered:
     """Renders model output. Raw HTML is shown as text, images become a link placeholder, only http(s) and
-    mailto links survive (opening them is the caller's business), code blocks are numbered from `first_block`."""
-    env: dict[str, Any] = {"theme": theme, "first_block": first_block, "blocks": [], "links": [], "mono": mono}
+    mailto links survive (opening them is the caller's business), code blocks are numbered from `first_block`;
+    with `citations` (the sources its prompt quoted), [1]…[citations] in the text link to them."""
+    env: dict[str, Any] = {"theme": theme, "first_block": first_block, "blocks": [], "links": [], "mono": mono,
+                           "citations": citations}  # fmt: skip
     out = _MD.render(inert_text(text), env)
     return Rendered(out, tuple(env["blocks"]), tuple(env["links"]))
 

@@ -50,6 +50,16 @@ def test_a_reply_quotes_the_conversations_documents(
     assert kinds[0] == "documents" and "passage" in kinds
     assert "flux.md" in json.dumps(reply.receipt)
 
+    # The reply's row knows its sources: a citation [1] opens the file at the passage.
+    row = window.chat_model.row_of(reply.id)
+    assert row is not None and [r["n"] for r in row.sources][:1] == [1]
+    viewer = window.chat.show_source(reply.id, 1)
+    assert viewer is not None and viewer.windowTitle() == "Source [1] — flux.md"
+    qtbot.waitUntil(lambda: bool(viewer.text.toPlainText()), timeout=REPLY_TIMEOUT_MS)
+    assert "1.21 gigawatts" in viewer.text.textCursor().selectedText()
+    viewer.close()
+    assert window.chat.show_source(reply.id, 99) is None  # no such source: nothing opens
+
     # Regenerate searches again for the same message.
     window.session.regenerate(cid, reply.id, window.panel.params(), "")
     qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
@@ -67,3 +77,12 @@ def test_a_missing_collection_is_one_sentence_and_saves_nothing(
     window.send("hello")
     assert not window.is_generating and history.messages(cid) == []
     assert problems and "no collection named 'gone'" in problems[0][1]
+
+
+def test_citations_link_only_the_quoted_sources() -> None:
+    from llamadesk.core.markdown import CITE_SCHEME, parse_cite_href, render_markdown
+
+    html = render_markdown("Gigawatts [1], see also [2] and [7]; `[1]` in code stays.", citations=2).html
+    assert html.count(f'href="{CITE_SCHEME}:') == 2 and f'href="{CITE_SCHEME}:7"' not in html
+    assert parse_cite_href(f"{CITE_SCHEME}:2") == 2 and parse_cite_href("https://x/1") is None
+    assert CITE_SCHEME not in render_markdown("Gigawatts [1].").html  # a reply that quoted nothing links nothing

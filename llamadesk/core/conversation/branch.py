@@ -40,6 +40,7 @@ class BranchMessage:
     alternative: int = 1  # this message's place among its siblings (regenerations, edits), from 1
     alternatives: int = 1
     excluded: bool = False  # left out of the last prompt by the context policy
+    sources: tuple[dict[str, Any], ...] = ()  # what a reply's citations [1], [2] refer to (its prompt's quotes)
 
 
 def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
@@ -50,6 +51,14 @@ def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(nested, dict):
         return nested
     return {k: receipt[k] for k in STATS_KEYS if k in receipt}
+
+
+def cited(receipt: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
+    """The numbered sources a reply's prompt quoted (core/conversation/sources.py records), in citation order."""
+    records = (receipt or {}).get("sources")
+    if not isinstance(records, list):
+        return ()
+    return tuple(r for r in records if isinstance(r, dict) and isinstance(r.get("n"), int) and r.get("path"))
 
 
 def stored_id(message: StoredMessage | BranchMessage) -> int:
@@ -147,8 +156,10 @@ class ShownBranch(Generic[M]):
             message.parent_id = m.parent_id
             message.alternative, message.alternatives = tree.alternative(m)
             message.excluded = m.id in excluded
+            message.sources = cited(receipt)
             if m.id in streaming:
                 message.content, message.status = streaming[m.id].reply.content, "streaming"
+                message.sources = cited(streaming[m.id].extra)
             messages.append(message)
         self.cid = cid
         self._set(messages)
@@ -169,7 +180,7 @@ class ShownBranch(Generic[M]):
             messages.append(message)
         kept = self.find(current) + 1
         self._set(messages)
-        self.update(reply_id, status="streaming", content=turn.reply.content)
+        self.update(reply_id, status="streaming", content=turn.reply.content, sources=cited(turn.extra))
         return [i for i in self.set_excluded(turn.excluded_ids) if i < kept]
 
     def append_text(self, message_id: int, text: str) -> bool:

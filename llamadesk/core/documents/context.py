@@ -40,6 +40,7 @@ class Quoted:
     line: int
     text: str
     whole: bool = False  # the whole file, not one passage of it
+    lines: int = 1  # the lines the passage spans in its file (an excerpt of it spans fewer)
 
     def place(self) -> str:
         return place(self.path, self.page, self.line, whole=self.whole)
@@ -95,7 +96,7 @@ class DocumentsSource:
             return "", [summary]
         records = [
             {"kind": "document" if q.whole else "passage", "n": n, "collection": q.collection, "path": q.path,
-             "page": q.page, "line": q.line, "chars": len(q.text)}
+             "page": q.page, "line": q.line, "lines": q.lines, "chars": len(q.text)}
             for n, q in enumerate(chosen, start=1)
         ]  # fmt: skip
         text = INTRO + "\n\n" + "\n\n".join(fenced(n, q) for n, q in enumerate(chosen, start=1))
@@ -141,7 +142,7 @@ class DocumentsSource:
                     continue  # a shorter passage further down may still fit
                 text = excerpt(text, query, room)  # a small context: the part of the passage about the words
             used += overhead + len(text)
-            chosen.append(Quoted(name, hit.path, hit.page, hit.line, text))
+            chosen.append(Quoted(name, hit.path, hit.page, hit.line, text, lines=hit.text.count("\n") + 1))
         return chosen
 
 

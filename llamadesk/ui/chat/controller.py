@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
@@ -18,6 +18,7 @@ from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
+from llamadesk.ui.chat.source_viewer import SourceViewer
 from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
@@ -167,6 +168,19 @@ class ChatController(QObject):
         handler = handlers.get(action)
         if handler is not None:
             handler()
+        elif action.startswith("source:") and action[len("source:") :].isdigit():
+            self.show_source(message_id, int(action[len("source:") :]))
+
+    def show_source(self, message_id: int, n: int) -> SourceViewer | None:
+        """A citation [n] of a reply: the file it quoted, at the passage."""
+        row = self._model.row_of(message_id)
+        record = next((r for r in (row.sources if row else ()) if r.get("n") == n), None)
+        if record is None:
+            return None
+        viewer = SourceViewer(record, self._parent)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        viewer.show()
+        return viewer
 
     # --- receipts ----------------------------------------------------------------------------------------------
     def reproduce_block(self, receipt: dict[str, object]) -> str:

@@ -212,7 +212,7 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
         if not text and streaming:
             text = "…"
         if isinstance(self.renderer, MessageRenderer):
-            info = self.renderer(doc, text, row.role, streaming)
+            info = self.renderer(doc, text, row.role, streaming, citations=len(row.sources))
         else:
             result = self.renderer(doc, text, row.role)
             info = result if isinstance(result, RenderInfo) else EMPTY

@@ -10,7 +10,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QUrl, SignalInsta
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from llamadesk.core.markdown import is_safe_link, parse_copy_href
+from llamadesk.core.markdown import is_safe_link, parse_cite_href, parse_copy_href
 from llamadesk.ui.chat.delegate import MessageDelegate
 from llamadesk.ui.chat.model import ChatRow, ContentRole, MessageListModel, RowRole
 
@@ -34,6 +34,8 @@ class MessageActions:
             self.run_action(value, row.message_id)
         elif parse_copy_href(value) is not None:
             self.copy_code(index, parse_copy_href(value) or 0)
+        elif (source := parse_cite_href(value)) is not None:
+            self.actionRequested.emit(f"source:{source}", row.message_id)  # a citation [n]: its source opens
         else:
             self.open_link(value)
 

@@ -35,7 +35,7 @@ class ChatRow(BranchMessage):
 
 EXCLUDED_NOTE = "left out of the prompt"
 _SHOWN_FIELDS: tuple[str, ...] = ("role", "content", "status", "finish_reason", "stats", "error")
-_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded")
+_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded", "sources")
 
 
 def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:

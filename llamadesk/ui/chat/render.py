@@ -52,29 +52,33 @@ class MessageRenderer:
             self._html.clear()
             self._prefixes.clear()
 
-    def __call__(self, doc: QTextDocument, text: str, role: str, streaming: bool = False) -> RenderInfo:
+    def __call__(
+        self, doc: QTextDocument, text: str, role: str, streaming: bool = False, citations: int = 0
+    ) -> RenderInfo:
         if role != "assistant" or not text:
             doc.setPlainText(break_long_runs(text))  # a pasted 1 MB word would take a minute to lay out
             return EMPTY
-        rendered = self.rendered(text, streaming=streaming)
+        rendered = self.rendered(text, streaming=streaming, citations=citations)
         doc.setDefaultStyleSheet(STYLE_SHEET)
         doc.setHtml(rendered.html)
         return RenderInfo(rendered.code_blocks, rendered.links)
 
-    def rendered(self, text: str, *, streaming: bool = False) -> Rendered:
+    def rendered(self, text: str, *, streaming: bool = False, citations: int = 0) -> Rendered:
+        key = f"{citations}\x00{text}" if citations else text  # the same text links its [n] only with sources
         if not streaming:
-            return self._cached(self._html, text, HTML_CACHE_SIZE, lambda: self._render(text, 0))
+            return self._cached(self._html, key, HTML_CACHE_SIZE, lambda: self._render(text, 0, citations))
         split = stable_prefix_length(text)
         if split == 0:
-            return self._render(text, 0)
+            return self._render(text, 0, citations)
         prefix_text = text[:split]
-        prefix = self._cached(self._prefixes, prefix_text, PREFIX_CACHE_SIZE, lambda: self._render(prefix_text, 0))
-        tail = self._render(text[split:], len(prefix.code_blocks))
+        prefix = self._cached(self._prefixes, key[: len(key) - len(text) + split], PREFIX_CACHE_SIZE,
+                              lambda: self._render(prefix_text, 0, citations))  # fmt: skip
+        tail = self._render(text[split:], len(prefix.code_blocks), citations)
         return Rendered(prefix.html + tail.html, prefix.code_blocks + tail.code_blocks, prefix.links + tail.links)
 
-    def _render(self, text: str, first_block: int) -> Rendered:
+    def _render(self, text: str, first_block: int, citations: int = 0) -> Rendered:
         self.renders += 1
-        return render_markdown(text, theme=self.theme, first_block=first_block, mono=self.mono)
+        return render_markdown(text, theme=self.theme, first_block=first_block, mono=self.mono, citations=citations)
 
     @staticmethod
     def _cached(cache: OrderedDict[str, Rendered], key: str, limit: int, make: Callable[[], Rendered]) -> Rendered:
