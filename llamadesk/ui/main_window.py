@@ -33,6 +33,7 @@ from llamadesk.ui.chat.notebook import NotebookController
 from llamadesk.ui.chat.prefill import PromptPrefill
 from llamadesk.ui.chat.session import ChatSession
 from llamadesk.ui.chat.view import ChatView
+from llamadesk.ui.documents.pane import DocumentsDock
 from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.file_drop import FileDrop
 from llamadesk.ui.idle_gc import IdleCollector
@@ -172,6 +173,10 @@ class MainWindow(QMainWindow):
             self.state, self, composer=self.composer, picker=self.picker, paths=self.paths,
             import_export=self.navigation.history_actions.transfer.import_path,
         )  # fmt: skip
+        self.documents = DocumentsDock(  # View → Documents: collections of files to chat with, indexed and watched
+            self.state, self, history=self.history, view_menu=self.menus[MenuId.VIEW], beside=self.settings_dock
+        )
+        self.documents.pane.usageChanged.connect(lambda *_: self.chat.refresh_context())  # the documents' share
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)
@@ -421,6 +426,7 @@ class MainWindow(QMainWindow):
         self.navigation.shutdown()
         self.picker.shutdown()  # its background listing of endpoints' models
         self.file_drop.shutdown()
+        self.documents.shutdown()  # cancels indexing (a paused run too) and waits for it
         self.server.shutdown()  # before the engine thread ends: the server's requests are cancelled first
         self.host.shutdown()
         self.idle_gc.stop()

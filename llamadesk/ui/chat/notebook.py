@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QFont, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from llamadesk.core.conversation.notebook import MODE_KEY, NOTEBOOK, is_notebook_sampling
+from llamadesk.core.documents.context import DOCS_KEY
 from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.templates import prefers_completion
@@ -137,8 +138,16 @@ class NotebookController(QObject):
             return False
 
     def sampling_for(self, cid: int | None, sampling: dict[str, Any]) -> dict[str, Any]:
-        """A conversation's sampling JSON to store: the panel's values, plus the notebook mode when it is one."""
-        return {**sampling, MODE_KEY: NOTEBOOK} if self.is_notebook(cid) else dict(sampling)
+        """A conversation's sampling JSON to store: the panel's values, plus the notebook mode when it is one, and
+        the collections it uses as stored (the Documents pane chooses them; the panel knows nothing of them)."""
+        stored: dict[str, Any] = {}
+        if cid is not None:
+            try:
+                stored = self._history.get_conversation(cid).sampling
+            except LlamaDeskError:
+                stored = {}
+        kept = {DOCS_KEY: stored[DOCS_KEY]} if DOCS_KEY in stored else {}
+        return {**sampling, MODE_KEY: NOTEBOOK, **kept} if self.is_notebook(cid) else {**sampling, **kept}
 
     def set_notebook(self, on: bool) -> None:
         """The toggle: the conversation shown becomes a notebook (or a chat); with none shown, the next new one."""

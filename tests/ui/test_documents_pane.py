@@ -1,0 +1,248 @@
+"""The Documents pane in the real window, over real files and the real collections folder of the test's
+LLAMADESK_HOME: make a collection, add a folder, index it in the background (pause, cancel), list what could not be
+read, choose collections per conversation, delete one, and index again when a watched file changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+
+from llamadesk.core.documents import store
+from llamadesk.core.documents.context import DOCS_KEY, collections_of
+from llamadesk.core.documents.index import IndexReport
+from llamadesk.core.documents.search import search
+from llamadesk.core.history import History
+from llamadesk.paths import Paths
+from llamadesk.ui.documents.pane import DocumentsPane
+from llamadesk.ui.main_window import MainWindow
+
+from .conftest import Dialogs
+
+INDEX_TIMEOUT_MS = 60_000
+WATCH_TIMEOUT_MS = 30_000  # the debounce (2 s) plus a run
+
+
+@pytest.fixture
+def pane(make_window: Callable[..., MainWindow]) -> DocumentsPane:
+    window = make_window(auto_load=False)
+    window.documents.toggle_action.trigger()  # View → Documents
+    assert window.documents.isVisible()
+    return window.documents.pane
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Two readable documents, one in a subfolder, and a binary file named .txt."""
+    root = tmp_path / "manuals"
+    (root / "sub").mkdir(parents=True)
+    (root / "flux.md").write_text("# Flux\n\nThe flux capacitor needs 1.21 gigawatts.\n", encoding="utf-8")
+    (root / "sub" / "notes.txt").write_text("Remember the hoverboard on Tuesday.\n", encoding="utf-8")
+    (root / "blob.txt").write_bytes(bytes(range(256)) * 64)
+    return root
+
+
+def make(qtbot: QtBot, pane: DocumentsPane, name: str) -> None:
+    pane.create_collection(name)
+    qtbot.waitUntil(lambda: pane.view(name) is not None and pane.selected() == name)
+
+
+def index_with(qtbot: QtBot, pane: DocumentsPane, start: Callable[[], None]) -> IndexReport:
+    with qtbot.waitSignal(pane.indexFinished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        start()
+    report = blocker.args[1]
+    assert isinstance(report, IndexReport)
+    return report
+
+
+def figures(pane: DocumentsPane, name: str) -> list[str]:
+    item = pane.list.item_of(name)
+    assert item is not None
+    return [item.text(column) for column in range(4)]
+
+
+def test_a_folder_is_indexed_in_the_background_with_its_figures_and_problems(
+    pane: DocumentsPane, folder: Path, paths: Paths, qtbot: QtBot
+) -> None:
+    make(qtbot, pane, "Manuals")
+    assert (paths.data / "documents" / store.file_name("Manuals")).exists()
+    report = index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    assert (report.read, report.problems, report.cancelled) == (2, 1, False)
+
+    view = pane.view("Manuals")
+    assert view is not None and view.files == 2 and view.roots == (folder.resolve(),)
+    assert figures(pane, "Manuals") == ["Manuals", "2", f"{view.passages:,}", "1"] and view.passages >= 2
+    assert [pane.roots.item(i).text() for i in range(pane.roots.count())] == [str(folder.resolve())]
+    assert pane.problems.count() == 1 and pane.problems.isVisibleTo(pane)
+    problem = pane.problems.item(0)
+    assert "blob.txt" in problem.text() and "binary" in problem.text()
+    assert problem.toolTip() == str(folder.resolve() / "blob.txt")
+    assert "Could not be read (1)" in pane.problems_label.text()
+    assert "up to date" in pane.status.text() and not pane.progress.isVisible()
+
+    with store.open_collection("Manuals") as collection:  # what the chat's turn will read
+        assert [h.path for h in search(collection, "gigawatts", 3)] == [str(folder.resolve() / "flux.md")]
+
+
+def test_removing_a_root_takes_its_files_out(pane: DocumentsPane, folder: Path, qtbot: QtBot) -> None:
+    make(qtbot, pane, "Manuals")
+    extra = folder.parent / "extra.txt"
+    extra.write_text("An extra page about llamas.\n", encoding="utf-8")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder, extra]))
+    assert figures(pane, "Manuals")[1] == "3"
+    pane.roots.setCurrentRow([pane.roots.item(i).text() for i in range(pane.roots.count())].index(str(extra)))
+    assert pane.remove_root_action.isEnabled()
+    report = index_with(qtbot, pane, pane.remove_root_action.trigger)
+    assert report.removed == 1 and figures(pane, "Manuals")[1] == "2"
+    assert pane.roots.count() == 1 and extra.exists()
+
+
+def test_pause_holds_and_cancel_keeps_what_was_done(pane: DocumentsPane, tmp_path: Path, qtbot: QtBot) -> None:
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(150):
+        (root / f"page{i:03}.txt").write_text(f"Page {i} of the manual, about topic {i}.\n", encoding="utf-8")
+    make(qtbot, pane, "Many")
+
+    # Paused before it starts: the run holds before its first file, whatever the machine's speed.
+    pane.pause()
+    with qtbot.waitSignal(pane.indexStarted, timeout=INDEX_TIMEOUT_MS):
+        pane.add_paths([root])
+    progress = pane.progress
+    assert progress.isVisible() and progress.pause_button.isChecked() and progress.pause_button.text() == "Resume"
+    assert not pane.reindex_action.isEnabled()  # one run of a collection at a time
+    with store.open_collection("Many") as collection:
+        assert collection.stats().files == 0
+    report = index_with(qtbot, pane, progress.cancel_button.click)
+    assert report.cancelled and report.read == 0
+    assert not progress.isVisible() and not pane.indexer.paused and pane.indexer.running is None
+    assert "Stopped indexing" in pane.status.text() and figures(pane, "Many")[1] == "0"
+
+    # Cancelled in the middle (or, on a fast machine, after the end): what was read stays, consistent.
+    def cancel_on_first_progress(_name: str, _progress: object) -> None:
+        pane.indexer.progressed.disconnect(cancel_on_first_progress)
+        pane.cancel()
+
+    pane.indexer.progressed.connect(cancel_on_first_progress)
+    first = index_with(qtbot, pane, pane.reindex)
+    kept = first.read
+    assert 1 <= kept <= 150 and first.cancelled == (kept < 150)
+    assert figures(pane, "Many")[1] == str(kept)
+    with store.open_collection("Many") as collection:
+        assert collection.stats().files == kept
+
+    # Paused and resumed, the next run reads only the rest.
+    pane.pause()
+    with qtbot.waitSignal(pane.indexStarted, timeout=INDEX_TIMEOUT_MS):
+        pane.reindex()
+    rest = index_with(qtbot, pane, progress.pause_button.click)  # Resume
+    assert not rest.cancelled and rest.read == 150 - kept and rest.unchanged == kept
+    assert figures(pane, "Many")[1] == "150" and progress.pause_button.text() == "Pause"
+
+
+def test_the_conversation_chooses_its_collections_and_the_settings_keep_them(
+    pane: DocumentsPane, make_window: Callable[..., MainWindow], history: History, qtbot: QtBot
+) -> None:
+    window = pane.window()
+    assert isinstance(window, MainWindow)
+    make(qtbot, pane, "Manuals")
+    make(qtbot, pane, "Recipes")
+    cid = window.ensure_conversation()
+    assert pane.used() == []
+
+    item = pane.list.item_of("Manuals")
+    assert item is not None and not pane.list.is_used("Manuals")
+    with qtbot.waitSignal(pane.usageChanged) as blocker:
+        item.setCheckState(0, Qt.CheckState.Checked)  # as a click on the checkbox does
+    assert blocker.args == [cid, ["Manuals"]]
+    assert history.get_conversation(cid).sampling[DOCS_KEY] == ["Manuals"]
+
+    # The keeper writes the conversation's sampling from the panel: the choice survives it.
+    window.panel.rows["top_k"].spin.setValue(17)
+    window.save_conversation_settings()
+    stored = history.get_conversation(cid).sampling
+    assert stored["top_k"] == 17 and collections_of(stored) == ["Manuals"]
+
+    # A new conversation starts with none; going back shows the choice again.
+    window.panel.rows["top_k"].spin.setValue(18)  # dirty: new_chat saves the old one first
+    history.add_message(cid, "user", "hello")  # an empty conversation would be reused
+    window.session.show(cid)
+    window.new_chat()
+    other = window.current_cid
+    assert other not in (None, cid)
+    assert collections_of(history.get_conversation(other).sampling) == [] and pane.used() == []
+    assert not pane.list.is_used("Manuals")
+    window.select_conversation(cid)
+    assert pane.list.is_used("Manuals") and not pane.list.is_used("Recipes")
+    stored = history.get_conversation(cid).sampling
+    assert stored["top_k"] == 18 and collections_of(stored) == ["Manuals"]
+
+    pane.set_used("Recipes", True)
+    pane.set_used("Manuals", False)
+    assert collections_of(history.get_conversation(cid).sampling) == ["Recipes"]
+
+
+def test_delete_asks_then_removes_the_collection_file_only(
+    pane: DocumentsPane, folder: Path, paths: Paths, history: History, dialogs: Dialogs, qtbot: QtBot
+) -> None:
+    make(qtbot, pane, "Manuals")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    window = pane.window()
+    assert isinstance(window, MainWindow)
+    cid = window.ensure_conversation()
+    pane.set_used("Manuals", True)
+    db = paths.data / "documents" / store.file_name("Manuals")
+
+    dialogs.answer = QMessageBox.StandardButton.Cancel
+    assert not pane.delete_collection()
+    assert "index is deleted" in dialogs.questions[-1] and "not touched" in dialogs.questions[-1]
+    assert db.exists()
+
+    dialogs.answer = QMessageBox.StandardButton.Yes
+    pane.delete_action.trigger()
+    qtbot.waitUntil(lambda: pane.view("Manuals") is None)
+    assert not db.exists() and not list(db.parent.glob(db.name + "*"))
+    assert (folder / "flux.md").exists() and (folder / "blob.txt").exists()
+    assert pane.list.topLevelItemCount() == 0 and not pane.delete_action.isEnabled()
+    assert collections_of(history.get_conversation(cid).sampling) == []  # it would refuse to send
+    assert str(folder.resolve()) not in pane.watcher.watched()
+
+
+def test_a_change_to_a_watched_file_indexes_it_again(pane: DocumentsPane, folder: Path, qtbot: QtBot) -> None:
+    make(qtbot, pane, "Manuals")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    real = folder.resolve()
+    assert {str(real), str(real / "sub"), str(real / "sub" / "notes.txt")} <= pane.watcher.watched()
+
+    with qtbot.waitSignal(pane.indexFinished, timeout=WATCH_TIMEOUT_MS) as blocker:
+        (folder / "sub" / "notes.txt").write_text("Remember the plutonium on Friday.\n", encoding="utf-8")
+    assert blocker.args[0] == "Manuals" and blocker.args[1].read == 1
+    with store.open_collection("Manuals") as collection:
+        assert search(collection, "plutonium", 3) and not search(collection, "hoverboard", 3)
+
+    with qtbot.waitSignal(pane.indexFinished, timeout=WATCH_TIMEOUT_MS) as blocker:
+        (folder / "sub" / "deeper").mkdir()
+        (folder / "sub" / "deeper" / "new.md").write_text("A new page about the DeLorean.\n", encoding="utf-8")
+    assert blocker.args[1].read >= 1
+    qtbot.waitUntil(lambda: figures(pane, "Manuals")[1] == "3")  # a later run may follow the first: the folder was new
+    assert str(folder.resolve() / "sub" / "deeper") in pane.watcher.watched()
+
+
+def test_closing_the_window_while_indexing_cancels_and_waits(
+    make_window: Callable[..., MainWindow], folder: Path, qtbot: QtBot
+) -> None:
+    window = make_window(auto_load=False)
+    pane = window.documents.pane
+    make(qtbot, pane, "Manuals")
+    pane.pause()  # held between files: only the cancel can end it
+    with qtbot.waitSignal(pane.indexStarted, timeout=INDEX_TIMEOUT_MS):
+        pane.add_paths([folder])
+    window.close()
+    assert pane.indexer.runner.active_count() == 0 and pane.indexer.runner.pool.activeThreadCount() == 0
+    assert pane.runner.pool.activeThreadCount() == 0 and not pane.watcher.watched()
+    with store.open_collection("Manuals") as collection:  # consistent, and re-indexable later
+        assert collection.stats().files == 0 and collection.roots() == [folder.resolve()]
