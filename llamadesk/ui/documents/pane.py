@@ -114,6 +114,7 @@ class DocumentsPane(QWidget):
         self.progress.hide()
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.hide()
         self.problems_label = QLabel()
         self.problems = QListWidget()
         self.problems.setAccessibleName("Files that could not be read")
@@ -121,7 +122,7 @@ class DocumentsPane(QWidget):
         self.problems.setTextElideMode(Qt.TextElideMode.ElideMiddle)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list, 2)
+        layout.addWidget(self.list, 1)
         layout.addWidget(self.use_hint)
         layout.addLayout(self._buttons(self.new_action, self.reindex_action, self.delete_action))
         layout.addWidget(self.roots_label)
@@ -131,7 +132,7 @@ class DocumentsPane(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.problems_label)
-        layout.addWidget(self.problems, 2)
+        layout.addWidget(self.problems, 1)
 
     def _action(self, text: str, tip: str, slot: Callable[[], object]) -> QAction:
         action = QAction(text, self)
@@ -204,8 +205,9 @@ class DocumentsPane(QWidget):
             self.watch_label.setText(self._watch_text(view))
             shown = len(view.problem_list)
             more = f", the first {shown:,} shown" if shown < view.problems else ""
+            read_all = "Every file found could be read." if view.files else ""
             self.problems_label.setText(f"Could not be read ({view.problems:,}{more}):" if view.problems
-                                        else "Every file found could be read.")  # fmt: skip
+                                        else read_all)  # fmt: skip
             for problem in view.problem_list:
                 item = QListWidgetItem(problem.sentence or Path(problem.path).name)
                 item.setToolTip(problem.path)
@@ -351,26 +353,30 @@ class DocumentsPane(QWidget):
         self.progress.begin(name)
         self.progress.set_paused(self.indexer.paused)
         self.progress.show()
-        self.status.clear()
+        self._set_status("")
         self._update_actions()
         self.indexStarted.emit(name)
 
     def _on_finished(self, name: str, result: IndexResult) -> None:
         self._asked.discard(name)
         self.progress.hide()
-        self.status.setText(outcome_text(name, result.report))
+        self._set_status(outcome_text(name, result.report))
         if name in self._views:  # not deleted meanwhile
             self._put(result.view)
         self.indexFinished.emit(name, result.report)
 
     def _on_failed(self, name: str, sentence: str) -> None:
         self.progress.hide()
-        self.status.setText(f"“{name}” was not indexed: {sentence}")
+        self._set_status(f"“{name}” was not indexed: {sentence}")
         if name in self._asked:
             self._asked.discard(name)
             self._state.warn("Not indexed", sentence)
         self._update_actions()
         self.indexFinished.emit(name, None)
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
 
     def _on_watched_change(self, name: str) -> None:
         if name in self._views and not self._closed:
@@ -388,7 +394,7 @@ class DocumentsPane(QWidget):
 
     def _on_use_toggled(self, name: str, on: bool) -> None:
         # Later: making a conversation (none shown) shows it, which fills the list again, under this item's signal.
-        QTimer.singleShot(0, lambda: self.set_used(name, on))
+        QTimer.singleShot(0, self, lambda: self.set_used(name, on))
 
     def set_used(self, name: str, on: bool) -> None:
         """Ticks or unticks the collection for the conversation shown (one is made when none is), stored in its
@@ -471,12 +477,21 @@ class DocumentsDock(QDockWidget):
         action.setShortcut(SHORTCUT)
         action.setToolTip(f"Show or hide your document collections ({SHORTCUT})")
         action.setStatusTip("Collections of your files that a conversation's replies can draw on")
-        action.toggled.connect(lambda on: self.raise_() if on else None)
+        action.toggled.connect(self._on_toggled)
         existing = view_menu.actions()
         if len(existing) > 1:
             view_menu.insertAction(existing[1], action)  # after Settings
         else:
             view_menu.addAction(action)
+
+    def _on_toggled(self, on: bool) -> None:
+        if on:  # shown beside the settings: its tab comes to the front once the layout has placed it
+            QTimer.singleShot(0, self, self._bring_forward)
+
+    def _bring_forward(self) -> None:
+        if self.isVisible():
+            self.raise_()
+            self.pane.list.setFocus()
 
     def _name_tab_bars(self) -> None:
         """The tabs Qt makes for docks sharing a place have no name a screen reader could say: give them one."""
