@@ -262,3 +262,25 @@ def test_view_documents_has_a_shortcut_of_its_own(make_window: Callable[..., Mai
     assert not window.documents.isVisible()
     action.trigger()
     assert window.documents.isVisible()
+
+
+def test_a_collection_deleted_elsewhere_shows_as_deleted_to_untick(
+    pane: DocumentsPane, history: History, qtbot: QtBot
+) -> None:
+    window = pane.window()
+    assert isinstance(window, MainWindow)
+    make(qtbot, pane, "Old notes")
+    cid = window.ensure_conversation()
+    pane.set_used("Old notes", True)
+    store.delete_collection("Old notes")  # as `llamadesk docs rm` does while the window is open
+    window.documents.hide()
+    with qtbot.waitSignal(pane.collectionsChanged, timeout=INDEX_TIMEOUT_MS):
+        window.documents.toggle_action.trigger()  # shown again: the pane reads the collections again
+    assert pane.view("Old notes") is None
+    item = pane.list.item_of("Old notes")
+    assert item is not None and item.text(0) == "Old notes (deleted)" and pane.list.is_used("Old notes")
+    assert not pane.delete_action.isEnabled() or pane.selected() != "Old notes"
+    with qtbot.waitSignal(pane.usageChanged):
+        item.setCheckState(0, Qt.CheckState.Unchecked)
+    assert collections_of(history.get_conversation(cid).sampling) == []
+    assert pane.list.item_of("Old notes") is None

@@ -471,7 +471,7 @@ class DocumentsDock(QDockWidget):
         self.hide()
         self._window = window
         self._name_tab_bars()
-        self.visibilityChanged.connect(lambda _visible: self._name_tab_bars())
+        self.visibilityChanged.connect(self._on_visibility)
         action = self.toggle_action = self.toggleViewAction()
         action.setText("Documents")
         action.setShortcut(SHORTCUT)
@@ -483,6 +483,11 @@ class DocumentsDock(QDockWidget):
             view_menu.insertAction(existing[1], action)  # after Settings
         else:
             view_menu.addAction(action)
+
+    def _on_visibility(self, visible: bool) -> None:
+        self._name_tab_bars()
+        if visible:  # read again: `llamadesk docs` may have made, indexed or deleted collections meanwhile
+            self.pane.refresh()
 
     def _on_toggled(self, on: bool) -> None:
         if on:  # shown beside the settings: its tab comes to the front once the layout has placed it
