@@ -67,16 +67,17 @@ def test_a_reply_quotes_the_conversations_documents(
     assert again.id != reply.id and "flux.md" in json.dumps(again.receipt)
 
 
-def test_a_missing_collection_is_one_sentence_and_saves_nothing(
-    window: MainWindow, history: History, qtbot: QtBot
-) -> None:
+def test_a_deleted_collection_is_left_out_with_a_notice(window: MainWindow, history: History, qtbot: QtBot) -> None:
     cid = window.ensure_conversation()
     history.update_conversation(cid, sampling={DOCS_KEY: ["gone"]})
-    problems: list[tuple[str, str]] = []
-    window.session.problem.connect(lambda title, text: problems.append((title, text)))
+    notices: list[str] = []
+    window.session.notice.connect(lambda text, _ms: notices.append(text))
     window.send("hello")
-    assert not window.is_generating and history.messages(cid) == []
-    assert problems and "no collection named 'gone'" in problems[0][1]
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
+    assert notices and "“gone” no longer exists" in notices[0]
+    user, reply = history.messages(cid)
+    assert user.content == "hello" and reply.status == "complete"
+    assert (reply.receipt or {})["sources"][0]["missing"] == ["gone"]
 
 
 def test_citations_link_only_the_quoted_sources() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llamadesk.core.documents.search import Hit, indexed_files, passages_of, search
-from llamadesk.core.documents.store import Collection, open_collection
+from llamadesk.core.documents.store import Collection, exists, open_collection
 
 MAX_PASSAGES = 12  # passages searched for per collection; fewer go in when the budget is small
 MIN_EXCERPT_CHARS = 160  # in a small context a passage is cut to the part about the words, but not below this
@@ -78,20 +78,26 @@ class DocumentsSource:
     names: Sequence[str]
     folder: Path | None = None  # where the collections are (tests); None: the user's
     limit: int = MAX_PASSAGES
+    skip_missing: bool = False  # a collection deleted since the conversation chose it is left out (and recorded)
 
     def block(self, query: str, budget_tokens: int, tokens_per_char: float) -> tuple[str, list[dict[str, Any]]]:
-        """Raises LlamaDeskError (an unknown collection, an unreadable index) with one sentence."""
+        """Raises LlamaDeskError (an unknown collection unless skip_missing, an unreadable index) with one sentence."""
         budget_chars = int(budget_tokens / max(tokens_per_char, 1e-6)) if budget_tokens > 0 else 0
-        collections = [open_collection(name, self.folder) for name in self.names]
+        names = [n for n in self.names if not self.skip_missing or exists(n, self.folder)]
+        missing = [n for n in self.names if n not in names]
+        collections: list[Collection] = []
         try:
+            collections += (open_collection(name, self.folder) for name in names)
             whole = self._whole(collections, budget_chars)
             chosen, mode = (whole, "whole") if whole is not None else (self._best(collections, query, budget_chars),
                                                                         "passages")  # fmt: skip
         finally:
             for collection in collections:
                 collection.close()
-        summary: dict[str, Any] = {"kind": "documents", "collections": list(self.names), "mode": mode,
+        summary: dict[str, Any] = {"kind": "documents", "collections": names, "mode": mode,
                                    "quoted": len(chosen)}  # fmt: skip
+        if missing:
+            summary["missing"] = missing
         if not chosen:
             return "", [summary]
         records = [

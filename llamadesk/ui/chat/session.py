@@ -229,7 +229,13 @@ class ChatSession(QObject, NotebookRequests):
         if not names:
             return "", []
         budget = prompt_source_budget(self.planner.n_ctx, params.max_tokens)
-        return prompt_blocks(query, [DocumentsSource(names)], budget, self.planner.tokens_per_char)
+        block, records = prompt_blocks(query, [DocumentsSource(names, skip_missing=True)], budget,
+                                       self.planner.tokens_per_char)  # fmt: skip
+        missing = [n for r in records for n in r.get("missing", ())]
+        if missing:  # deleted since the conversation chose it: the reply goes on without it, and says so
+            gone = ", ".join(f"“{n}”" for n in missing)
+            self.notice.emit(f"The document collection {gone} no longer exists; this reply is made without it.", 10000)
+        return block, records
 
     def _generate(
         self, cid: int, parent_id: int, params: SamplingParams, system_prompt: str,
