@@ -1,4 +1,4 @@
-"""`llamadesk docs add NAME PATH… | list [NAME] | rm NAME | reindex NAME | search NAME QUERY [--limit N]`:
+"""`llamadesk docs add [-v] NAME PATH… | list [NAME] | rm NAME | reindex [-v] NAME | search NAME QUERY [--limit N]`:
 collections of documents, indexed for search, that a conversation can draw passages from."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 SNIPPET_CHARS = 160
+VERBOSE_HELP = "a line on stderr for each file, as it is done: 'N/TOTAL PATH' (for logs and scripts)"
 
 
 def add_parser(sub: Any) -> None:
@@ -23,12 +24,14 @@ def add_parser(sub: Any) -> None:
     add = actions.add_parser("add", help="add files and folders to a collection (made if new) and index them")
     add.add_argument("name", help="the collection's name (any text)")
     add.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    add.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     ls = actions.add_parser("list", help="the collections; with NAME, its folders and the files it could not read")
     ls.add_argument("name", nargs="?")
     rm = actions.add_parser("rm", help="delete a collection and its index (the documents themselves stay)")
     rm.add_argument("name")
     re = actions.add_parser("reindex", help="read what changed in a collection's folders since the last time")
     re.add_argument("name")
+    re.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     se = actions.add_parser("search", help="the passages that best match the words")
     se.add_argument("name")
     se.add_argument("query")
@@ -71,26 +74,33 @@ def _add(args: argparse.Namespace) -> int:
         collection.add_roots(args.paths)
         if new:
             print(f"Made the collection {collection.name!r}.", file=sys.stderr)
-        return _index(collection)
+        return _index(collection, verbose=getattr(args, "verbose", False))
 
 
 def _reindex(args: argparse.Namespace) -> int:
     from llamadesk.core.documents.store import open_collection
 
     with open_collection(args.name) as collection:
-        return _index(collection)
+        return _index(collection, verbose=getattr(args, "verbose", False))
 
 
 class _ProgressLine:
-    """One redrawn line on a terminal (at most 10 times a second); nothing when stderr is a pipe or a file."""
+    """One redrawn line on a terminal (at most 10 times a second); nothing when stderr is a pipe or a file.
+    `per_file`: instead, a line for each file as it is done, `N/TOTAL PATH`, flushed at once: a log shows where a
+    run was, and a script knows which files are done (Ctrl+C keeps exactly those)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, per_file: bool = False) -> None:
         self.stream = stream
         self.tty = stream.isatty()
+        self.per_file = per_file
         self.last = 0.0
         self.drawn = False
 
     def __call__(self, p: Any) -> None:
+        if self.per_file:
+            self.stream.write(f"{p.files_done}/{p.files_total} {_terminal_safe(p.path)}\n")
+            self.stream.flush()
+            return
         now = time.monotonic()
         if not self.tty or (now - self.last < 0.1 and p.files_done != p.files_total):
             return
@@ -108,7 +118,7 @@ class _ProgressLine:
             self.stream.flush()
 
 
-def _index(collection: Any) -> int:
+def _index(collection: Any, verbose: bool = False) -> int:
     from llamadesk.core.documents.index import index_collection
 
     cancel = threading.Event()
@@ -118,7 +128,7 @@ def _index(collection: Any) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    printer = _ProgressLine(sys.stderr)
+    printer = _ProgressLine(sys.stderr, per_file=verbose)
     try:
         print(f"Indexing {collection.name!r}…", file=sys.stderr, flush=True)
         report = index_collection(collection, progress=printer, cancel=cancel)

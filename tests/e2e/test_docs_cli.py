@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,26 +94,62 @@ def test_errors_are_one_sentence(docs: Path, llamadesk_home: Path) -> None:
     assert limit.returncode == 2 and "--limit" in one_sentence(limit)
 
 
+PIPE_MAX = 1 << 20  # the largest pipe an unprivileged process can ask for on Linux (/proc/sys/fs/pipe-max-size)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
 def test_ctrl_c_keeps_what_was_indexed(tmp_path: Path, llamadesk_home: Path) -> None:
+    """Ctrl+C during indexing: exit 130, the files done are kept, a reindex reads the rest; whatever the speed.
+
+    No race with the machine's speed: the run prints a line per file on stderr (`-v`), and the test reads only the
+    first before it sends SIGINT. A process cannot write more to a pipe than the pipe holds until its reader reads,
+    and the lines of the other files are longer than any pipe together (their paths are as long as the system
+    allows), so when SIGINT arrives the run has files left however fast it is: it stops at the next file, exactly
+    as after a person's Ctrl+C. Then the test reads everything: the run has printed a line for each file it kept,
+    no more, no fewer."""
+    import fcntl
+
     root = tmp_path / "many"
-    root.mkdir()
-    for i in range(3000):
-        (root / f"f{i:04d}.txt").write_text(f"file number{i}\n\n" + "Some words to index here. " * 40)
+    part = min(int(os.pathconf(tmp_path, "PC_NAME_MAX")), 240)
+    room = int(os.pathconf(tmp_path, "PC_PATH_MAX")) - len(str(root)) - 40
+    deep = root.joinpath(*["d" * part] * (room // (part + 1)))  # Linux: a path of ~4,000 characters
+    deep.mkdir(parents=True)
+    line_bytes = len(f"1000/1000 {deep / 'f0000.txt'}\n".encode())
+    total = 3 * PIPE_MAX // 2 // line_bytes + 2
+    for i in range(total):
+        (deep / f"f{i:04d}.txt").write_text(f"file number{i}\n\n" + "Some words to index here. " * 40)
     env = {**os.environ, "LLAMADESK_HOME": str(llamadesk_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "llamadesk", "docs", "add", "many", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "llamadesk", "docs", "add", "-v", "many", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    assert proc.stderr is not None
-    assert proc.stderr.readline().startswith("Made the collection")
-    assert proc.stderr.readline().startswith("Indexing 'many'")  # printed once Ctrl+C is handled
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    watchdog = threading.Timer(120, proc.kill)  # a hang fails the test instead of stalling the run
+    watchdog.start()
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        capacity = fcntl.fcntl(proc.stderr.fileno(), fcntl.F_GETPIPE_SZ) if hasattr(fcntl, "F_GETPIPE_SZ") else 0
+        assert (total - 1) * line_bytes > max(capacity, PIPE_MAX)  # the premise: the rest cannot fit in the pipe
+        assert proc.stderr.readline().startswith("Made the collection")
+        assert proc.stderr.readline().startswith("Indexing 'many'")  # printed once Ctrl+C is handled
+        first = proc.stderr.readline()
+        assert first == f"1/{total} {deep / 'f0000.txt'}\n", first[:100]
+        proc.send_signal(signal.SIGINT)
+        err = first + proc.stderr.read()
+        out = proc.stdout.read()
+        assert proc.wait(timeout=60) == 130, err[-2000:]
+    finally:
+        watchdog.cancel()
     assert "Traceback" not in err and "what was indexed is kept" in err
+    done = [line for line in err.splitlines() if re.fullmatch(rf"\d+/{total} .*", line)]
+    kept_files = len(done)
+    assert done == [f"{n}/{total} {deep / f'f{n - 1:04d}.txt'}" for n in range(1, kept_files + 1)], kept_files
+    assert 1 <= kept_files < total  # stopped at a file boundary, with files left
+    assert out.startswith(f"many: {kept_files} file(s) read, 0 unchanged, 0 removed, 0 problem(s); {kept_files} file")
     with store.open_collection("many", llamadesk_home / "data" / "documents") as c:
-        kept = c.stats().files
-        assert kept < 3000
+        assert c.stats().files == kept_files  # every file reported done is kept, and only those
         c.conn.execute("BEGIN IMMEDIATE")
         c.conn.execute("INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)")
         c.conn.execute("ROLLBACK")
     rest = run_cli("reindex", "many", home=llamadesk_home)
-    assert rest.returncode == 0 and rest.stdout.startswith(f"many: {3000 - kept} file(s) read, {kept} unchanged")
+    assert rest.returncode == 0, rest.stderr
+    assert rest.stdout.startswith(f"many: {total - kept_files} file(s) read, {kept_files} unchanged, 0 removed")
+    with store.open_collection("many", llamadesk_home / "data" / "documents") as c:
+        assert c.stats().files == total
