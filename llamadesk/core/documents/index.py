@@ -8,7 +8,6 @@ commit. Memory stays bounded: one file's text at a time, plus the list of paths 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
@@ -20,12 +19,12 @@ from pathlib import Path
 from llamadesk.core.documents import extract as extract_module
 from llamadesk.core.documents.chunks import chunk_sections
 from llamadesk.core.documents.extract import DocumentError, extract, is_document
-from llamadesk.core.documents.store import Collection, _error
+from llamadesk.core.documents.store import Collection, collection_error
+from llamadesk.core.fileinfo import sha256_file
 
 SKIPPED_FOLDERS = frozenset({".git", "node_modules", "__pycache__"})
 BATCH_FILES = 200
 BATCH_SECONDS = 0.5
-HASH_BLOCK = 1024 * 1024
 PAUSE_POLL_S = 0.1
 OPTIMIZE_AFTER_FILES = 500
 
@@ -123,14 +122,6 @@ def _walk_dir(top: str, found: dict[str, _Walked], unreadable: list[tuple[str, s
             unreadable.append((folder, _missing_sentence(Path(folder), exc)))
 
 
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def index_collection(
     collection: Collection,
     progress: Callable[[Progress], object] | None = None,
@@ -195,7 +186,7 @@ def index_collection(
             collection.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.Error as exc:
         collection.rollback()
-        raise _error(exc, collection.path) from exc
+        raise collection_error(exc, collection.path) from exc
     except BaseException:
         collection.rollback()
         raise
@@ -251,7 +242,7 @@ def _index_one(db: sqlite3.Connection, w: _Walked, old: _Known | None, report: I
         too_big = w.size > extract_module.MAX_TEXT_BYTES and path.suffix.lower() not in extract_module.READERS
         if too_big:  # not worth hashing gigabytes: extract() says why in one sentence, from the size alone
             extract(path)
-        digest = sha256_of(w.path)
+        digest = sha256_file(Path(w.path))
         if old is not None and old.sha256 == digest:
             db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (w.size, w.mtime_ns, old.id))
             report.rehashed += 1

@@ -121,7 +121,7 @@ def _sidecars(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
-def _error(exc: sqlite3.Error | OSError, path: Path) -> CollectionError:
+def collection_error(exc: sqlite3.Error | OSError, path: Path) -> CollectionError:
     """One sentence for a failure of the collection's file."""
     text = str(exc).lower()
     code = getattr(exc, "sqlite_errorcode", None)
@@ -171,14 +171,14 @@ class Collection:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _error(exc, self.path) from exc
+            raise collection_error(exc, self.path) from exc
 
     def commit(self) -> None:
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.rollback()
-            raise _error(exc, self.path) from exc
+            raise collection_error(exc, self.path) from exc
 
     def rollback(self) -> None:
         if self._conn is not None and self._conn.in_transaction:
@@ -192,7 +192,7 @@ class Collection:
             yield self.conn
         except sqlite3.Error as exc:
             self.rollback()
-            raise _error(exc, self.path) from exc
+            raise collection_error(exc, self.path) from exc
         except BaseException:
             self.rollback()
             raise
@@ -202,7 +202,7 @@ class Collection:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _error(exc, self.path) from exc
+            raise collection_error(exc, self.path) from exc
 
     # -- roots --------------------------------------------------------------------------------------------------
     def roots(self) -> list[Path]:
@@ -253,7 +253,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None)
     except sqlite3.Error as exc:
-        raise _error(exc, path) from exc
+        raise collection_error(exc, path) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -263,7 +263,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         conn.close()
-        raise _error(exc, path) from exc
+        raise collection_error(exc, path) from exc
     return conn
 
 
@@ -298,7 +298,7 @@ def _open(path: Path, create_as: str | None) -> Collection:
             raise CollectionError(f"{path} is not a readable collection; delete it and add the documents again.")
     except sqlite3.Error as exc:
         conn.close()
-        raise _error(exc, path) from exc
+        raise collection_error(exc, path) from exc
     except BaseException:
         conn.close()
         raise
@@ -326,7 +326,7 @@ def create_collection(name: str, folder: Path | None = None) -> Collection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _error(exc, path) from exc
+        raise collection_error(exc, path) from exc
     try:
         return _open(path, clean)
     except BaseException:
