@@ -7,6 +7,7 @@ the reasoning collapsed, and the next prompt leaves old reasoning out, as those 
 template itself keeps only what follows `</think>`; gpt-oss's keeps only the final channel). The `<think>` tags are
 plain text in the model's output; harmony's markers are special tokens that the engine alone renders as their text
 (local_stream.py); they are read here only as the reply's structure (a reply continued is sent back whole).
+A reply's third part, the tools it calls, is read in tool_calls.py.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from llamadesk.core.conversation.sources import (
     with_block,
     with_sources,
 )
+from llamadesk.core.conversation.tool_calls import tool_calls
 from llamadesk.core.engines.api import Done, FinishReason, Message, StreamEvent, Token
 from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
@@ -151,6 +152,9 @@ class Turn:
         full = {**engine_receipt, **self.extra}
         if self.clock.seconds is not None:
             full["reasoning_s"] = self.clock.seconds
+        if calls := tool_calls(self.reply.content):  # the reply's third part, as read once (tool_calls.py)
+            full["tool_calls"] = [{"name": c.name, "arguments": c.arguments, **({"error": c.error} if c.error else {})}
+                                  for c in calls]  # fmt: skip
         if self.continued is not None:
             full = merge_continuation(self.continued, full, self.base_chars)
         return full
