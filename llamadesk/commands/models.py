@@ -1,4 +1,5 @@
-"""`llamadesk models`: local models, the catalog, Hub search, remote fit, resumable downloads, import and delete."""
+"""`llamadesk models`: local models, the catalog, Hub search, remote fit, resumable downloads, import and delete;
+comparing quantizations by measurement and making your own."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from llamadesk.paths import get_paths
 
 SORTS = ("downloads", "likes", "recent")
+DEFAULT_EVAL_TEXT = "en-gpl-3"
 
 
 def add_parser(sub: Any) -> None:
@@ -47,6 +49,20 @@ def add_parser(sub: Any) -> None:
     msub.add_parser("downloads", help="the download queue: unfinished, failed and finished downloads")
     msub.add_parser("login", help="store a Hugging Face token (for gated models) in the system keyring")
     msub.add_parser("logout", help="remove the stored Hugging Face token")
+    cmp = msub.add_parser("compare", help="perplexity, KL divergence, top-token agreement, speed and memory of "
+                                          "quantizations of one model, measured on one text")
+    cmp.add_argument("files", nargs="+", type=Path, help="GGUF files of the same model (the most precise is the "
+                                                         "reference)")
+    cmp.add_argument("--text", help="a text file, or the name of a text that comes with LlamaDesk "
+                                    f"(default {DEFAULT_EVAL_TEXT})")
+    cmp.add_argument("--ctx", type=int, default=None, help="tokens per chunk (default 512, less for a short text)")
+    cmp.add_argument("--threads", type=int, default=None, help="CPU threads (default: the physical cores)")
+    cmp.add_argument("--json", action="store_true", help="print the results as JSON")
+    qz = msub.add_parser("quantize", help="make a quant of an F32/F16/BF16/Q8_0 GGUF with llama.cpp's quantizer")
+    qz.add_argument("source", type=Path, help="the F32, F16, BF16 or Q8_0 .gguf file")
+    qz.add_argument("--type", required=True, help="the target type: Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...")
+    qz.add_argument("-o", "--output", type=Path, help="the new file (default: the models folder's quantized/)")
+    qz.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
 
 
 def size_text(n: int | None) -> str:
@@ -69,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     handlers = {
         "list": _list, "starter": _starter, "catalog": _catalog, "search": _search, "files": _files, "info": _info,
         "download": _download, "import": _import, "rm": _rm, "discover": _discover, "downloads": _downloads,
-        "login": _login, "logout": _logout,
+        "login": _login, "logout": _logout, "compare": _compare, "quantize": _quantize,
     }
     try:
         return handlers[args.models_command](args)
@@ -350,4 +366,99 @@ def _logout(args: argparse.Namespace) -> int:
     from llamadesk.core import secrets
 
     print("Token removed." if secrets.delete_hf_token() else "No token was stored.")
+    return EXIT_OK
+
+
+# -- quantizations: measure and make -----------------------------------------------------------------------------
+def _eval_text(choice: str | None) -> tuple[str, str]:
+    """(the text, where it came from): a file, or one of the texts that come with LlamaDesk."""
+    from llamadesk.core import quality
+
+    bundled = quality.eval_texts()
+    name = choice or DEFAULT_EVAL_TEXT
+    if choice is None or (choice in bundled and not Path(choice).exists()):
+        if name not in bundled:
+            raise quality.QualityError(f"The evaluation text {name} is missing from this installation; pass "
+                                       "--text FILE.")
+        return quality.read_text(bundled[name]), name
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        known = ", ".join(bundled) or "none"
+        raise quality.QualityError(f"{choice} is neither a file nor a text that comes with LlamaDesk ({known}).")
+    return quality.read_text(path), str(path)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from llamadesk.core import quality
+
+    text, origin = _eval_text(args.text)
+
+    def show(p: quality.CompareProgress) -> None:
+        where = f" {p.chunk}/{p.n_chunks}" if p.n_chunks else ""
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r[{p.file_index + 1}/{p.n_files}] {p.name[:40]} {p.stage}{where} "
+                             f"({p.elapsed:.0f} s)\033[K")
+            sys.stderr.flush()
+        elif p.stage != "scoring" or p.chunk == 0:
+            print(f"[{p.file_index + 1}/{p.n_files}] {p.name}: {p.stage} ({p.elapsed:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+    try:
+        result = quality.compare(args.files, text, n_ctx=args.ctx, threads=args.threads, progress=show)
+    except KeyboardInterrupt:
+        print("\nStopped; nothing was stored.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
+    if args.json:
+        print(json.dumps({**result.to_json(), "text": origin}, indent=2))
+        return EXIT_OK
+    print(f"Text: {origin}; {result.n_chunks} chunks of {result.n_ctx} tokens, {result.tokens_scored} tokens scored "
+          f"per file; reference {result.reference.name}; {result.seconds:.1f} s.")
+    for note in result.notes:
+        print(note)
+    rows = [("file", "type", "size", "perplexity", "KLD", "top-1", "prompt t/s", "gen t/s", "memory")]
+    for f in result.files:
+        rows.append((f.name, f.type, size_text(f.size_bytes), f"{f.perplexity:.4g}",
+                     "ref" if f.is_reference else f"{f.kld:.4f}", "ref" if f.is_reference else f"{f.top1:.1%}",
+                     f"{f.prompt_tps:.0f}", f"{f.gen_tps:.1f}", size_text(f.memory_bytes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    print(result.recommendation)
+    return EXIT_OK
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from llamadesk.core import quantize
+
+    paths = get_paths().ensure()
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(p: quantize.QuantizeProgress) -> None:
+        tensors = f", tensor {p.tensors_done}/{p.tensors_total}" if p.tensors_total else ""
+        line = (f"{p.stage}: {size_text(p.bytes_written)} of ≈{size_text(p.estimate)} ({p.fraction:.0%}{tensors}), "
+                f"{p.elapsed:.0f} s")
+        if tty:
+            sys.stderr.write(f"\r{line}\033[K")
+            sys.stderr.flush()
+        elif p.stage != "quantizing" or int(p.fraction * 10) != last[0]:
+            last[0] = int(p.fraction * 10)
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        result = quantize.quantize(args.source, args.type, args.output, models_dir=paths.models, progress=show,
+                                   threads=args.threads)
+    except KeyboardInterrupt:
+        print("\nStopped; the partial file was removed.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+    print(f"Quantized {result.source.name} ({result.source_type}) to {result.type}: {result.path} "
+          f"({size_text(result.size_bytes)}, {result.seconds:.1f} s)")
     return EXIT_OK
