@@ -1,5 +1,6 @@
-"""`llamadesk docs add [-v] NAME PATH… | list [NAME] | rm NAME | reindex [-v] NAME | search NAME QUERY [--limit N]`:
-collections of documents, indexed for search, that a conversation can draw passages from."""
+"""`llamadesk docs add [-v] NAME PATH… | list [NAME] | rm NAME | reindex [-v] NAME | search NAME QUERY [--limit N] |
+embed NAME [--model PATH | --remove]`: collections of documents, indexed for search (BM25, or hybrid with an
+embedding model), that a conversation can draw passages from."""
 
 from __future__ import annotations
 
@@ -32,10 +33,18 @@ def add_parser(sub: Any) -> None:
     re = actions.add_parser("reindex", help="read what changed in a collection's folders since the last time")
     re.add_argument("name")
     re.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
-    se = actions.add_parser("search", help="the passages that best match the words")
+    se = actions.add_parser("search", help="the passages that best match the words (BM25; with an embedding model, "
+                            "hybrid: a line on stderr says which ranking ran)")  # fmt: skip
     se.add_argument("name")
     se.add_argument("query")
     se.add_argument("--limit", type=int, default=5, help="how many passages (default 5)")
+    em = actions.add_parser("embed", help="search a collection by meaning too: embed its passages with a GGUF "
+                            "embedding model (only those without a vector yet)")  # fmt: skip
+    em.add_argument("name")
+    which = em.add_mutually_exclusive_group()
+    which.add_argument("--model", type=Path, metavar="PATH", help="the embedding model (a GGUF such as bge-small-en "
+                       "or nomic-embed-text); another model than before embeds everything again")  # fmt: skip
+    which.add_argument("--remove", action="store_true", help="forget the model and the vectors: BM25 alone again")
 
 
 def _error(message: str, code: int = EXIT_FAIL) -> int:
@@ -45,13 +54,16 @@ def _error(message: str, code: int = EXIT_FAIL) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from llamadesk.core.documents.store import CollectionError, UnknownCollection
+    from llamadesk.core.errors import LlamaDeskError
 
-    handlers = {"add": _add, "list": _list, "rm": _rm, "reindex": _reindex, "search": _search}
+    handlers = {"add": _add, "list": _list, "rm": _rm, "reindex": _reindex, "search": _search, "embed": _embed}
     try:
         return handlers[args.docs_command](args)
     except UnknownCollection as exc:
         return _error(str(exc), EXIT_USAGE)
     except CollectionError as exc:
+        return _error(str(exc), EXIT_FAIL)
+    except LlamaDeskError as exc:  # an embedding model that cannot be used
         return _error(str(exc), EXIT_FAIL)
 
 
@@ -143,6 +155,10 @@ def _index(collection: Any, verbose: bool = False) -> int:
     print(f"{collection.name}: {report.read} file(s) read, {report.unchanged + report.rehashed} unchanged, "
           f"{report.removed} removed, {stats.problems} problem(s); {stats.files} file(s), {stats.passages} "
           f"passage(s), {size_text(stats.bytes_on_disk)}.")  # fmt: skip
+    if report.embedded:
+        print(f"{collection.name}: {report.embedded} passage(s) embedded.")
+    if report.embedding_problem:
+        print(f"  embedding: {report.embedding_problem}", file=sys.stderr)
     for path, sentence in report.problem_files[:20]:
         print(f"  problem: {path}: {sentence}", file=sys.stderr)
     if len(report.problem_files) > 20:
@@ -193,20 +209,90 @@ def _place(hit: Any) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from llamadesk.core.documents.search import search
+    from llamadesk.core.documents.search import search_ranked
     from llamadesk.core.documents.store import open_collection
 
     if args.limit < 1:
         return _error("--limit must be at least 1.", EXIT_USAGE)
     with open_collection(args.name) as c:
-        hits = search(c, args.query, limit=args.limit)
+        hits, ranking = search_ranked(c, args.query, limit=args.limit)
+    if ranking.model:  # a collection with an embedding model: hybrid, or BM25 and why (without one: BM25, silently)
+        print(f"ranking: {ranking.describe()}", file=sys.stderr)
     safe = _terminal_safe if sys.stdout.isatty() else (lambda s: s)
     for hit in hits:
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
-        print(f"{safe(_place(hit))}\t{hit.score:.2f}\t{safe(snippet)}")
+        score = f"{hit.score:.4f}" if ranking.kind == "hybrid" else f"{hit.score:.2f}"  # RRF: ~1/61 at best
+        print(f"{safe(_place(hit))}\t{score}\t{safe(snippet)}")
     if not hits:
         print(f"No passage matches {args.query!r}.", file=sys.stderr)
+    return EXIT_OK
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from llamadesk.core.documents.embeddings import Embedder, EmbeddingError
+    from llamadesk.core.documents.store import EmbeddingModel, open_collection
+    from llamadesk.core.fileinfo import sha256_file
+
+    with open_collection(args.name) as collection:
+        if args.remove:
+            collection.set_embedding_model(None)
+            print(f"{collection.name}: no embedding model; searched by BM25 alone, its vectors deleted.")
+            return EXIT_OK
+        current = collection.embedding_model()
+        if args.model is not None:
+            path = args.model.expanduser().resolve()
+        elif current is not None:
+            path = Path(current.path)
+        else:
+            return _error(f"{collection.name!r} has no embedding model yet; choose one with --model PATH.", EXIT_USAGE)
+        embedder = Embedder(path)
+        try:
+            if args.model is not None:
+                model = EmbeddingModel(str(path), path.name, sha256_file(path), embedder.dimension)
+                if collection.set_embedding_model(model) and current is not None:
+                    print(f"Another model than before: the vectors of {current.name} are deleted.", file=sys.stderr)
+            elif current is not None and embedder.dimension != current.dimension:
+                raise EmbeddingError(f"{embedder.name} now gives vectors of {embedder.dimension} numbers, not "
+                                     f"{current.dimension}; choose it again with --model.")  # fmt: skip
+            return _embed_passages(collection, embedder)
+        finally:
+            embedder.close()
+
+
+def _embed_passages(collection: Any, embedder: Any) -> int:
+    from llamadesk.core.documents import vectors
+
+    cancel = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        cancel.set()  # seen between batches; the vectors made so far are committed
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def shown(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{done}/{total} passages embedded\033[K")
+            sys.stderr.flush()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    started = time.monotonic()
+    try:
+        print(f"Embedding the passages of {collection.name!r} with {embedder.name} ({embedder.dimension} "
+              "dimensions)…", file=sys.stderr, flush=True)  # fmt: skip
+        done = vectors.embed_missing(collection, embedder, progress=shown, cancel=cancel)
+    except KeyboardInterrupt:
+        print("\nStopped; the passages embedded before the last batch keep their vectors.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    seconds = time.monotonic() - started
+    print(f"{collection.name}: {done} passage(s) embedded in {seconds:.1f} s; {vectors.count(collection)} of "
+          f"{collection.stats().passages} have a vector ({embedder.name}).")  # fmt: skip
+    if cancel.is_set():
+        print("Stopped; `llamadesk docs embed` goes on from there.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

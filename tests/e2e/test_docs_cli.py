@@ -153,3 +153,61 @@ def test_ctrl_c_keeps_what_was_indexed(tmp_path: Path, llamadesk_home: Path) -> 
     assert rest.stdout.startswith(f"many: {total - kept_files} file(s) read, {kept_files} unchanged, 0 removed")
     with store.open_collection("many", llamadesk_home / "data" / "documents") as c:
         assert c.stats().files == total
+
+
+def test_embed_makes_search_hybrid(tmp_path: Path, llamadesk_home: Path) -> None:
+    """`docs embed NAME --model PATH` with a tiny generated llama that declares mean pooling: every passage gets a
+    vector, search says it ran hybrid, add embeds new passages, and a model that cannot embed is one sentence."""
+    import gguf
+    from gguf_factory import write_tiny_llama
+
+    chat = write_tiny_llama(tmp_path / "chat.gguf")
+    reader = gguf.GGUFReader(chat)
+    model = tmp_path / "tiny-embed.gguf"
+    writer = gguf.GGUFWriter(str(model), "llama")
+    for f in reader.fields.values():
+        if f.name != "general.architecture" and not f.name.startswith("GGUF."):
+            kind = f.types[0]
+            writer.add_key_value(f.name, f.contents(), kind, sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY
+                                 else None)  # fmt: skip
+    writer.add_key_value("llama.pooling_type", 1, gguf.GGUFValueType.UINT32)  # mean
+    for t in reader.tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in reader.tensors:
+        writer.write_tensor_data(t.data)
+    writer.close()
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "near.txt").write_text("qwxz vbnm\n")
+    (root / "budget.txt").write_text("The budget meeting noted zvbnm.\n")
+    home = llamadesk_home
+    assert run_cli("add", "notes", str(root), home=home).returncode == 0
+
+    refused = run_cli("embed", "notes", "--model", str(chat), home=home)
+    assert refused.returncode == 1 and "chat.gguf is not an embedding model" in one_sentence(refused)
+    unset = run_cli("embed", "notes", home=home)
+    assert unset.returncode == 2 and "has no embedding model yet" in one_sentence(unset)
+
+    embedded = run_cli("embed", "notes", "--model", str(model), home=home)
+    assert embedded.returncode == 0, embedded.stderr
+    assert re.match(r"notes: 2 passage\(s\) embedded in [\d.]+ s; 2 of 2 have a vector \(tiny-embed.gguf\)\.",
+                    embedded.stdout), embedded.stdout  # fmt: skip
+    found = run_cli("search", "notes", "qwx zvbnm", home=home)
+    assert found.returncode == 0 and "ranking: hybrid" in found.stderr, found.stderr
+    assert [line.split("\t")[0] for line in found.stdout.splitlines()] == [f"{root / 'budget.txt'}:1",
+                                                                         f"{root / 'near.txt'}:1"]  # fmt: skip
+
+    (root / "more.txt").write_text("Another note.\n")
+    added = run_cli("add", "notes", str(root), home=home)
+    assert added.returncode == 0 and "notes: 1 passage(s) embedded." in added.stdout.splitlines(), added.stdout
+    again = run_cli("embed", "notes", home=home)
+    assert again.returncode == 0 and again.stdout.startswith("notes: 0 passage(s) embedded")
+
+    removed = run_cli("embed", "notes", "--remove", home=home)
+    assert removed.returncode == 0 and "BM25" in removed.stdout
+    assert run_cli("search", "notes", "budget", home=home).stderr == ""  # BM25 alone, as before any model
+    with store.open_collection("notes", home / "data" / "documents") as c:
+        assert c.embedding_model() is None and c.read("SELECT COUNT(*) FROM vectors") == [(0,)]

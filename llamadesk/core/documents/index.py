@@ -4,6 +4,9 @@ A file whose size and mtime are unchanged is skipped; otherwise it is hashed (st
 its hash changed. Every file that cannot be read becomes a `problem` row with its sentence, and the index goes on.
 Work is committed in batches; cancel (between files) keeps what was done, and the index is consistent at every
 commit. Memory stays bounded: one file's text at a time, plus the list of paths walked.
+
+When the collection has an embedding model, the run ends by embedding the passages that have no vector yet
+(vectors.py); a model that cannot be loaded leaves the index as it is and is reported in one sentence.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class IndexReport:
     cancelled: bool = False
     seconds: float = 0.0
     problem_files: list[tuple[str, str]] = field(default_factory=list)
+    embedded: int = 0  # passages that got a vector in this run
+    embedding_problem: str = ""  # why the collection's embedding model could not embed them
 
 
 @dataclass(frozen=True)
@@ -130,12 +135,16 @@ def index_collection(
     *,
     batch_files: int = BATCH_FILES,
     batch_seconds: float = BATCH_SECONDS,
+    embed: bool = True,
+    embed_progress: Callable[[int, int], object] | None = None,
 ) -> IndexReport:
     """Brings the collection's index up to date with its roots; returns what it did.
 
     `cancel` is checked between files: what was done is committed and kept, report.cancelled is True. `pause`
     (an Event that is set, or a callable that blocks) holds the run between files. A failure of the collection's
     own file (a full disk) is raised as a CollectionError; the files of the batch it hit are read again next time.
+    `embed`: give the new passages vectors when the collection has an embedding model (`embed_progress(done,
+    total)` after each batch of them).
     """
     started = time.monotonic()
     report = IndexReport()
@@ -191,8 +200,42 @@ def index_collection(
         collection.rollback()
         raise
     report.problems = int(collection.read("SELECT COUNT(*) FROM files WHERE status = 'problem'")[0][0])  # type: ignore[call-overload]
+    if embed and not report.cancelled:
+        _embed_new(collection, report, embed_progress, cancel)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _embed_new(collection: Collection, report: IndexReport, progress: Callable[[int, int], object] | None,
+               cancel: threading.Event | None) -> None:  # fmt: skip
+    """The embedding hook: vectors for the passages that have none, with a model loaded for this run only (an
+    indexing thread may be a pool's, which must not keep a model alive)."""
+    model = collection.embedding_model()
+    if model is None:
+        return
+    from llamadesk.core.documents import vectors
+    from llamadesk.core.documents.embeddings import Embedder, EmbeddingError
+
+    if not vectors.pending(collection):
+        return
+    try:
+        embedder = Embedder(model.path)
+    except EmbeddingError as exc:
+        report.embedding_problem = str(exc)
+        return
+    try:
+        if embedder.dimension != model.dimension:
+            report.embedding_problem = (
+                f"{embedder.name} now gives vectors of {embedder.dimension} numbers, not "
+                f"{model.dimension}; choose it again with `llamadesk docs embed --model`."
+            )
+            return
+        report.embedded = vectors.embed_missing(collection, embedder, progress=progress, cancel=cancel)
+        report.cancelled = cancel is not None and cancel.is_set()
+    except EmbeddingError as exc:
+        report.embedding_problem = str(exc)
+    finally:
+        embedder.close()
 
 
 def _wait(pause: Pause, cancel: threading.Event | None) -> None:

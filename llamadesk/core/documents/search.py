@@ -20,6 +20,12 @@ passages are fewer than asked for, the best of the other words' follow them. A q
 only is still answered: its FALLBACK_TERMS rarest words are the candidates, within the first RANKED_ROWS passages
 that hold them (the others order them as above). In a small collection no word is common, and the ranking is
 BM25 of every word, as before.
+
+Hybrid. A collection with an embedding model (store.py's meta, vectors.py) is ranked twice: by BM25 as above and by
+the cosine of the passages' vectors to the query's (embedded by the same model, the thread's cached Embedder); the
+two lists are fused by reciprocal rank fusion, score = sum of 1 / (RRF_K + rank) over the lists a passage is in.
+A passage that shares no word with the query can so be found by its meaning alone. When the model cannot be used
+(moved, deleted), the ranking is BM25 and says why.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ RANKED_ROWS = 5_000  # about the most candidates one query scores (~15 ms on a 2
 MAX_RERANK_TERMS = 6  # the other words that order the candidates, rarest first (each costs a scan of its doclist)
 FALLBACK_TERMS = 2  # the candidates of a query of common words only: its rarest words
 _WORD = re.compile(r"\w+")
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009): ranks far down still count a little
+FUSION_DEPTH = 50  # how many of each ranking's best are fused
 
 
 @dataclass(frozen=True)
@@ -226,14 +234,69 @@ def _rank(collection: Collection, chosen: Plan, limit: int) -> list[tuple[int, f
     return best
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Which ranking ran: "bm25" or "hybrid" (BM25 and vectors, fused); `note`: why a collection with an embedding
+    model was ranked by BM25 alone."""
+
+    kind: str
+    model: str = ""
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "hybrid":
+            return f"hybrid: BM25 and the vectors of {self.model}, fused by reciprocal rank (k={RRF_K})"
+        return f"BM25 ({self.note})" if self.note else "BM25"
+
+
 def search(collection: Collection, query: str, limit: int = 5) -> list[Hit]:
-    """The best `limit` passages for the query by BM25; [] for a query without words."""
-    if limit <= 0:
-        return []
+    """The best `limit` passages for the query: by BM25, or hybrid when the collection has an embedding model;
+    [] for a query without words."""
+    return search_ranked(collection, query, limit)[0]
+
+
+def search_ranked(collection: Collection, query: str, limit: int = 5) -> tuple[list[Hit], Ranking]:
+    """search(), and which ranking ran."""
+    model = collection.embedding_model()
+    if limit <= 0 or not words(query):
+        return [], Ranking("hybrid" if model is not None else "bm25", model.name if model else "")
+    if model is None:
+        return _hits(collection, _bm25(collection, query, limit)), Ranking("bm25")
+    from llamadesk.core.documents.embeddings import EmbeddingError, cached_embedder
+    from llamadesk.core.documents.vectors import nearest
+
+    depth = max(limit, FUSION_DEPTH)
+    lexical = _bm25(collection, query, depth)
+    try:
+        embedder = cached_embedder(model.path)
+        if embedder.dimension != model.dimension:
+            raise EmbeddingError(f"{embedder.name} now gives vectors of {embedder.dimension} numbers, not "
+                                 f"{model.dimension}; embed the collection again")  # fmt: skip
+        semantic = nearest(collection, embedder.embed([query])[0], depth)
+    except EmbeddingError as exc:
+        return _hits(collection, lexical[:limit]), Ranking("bm25", model.name, str(exc).rstrip("."))
+    return _hits(collection, fuse([lexical, semantic], limit)), Ranking("hybrid", model.name)
+
+
+def fuse(rankings: list[list[tuple[int, float]]], limit: int, k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several rankings of (rowid, score), best first: the best `limit` (rowid, fused
+    score); ties go to the rowid ranked best in the earlier list (BM25's)."""
+    fused: dict[int, float] = {}
+    first: dict[int, tuple[int, int]] = {}
+    for which, ranking in enumerate(rankings):
+        for rank, (rowid, _) in enumerate(ranking, start=1):
+            fused[rowid] = fused.get(rowid, 0.0) + 1.0 / (k + rank)
+            first.setdefault(rowid, (which, rank))
+    best = sorted(fused, key=lambda r: (-fused[r], first[r]))
+    return [(rowid, fused[rowid]) for rowid in best[:limit]]
+
+
+def _bm25(collection: Collection, query: str, limit: int) -> list[tuple[int, float]]:
     chosen = plan(collection, query)
-    if not chosen.terms:
-        return []
-    best = _rank(collection, chosen, limit)
+    return _rank(collection, chosen, limit) if chosen.terms else []
+
+
+def _hits(collection: Collection, best: list[tuple[int, float]]) -> list[Hit]:
     if not best:
         return []
     marks = ",".join("?" * len(best))

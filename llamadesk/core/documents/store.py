@@ -2,7 +2,8 @@
 
 Deleting a collection deletes its file (and the -wal/-shm beside it), so its index goes with it. A collection's
 name is any text the user typed; the file is named by a safe slug of it plus a short hash, and the real name is
-stored inside. The schema's version is PRAGMA user_version; MIGRATIONS are applied in order.
+stored inside. The schema's version is PRAGMA user_version; MIGRATIONS are applied in order (1: passages and FTS5;
+2: vectors, one float32 BLOB per passage, from the embedding model the collection's meta names).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from types import TracebackType
 
 from llamadesk.core.errors import LlamaDeskError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUFFIX = ".sqlite3"
 BUSY_TIMEOUT_MS = 5000
 MAX_NAME_CHARS = 200
@@ -50,7 +51,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TRIGGER passages_ad AFTER DELETE ON passages BEGIN"
         " INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
     ),
+    (  # 1 → 2: a passage's vector goes with it (ON DELETE CASCADE). AUTOINCREMENT: every insert raises the
+        # table's sequence, so (sequence, count) tells a reader that the vectors changed (vectors.py's cache).
+        "CREATE TABLE vectors (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " passage_id INTEGER NOT NULL UNIQUE REFERENCES passages(id) ON DELETE CASCADE, vector BLOB NOT NULL)",
+    ),
 )
+EMBEDDING_KEYS = ("embedding.path", "embedding.name", "embedding.sha256", "embedding.dimension")
 
 
 class CollectionError(LlamaDeskError):
@@ -82,6 +89,16 @@ class Problem:
 
     path: str
     sentence: str
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """The model a collection's vectors come from: where it is, its file name, its sha256 and its dimension."""
+
+    path: str
+    name: str
+    sha256: str
+    dimension: int
 
 
 @dataclass(frozen=True)
@@ -242,6 +259,34 @@ class Collection:
     def problems(self) -> list[Problem]:
         rows = self.read("SELECT path, problem FROM files WHERE status = 'problem' ORDER BY path")
         return [Problem(str(path), str(sentence or "")) for path, sentence in rows]
+
+    # -- the embedding model (meta) -------------------------------------------------------------------------------
+    def embedding_model(self) -> EmbeddingModel | None:
+        """The model the collection's vectors come from; None: the collection is searched by BM25 alone."""
+        rows = self.read(f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(EMBEDDING_KEYS))})",
+                         EMBEDDING_KEYS)  # fmt: skip
+        meta = {str(key): str(value) for key, value in rows}
+        if not all(k in meta for k in EMBEDDING_KEYS):
+            return None
+        try:
+            dimension = int(meta["embedding.dimension"])
+        except ValueError:
+            return None
+        return EmbeddingModel(meta["embedding.path"], meta["embedding.name"], meta["embedding.sha256"], dimension)
+
+    def set_embedding_model(self, model: EmbeddingModel | None) -> bool:
+        """Names the model (None: no model). When it is another model (another sha256 or dimension), or none, the
+        old vectors are deleted in the same transaction; returns whether they were."""
+        old = self.embedding_model()
+        drop = old is not None and (model is None or (old.sha256, old.dimension) != (model.sha256, model.dimension))
+        with self.write() as db:
+            db.execute(f"DELETE FROM meta WHERE key IN ({','.join('?' * len(EMBEDDING_KEYS))})", EMBEDDING_KEYS)
+            if model is not None:
+                values = (model.path, model.name, model.sha256, str(int(model.dimension)))
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", zip(EMBEDDING_KEYS, values, strict=True))
+            if drop or (old is None and model is not None):
+                db.execute("DELETE FROM vectors")  # none should be there; vectors of an unknown model never count
+        return drop
 
     @property
     def created(self) -> float:
