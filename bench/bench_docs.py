@@ -9,6 +9,11 @@ Quality: search() leaves common words out of the candidates (search.py says how)
 query the plain way, an OR of all its words over the whole collection, and counts the queries whose best 5 have
 the same scores (the text repeats paragraphs, so equal passages tie and their order is no measure) and whose best
 passage has the same score.
+
+Embedding (docs_embed_*): our Embedder against raw llama-cpp-python `Llama.embed(normalize=True)` on the same model,
+the same context settings and the same batch of passages, alternated; the median of the pairwise ratios (goal ≥
+0.95x). The model: LLAMADESK_BENCH_EMBED_MODEL (a GGUF embedding model) if set, else the starter model (SmolLM2-135M,
+a chat model) pooled by mean, since no embedding model can be downloaded on the machines this runs on.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from llamadesk.core.documents.index import index_collection
 from llamadesk.core.documents.search import fts_query, search
 
 SEED = 11
-BENCHMARKS = ("docs_index", "docs_query", "docs_size", "docs_rss")
-GOALS = {"index_s": 60.0, "query_p95_ms": 50.0, "rss_growth_mb": 200.0}
+BENCHMARKS = ("docs_index", "docs_query", "docs_size", "docs_rss", "docs_embed")
+GOALS = {"index_s": 60.0, "query_p95_ms": 50.0, "rss_growth_mb": 200.0, "embed_ratio": 0.95}
+EMBED_MODEL_ENV = "LLAMADESK_BENCH_EMBED_MODEL"
 SOURCES = ("/usr/share/common-licenses", "/usr/share/doc", sys.base_prefix)
 
 
@@ -145,8 +151,14 @@ def run(args: argparse.Namespace | Sequence[str] | None = None) -> list[dict[str
     n_queries = int(getattr(args, "queries", 100))
     if getattr(args, "quick", False):
         files, mb, n_queries = files // 10, mb / 10, 30
-    with tempfile.TemporaryDirectory(prefix="llamadesk-bench-docs-") as tmp:
-        results = _measure(Path(tmp), files, int(mb * 1e6), n_queries)
+    only = getattr(args, "only", None)
+    results: list[dict[str, Any]] = []
+    if not only or any(not group.startswith("docs_embed") for group in only):
+        with tempfile.TemporaryDirectory(prefix="llamadesk-bench-docs-") as tmp:
+            results = _measure(Path(tmp), files, int(mb * 1e6), n_queries)
+    if not only or any("docs_embed".startswith(group) or group.startswith("docs_embed") for group in only):
+        quick = getattr(args, "quick", False)
+        results += _embedding(int(getattr(args, "embed_batch", 4 if quick else 16)), 2 if quick else 3)
     only = getattr(args, "only", None)
     if only:
         results = [r for r in results if any(r["name"].startswith(group) for group in only)]
@@ -201,11 +213,68 @@ def _measure(tmp: Path, files: int, total_bytes: int, n_queries: int) -> list[di
     return results
 
 
+def _embed_model() -> tuple[Path, int | None, str]:
+    """The model to embed with, the pooling to force (None: its own), and what it is."""
+    from llamadesk.core.documents.embeddings import POOLING_MEAN
+
+    chosen = os.environ.get(EMBED_MODEL_ENV)
+    if chosen:
+        return Path(chosen), None, "embedding model"
+    from llamadesk.core.starter import ensure_starter
+
+    cache = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
+    return ensure_starter(cache / "models", cache / "download"), POOLING_MEAN, "starter chat model, mean pooling"
+
+
+def _embedding(batch_size: int, pairs: int) -> list[dict[str, Any]]:
+    """Passages per second through our Embedder and through raw Llama.embed(), alternated on the same batch."""
+    import contextlib
+    import io
+
+    import llama_cpp
+
+    from llamadesk.core.documents.embeddings import POOLING_UNSPECIFIED, Embedder
+
+    path, pooling, what = _embed_model()
+    rng = random.Random(SEED)
+    texts = paragraphs(200)
+    batch = [" ".join(rng.sample(texts, k=min(len(texts), 8)))[:1000] for _ in range(batch_size)]
+    ours = Embedder(path, pooling=pooling)
+    with contextlib.redirect_stderr(io.StringIO()):
+        raw = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=ours.context, n_batch=ours.context,
+                              n_ubatch=ours.context, pooling_type=POOLING_UNSPECIFIED if pooling is None else pooling,
+                              verbose=True)  # fmt: skip
+    raw.verbose = False
+    ratios, our_rates, raw_rates = [], [], []
+    try:
+        ours.embed(batch[:1])
+        raw.embed(batch[:1], normalize=True)  # both warmed up
+        for _ in range(pairs):
+            t = time.perf_counter()
+            ours.embed(batch)
+            our_rates.append(len(batch) / (time.perf_counter() - t))
+            t = time.perf_counter()
+            raw.embed(batch, normalize=True)
+            raw_rates.append(len(batch) / (time.perf_counter() - t))
+            ratios.append(our_rates[-1] / raw_rates[-1])
+    finally:
+        ours.close()
+        raw.close()
+    return [
+        figure("docs_embed_passages_per_s", statistics.median(our_rates), "passages/s", None, model=path.name,
+               kind=what, batch=len(batch), raw_passages_per_s=round(statistics.median(raw_rates), 2)),
+        figure("docs_embed_ratio", statistics.median(ratios), "x raw llama-cpp-python", GOALS["embed_ratio"],
+               min=round(min(ratios), 3), max=round(max(ratios), 3), pairs=pairs),
+    ]  # fmt: skip
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_docs", description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--mb", type=float, default=100.0, help="megabytes of text in all")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--embed-batch", type=int, default=16, help="passages per embedding batch")
+    parser.add_argument("--only", nargs="*", help="figures whose names start with these (docs_embed: embedding only)")
     return parser.parse_args(argv)
 
 
