@@ -20,6 +20,7 @@ from llamadesk.core.documents.search import Hit, indexed_files, passages_of, sea
 from llamadesk.core.documents.store import Collection, exists, open_collection
 
 MAX_PASSAGES = 12  # passages searched for per collection; fewer go in when the budget is small
+RRF_K = 60  # reciprocal rank fusion's constant, as search.py fuses BM25 and vectors
 MIN_EXCERPT_CHARS = 160  # in a small context a passage is cut to the part about the words, but not below this
 INTRO = (
     "Passages from the user's documents follow. Use them to answer, cite each one you use by its number like [1], "
@@ -136,8 +137,12 @@ class DocumentsSource:
 
     def _best(self, collections: list[Collection], query: str, budget_chars: int) -> list[Quoted]:
         """The best passages of all the collections, best first, as many as fit the budget."""
-        hits: list[tuple[Hit, str]] = [(h, c.name) for c in collections for h in search(c, query, self.limit)]
-        hits.sort(key=lambda pair: pair[0].score, reverse=True)
+        # Collections rank on scales of their own (BM25, or BM25 fused with vectors): across them, by rank alone
+        # (reciprocal rank fusion), so one collection's larger numbers cannot crowd out another's best passages.
+        ranked = [(1 / (RRF_K + rank), h, c.name) for c in collections
+                  for rank, h in enumerate(search(c, query, self.limit), start=1)]  # fmt: skip
+        ranked.sort(key=lambda item: item[0], reverse=True)
+        hits: list[tuple[Hit, str]] = [(h, name) for _score, h, name in ranked]
         chosen: list[Quoted] = []
         used = len(INTRO)
         for hit, name in hits[: self.limit]:

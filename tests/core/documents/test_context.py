@@ -88,3 +88,18 @@ def test_a_turn_sends_the_passages_and_saves_only_your_words(folder: Path, tmp_p
         assert history.all_messages(cid) == before
     finally:
         history.close()
+
+
+def test_collections_share_the_passages_by_rank_not_by_their_scores(folder: Path, tmp_path: Path) -> None:
+    """Two collections: the best passage of each comes before the second best of either, whatever their scores."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "stripes.md").write_text("Zebra stripes confuse flies.\n")
+    (other / "more.md").write_text("A zebra foal learns its mother's stripes.\n")
+    c = store.create_collection("animals", folder)
+    c.add_roots([other])
+    index_collection(c)
+    c.close()
+    _text, records = DocumentsSource(["notes", "animals"], folder, limit=4).block("zebra stripes", 400, 0.3)
+    firsts = [r["collection"] for r in records[1:3]]
+    assert sorted(firsts) == ["animals", "notes"]  # one from each before any second
