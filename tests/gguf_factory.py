@@ -111,8 +111,12 @@ def write_tiny_llama(
     architecture: str = "llama",
     seed: int = 1234,
     name: str = "tiny-test-llama",
+    pooling: int | None = None,
 ) -> Path:
-    """A llama model small enough to load in milliseconds; head_dim = n_embd / n_head (keep it ≥ 32)."""
+    """A llama model small enough to load in milliseconds; head_dim = n_embd / n_head (keep it ≥ 32).
+
+    `pooling` (a llama_pooling_type: 1 mean, 2 CLS, 3 last, 4 rank) writes `{arch}.pooling_type` among the model's
+    parameters, before the vocabulary as converters do: what makes it an embedding model (or a reranker)."""
     rng = np.random.default_rng(seed)
     tokens, scores, types = _vocab()
     n_vocab = len(tokens)
@@ -129,6 +133,8 @@ def write_tiny_llama(
     w.add_head_count_kv(n_head)
     w.add_rope_dimension_count(head_dim)
     w.add_layer_norm_rms_eps(1e-5)
+    if pooling is not None:
+        w.add_pooling_type(gguf.PoolingType(pooling))
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)

@@ -31,6 +31,9 @@ POOLING_NAMES = {POOLING_NONE: "none", POOLING_MEAN: "mean", POOLING_CLS: "cls",
                  POOLING_RANK: "rank"}  # fmt: skip
 MAX_CONTEXT = 2048  # a passage is ~1,000 characters (chunks.py): 2,048 tokens hold several of them per batch
 MAX_CACHED = 2  # embedders kept per thread (a collection's model, and another collection's)
+# Encoder-only architectures of llama.cpp: embedding (or reranking) models even when a GGUF declares no pooling.
+ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
+                                   "neo-bert", "modern-bert"})  # fmt: skip
 
 
 class EmbeddingError(LlamaDeskError):
@@ -82,6 +85,42 @@ class Embedder:
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
+
+
+_roles: dict[tuple[str, int, int], str] = {}
+_roles_lock = threading.Lock()
+
+
+def model_role(path: Path | str) -> str:
+    """Whether a GGUF is an "embedding", "reranking" or "chat" model, from its header alone (no model loaded; remembered while the file's
+    size and mtime stay): a declared `{arch}.pooling_type` of mean, CLS or last, or an encoder architecture
+    (bert, nomic-bert, jina-bert…), is an embedding model; rank pooling a reranker; anything else, and a file whose
+    header cannot be read (loading it says why in one sentence), is "chat"."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return "chat"
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _roles_lock:
+        role = _roles.get(key)
+    if role is None:
+        from llamadesk.core.gguf_header import read_header
+
+        try:
+            header = read_header(path)
+        except LlamaDeskError:
+            return "chat"
+        pooling = header.metadata.get(f"{header.architecture}.pooling_type")
+        if pooling == POOLING_RANK:
+            role = "reranking"
+        elif pooling in (POOLING_MEAN, POOLING_CLS, POOLING_LAST) or header.architecture in ENCODER_ARCHITECTURES:
+            role = "embedding"
+        else:
+            role = "chat"
+        with _roles_lock:
+            _roles[key] = role
+    return role
 
 
 def _declared(path: Path) -> tuple[int | None, int | None]:

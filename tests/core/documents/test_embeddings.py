@@ -8,7 +8,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 from gguf_factory import write_tiny_llama
@@ -29,34 +28,10 @@ OTHERS = {
 }
 
 
-def with_pooling(src: Path, dst: Path, pooling: int) -> Path:
-    """A copy of a GGUF with `{arch}.pooling_type` set: what makes llama.cpp pool it as an embedding model."""
-    reader = gguf.GGUFReader(src)
-    arch = str(reader.get_field("general.architecture").contents())  # type: ignore[union-attr]
-    writer = gguf.GGUFWriter(str(dst), arch)
-    for f in reader.fields.values():
-        if f.name == "general.architecture" or f.name.startswith("GGUF."):
-            continue
-        kind = f.types[0]
-        writer.add_key_value(f.name, f.contents(), kind, sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY
-                             else None)  # fmt: skip
-    writer.add_key_value(f"{arch}.pooling_type", pooling, gguf.GGUFValueType.UINT32)
-    for t in reader.tensors:
-        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for t in reader.tensors:
-        writer.write_tensor_data(t.data)
-    writer.close()
-    return dst
-
-
 @pytest.fixture(scope="module")
 def embed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("embed")
-    chat = write_tiny_llama(folder / "chat.gguf")
-    return with_pooling(chat, folder / "tiny-embed-mean.gguf", embeddings.POOLING_MEAN)
+    return write_tiny_llama(folder / "tiny-embed-mean.gguf", pooling=embeddings.POOLING_MEAN)
 
 
 @pytest.fixture
@@ -101,7 +76,7 @@ def test_vectors_are_normalized_and_of_the_models_dimension(embedder: Embedder) 
 def test_a_model_that_cannot_embed_is_one_sentence(tmp_path: Path, tiny_model: Path, embed_model: Path) -> None:
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("these are notes, not a model\n")
-    reranker = with_pooling(tiny_model, tmp_path / "rerank.gguf", embeddings.POOLING_RANK)
+    reranker = write_tiny_llama(tmp_path / "rerank.gguf", pooling=embeddings.POOLING_RANK)
     cases = {not_gguf: "not a GGUF", tiny_model: "not an embedding model", reranker: "reranking model",
              tmp_path / "missing.gguf": "No model file"}  # fmt: skip
     for path, words in cases.items():
@@ -265,3 +240,22 @@ def test_a_version_1_collection_is_migrated(tmp_path: Path) -> None:
         assert c.read("PRAGMA user_version") == [(2,)] and c.embedding_model() is None
         assert [h.text for h in search(c, "zebra")] == ["an old zebra passage"] and vectors.count(c) == 0
         assert vectors.pending(c) == 1
+
+
+def test_the_role_of_a_model_comes_from_its_header(tmp_path: Path, tiny_model: Path, embed_model: Path) -> None:
+    bert = write_tiny_llama(tmp_path / "bert.gguf", architecture="bert")  # an encoder, even with no pooling declared
+    reranker = write_tiny_llama(tmp_path / "rerank.gguf", pooling=embeddings.POOLING_RANK)
+    cls = write_tiny_llama(tmp_path / "cls.gguf", pooling=embeddings.POOLING_CLS)
+    none = write_tiny_llama(tmp_path / "none.gguf", pooling=embeddings.POOLING_NONE)
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("these are notes, not a model\n")
+    roles = {p.name: embeddings.model_role(p) for p in (tiny_model, embed_model, bert, reranker, cls, none, not_gguf,
+                                                      tmp_path / "missing.gguf")}  # fmt: skip
+    assert roles == {"tiny-chatml.gguf": "chat", "tiny-embed-mean.gguf": "embedding", "bert.gguf": "embedding",
+                     "rerank.gguf": "reranking", "cls.gguf": "embedding", "none.gguf": "chat", "notes.gguf": "chat",
+                     "missing.gguf": "chat"}  # fmt: skip
+    embed_model_copy = tmp_path / "changed.gguf"
+    embed_model_copy.write_bytes(embed_model.read_bytes())
+    assert embeddings.model_role(embed_model_copy) == "embedding"
+    embed_model_copy.write_bytes(tiny_model.read_bytes())  # another file at the same path: read again
+    assert embeddings.model_role(embed_model_copy) == "chat"
