@@ -1,5 +1,6 @@
 """The toolbar's model picker: local models, then each endpoint's models, then the local models split over the RPC
-cluster; Load, load progress, what is loaded. Choosing another entry switches the conversation's engine."""
+cluster; Load, load progress, what is loaded. Choosing another entry switches the conversation's engine. Embedding and
+reranking models (known from their GGUF header, read in the background) are left out: they cannot chat."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class ModelPicker(QWidget):
         self.endpoints = EndpointStore()
         self.runner = TaskRunner(self, max_threads=2)  # model lists of endpoints; the Endpoints dialog's Test
         self._models: list[LocalModel] = []
+        self._not_chat: dict[Path, str] = {}  # local files whose header says "embedding" or "reranking"
         self._choices: list[Choice] = []
         self._loading = False
         self._requested: list[Choice] = []
@@ -118,6 +120,12 @@ class ModelPicker(QWidget):
         self.load_choice(loaded if loaded is not None and loaded.model is model else Choice("local", model))
 
     def load_choice(self, choice: Choice) -> None:
+        role = self._not_chat.get(choice.model.path) if choice.kind != "remote" else None
+        if role is not None:  # a file dropped or chosen elsewhere; the list leaves them out
+            self.loadFailed.emit(f"{choice.model.name} is {'an embedding' if role == 'embedding' else 'a reranking'} "
+                                 "model, which cannot chat; use it in Documents → Search by meaning, and choose a "
+                                 "chat model here.")  # fmt: skip
+            return
         self.aboutToLoad.emit(choice.model)
         self._requested.append(choice)
         self.host.load(self.options_for(choice))
@@ -190,9 +198,27 @@ class ModelPicker(QWidget):
         """Reads the models folder, the endpoint list (with the models they listed last) and the RPC hosts,
         keeping the loaded (or chosen) entry selected. No network: see `rescan`."""
         current = self.loaded_choice or self.current_choice()
-        self.set_models(list_models(self.models_dir), None, models_dir=self.models_dir)
+        found = list_models(self.models_dir)
+        chat = [m for m in found if m.path not in self._not_chat]
+        self.set_models(chat, None, models_dir=self.models_dir)
         if current is not None:
             self._select_choice(current)
+        self._sort_out([m.path for m in found])
+
+    def _sort_out(self, paths: list[Path]) -> None:
+        """Reads the files' headers in the background (the window's start imports no GGUF reader) and lists again
+        without the embedding and reranking models, when they differ from those known."""
+        from llamadesk.core.documents.embeddings import model_role
+
+        def work(_ctx: TaskContext) -> dict[Path, str]:
+            return {path: role for path in paths if (role := model_role(path)) != "chat"}
+
+        def done(not_chat: dict[Path, str]) -> None:
+            if not_chat != {p: r for p, r in self._not_chat.items() if p in paths}:
+                self._not_chat = not_chat
+                self.refresh()
+
+        self.runner.run_in_background(work, done, lambda _sentence: None, name="sort out embedding models")
 
     def rescan(self) -> None:
         """Rescan: the models folder, then each endpoint's model list in the background."""

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gguf_factory import write_tiny_llama
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.documents.embeddings import POOLING_MEAN, POOLING_RANK
 from llamadesk.core.history import History
+from llamadesk.core.library import describe
 from llamadesk.core.settings import load_settings
 from llamadesk.paths import Paths
 from llamadesk.ui.chat.model import FooterRole, ShownTextRole
@@ -278,3 +281,30 @@ def test_close_while_streaming_stops_and_saves_the_reply(
     stored = history.messages(cid)[-1]  # type: ignore[arg-type]
     assert stored.status in ("cancelled", "complete")
     assert stored.content
+
+
+def test_the_picker_does_not_offer_embedding_models_for_chat(
+    make_window: Callable[..., MainWindow], models_dir: Path, dialogs: Any, qtbot: QtBot
+) -> None:
+    write_tiny_llama(models_dir / "tiny-embed.gguf", pooling=POOLING_MEAN)  # declares mean pooling: embedding only
+    write_tiny_llama(models_dir / "tiny-rerank.gguf", pooling=POOLING_RANK)
+    window = make_window(auto_load=False)
+    picker = window.picker
+
+    def listed() -> list[str]:
+        return [m.path.name for m in picker.models()]
+
+    qtbot.waitUntil(lambda: listed() == ["tiny-chatml.gguf"])  # their headers are read in the background
+    assert [picker.combo.itemText(i).split(" · ")[0] for i in range(picker.combo.count())] == ["tiny-chatml"]
+    picker.refresh()  # known now: never listed again
+    assert listed() == ["tiny-chatml.gguf"]
+
+    picker.load(picker.models()[0])
+    qtbot.waitUntil(lambda: window.model_info is not None and not window.is_loading, timeout=LOAD_TIMEOUT_MS)
+    picker.load(describe(models_dir / "tiny-embed.gguf"))  # as a dropped file would ask
+    qtbot.waitUntil(lambda: bool(dialogs.warnings))
+    title, sentence = dialogs.warnings[-1]
+    assert title == "Model not loaded"
+    assert "tiny-embed" in sentence and "embedding model" in sentence and "Search by meaning" in sentence
+    assert sentence.endswith(".") and "\n" not in sentence and not window.is_loading
+    assert window.model_info is not None and window.model_info.path.name == "tiny-chatml.gguf"

@@ -92,10 +92,10 @@ _roles_lock = threading.Lock()
 
 
 def model_role(path: Path | str) -> str:
-    """Whether a GGUF is an "embedding", "reranking" or "chat" model, from its header alone (no model loaded; remembered while the file's
-    size and mtime stay): a declared `{arch}.pooling_type` of mean, CLS or last, or an encoder architecture
-    (bert, nomic-bert, jina-bert…), is an embedding model; rank pooling a reranker; anything else, and a file whose
-    header cannot be read (loading it says why in one sentence), is "chat"."""
+    """Whether a GGUF is an "embedding", "reranking" or "chat" model, from its header alone (no model loaded;
+    remembered while the file's size and mtime stay): a declared `{arch}.pooling_type` of mean, CLS or last, or an
+    encoder architecture (bert, nomic-bert, jina-bert…), is an embedding model; rank pooling a reranker; anything
+    else, and a file whose header cannot be read (loading it says why in one sentence), is "chat"."""
     path = Path(path)
     try:
         st = path.stat()
