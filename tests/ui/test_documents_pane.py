@@ -1,6 +1,7 @@
 """The Documents pane in the real window, over real files and the real collections folder of the test's
 LLAMADESK_HOME: make a collection, add a folder, index it in the background (pause, cancel), list what could not be
-read, choose collections per conversation, delete one, and index again when a watched file changes."""
+read, choose collections per conversation, delete one, index again when a watched file changes, and search by meaning
+with an embedding model of the models folder (a generated GGUF that declares mean pooling, through real llama.cpp)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gguf_factory import write_tiny_llama
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
-from llamadesk.core.documents import store
+from llamadesk.core.documents import store, vectors
 from llamadesk.core.documents.context import DOCS_KEY, collections_of
+from llamadesk.core.documents.embeddings import POOLING_MEAN
 from llamadesk.core.documents.index import IndexReport
 from llamadesk.core.documents.search import search
 from llamadesk.core.history import History
@@ -63,7 +66,7 @@ def index_with(qtbot: QtBot, pane: DocumentsPane, start: Callable[[], None]) -> 
 def figures(pane: DocumentsPane, name: str) -> list[str]:
     item = pane.list.item_of(name)
     assert item is not None
-    return [item.text(column) for column in range(4)]
+    return [item.text(column) for column in range(pane.list.columnCount())]
 
 
 def test_a_folder_is_indexed_in_the_background_with_its_figures_and_problems(
@@ -76,7 +79,7 @@ def test_a_folder_is_indexed_in_the_background_with_its_figures_and_problems(
 
     view = pane.view("Manuals")
     assert view is not None and view.files == 2 and view.roots == (folder.resolve(),)
-    assert figures(pane, "Manuals") == ["Manuals", "2", f"{view.passages:,}", "1"] and view.passages >= 2
+    assert figures(pane, "Manuals") == ["Manuals", "2", f"{view.passages:,}", "1", "No"] and view.passages >= 2
     assert [pane.roots.item(i).text() for i in range(pane.roots.count())] == [str(folder.resolve())]
     assert pane.problems.count() == 1 and pane.problems.isVisibleTo(pane)
     problem = pane.problems.item(0)
@@ -284,3 +287,83 @@ def test_a_collection_deleted_elsewhere_shows_as_deleted_to_untick(
         item.setCheckState(0, Qt.CheckState.Unchecked)
     assert collections_of(history.get_conversation(cid).sampling) == []
     assert pane.list.item_of("Old notes") is None
+
+
+def choose_meaning(pane: DocumentsPane, text: str) -> None:
+    """As a user picks an entry of "Search by meaning"."""
+    row = pane.meaning_combo.findText(text)
+    assert row >= 0, text
+    pane.meaning_combo.setCurrentIndex(row)
+    pane.meaning_combo.activated.emit(row)
+
+
+def offered(pane: DocumentsPane) -> list[str]:
+    return [pane.meaning_combo.itemText(i) for i in range(pane.meaning_combo.count())]
+
+
+def test_search_by_meaning_embeds_every_passage_and_words_only_removes_the_vectors(
+    pane: DocumentsPane, folder: Path, models_dir: Path, qtbot: QtBot
+) -> None:
+    embed_model = write_tiny_llama(models_dir / "tiny-embed.gguf", pooling=POOLING_MEAN)
+    make(qtbot, pane, "Manuals")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    pane.refresh()  # reads the models folder again (as showing the pane does)
+    qtbot.waitUntil(lambda: "tiny-embed" in offered(pane), timeout=INDEX_TIMEOUT_MS)
+    assert offered(pane) == ["Words only (BM25)", "tiny-embed"]  # the chat model (tiny-chatml) is not offered
+    assert pane.meaning_combo.currentIndex() == 0 and pane.meaning_combo.isEnabled()
+    assert figures(pane, "Manuals")[4] == "No"  # the "Meaning" column
+    assert "words alone" in pane.meaning_label.text()
+
+    titles: list[str] = []
+    pane.indexStarted.connect(lambda _name: titles.append(pane.progress.title.text()))
+    report = index_with(qtbot, pane, lambda: choose_meaning(pane, "tiny-embed"))
+    view = pane.view("Manuals")
+    assert view is not None and view.passages >= 2
+    assert report.embedded == view.passages and not report.cancelled
+    assert titles == ["Embedding the passages of “Manuals” with tiny-embed.gguf…"]
+    assert (view.embedding, view.vectors) == ("tiny-embed.gguf", view.passages)
+    assert figures(pane, "Manuals")[4] == "Yes"
+    assert "by meaning" in pane.meaning_label.text() and "searched by meaning too" in pane.status.text()
+    assert pane.meaning_combo.currentText() == "tiny-embed" and not pane.progress.isVisible()
+    with store.open_collection("Manuals") as collection:  # what the chat's turn will search
+        model = collection.embedding_model()
+        assert model is not None and model.path == str(embed_model) and model.dimension == 64
+        assert vectors.count(collection) == collection.stats().passages and vectors.pending(collection) == 0
+
+    with qtbot.waitSignal(pane.collectionsChanged, timeout=INDEX_TIMEOUT_MS):
+        choose_meaning(pane, "Words only (BM25)")
+    view = pane.view("Manuals")
+    assert view is not None and (view.embedding, view.vectors) == ("", 0)
+    assert figures(pane, "Manuals")[4] == "No"
+    assert "words alone" in pane.status.text() and pane.meaning_combo.currentIndex() == 0
+    with store.open_collection("Manuals") as collection:
+        assert collection.embedding_model() is None and vectors.count(collection) == 0
+
+
+def test_a_model_that_cannot_embed_is_one_sentence_and_the_choice_goes_back(
+    pane: DocumentsPane, folder: Path, models_dir: Path, tmp_path: Path, dialogs: Dialogs, qtbot: QtBot
+) -> None:
+    whole = write_tiny_llama(tmp_path / "whole.gguf", pooling=POOLING_MEAN)
+    data = whole.read_bytes()
+    (models_dir / "broken-embed.gguf").write_bytes(data[: len(data) // 2])  # its header is whole, its tensors not
+    make(qtbot, pane, "Manuals")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    pane.refresh()
+    qtbot.waitUntil(lambda: "broken-embed" in offered(pane), timeout=INDEX_TIMEOUT_MS)
+
+    with qtbot.waitSignal(pane.indexFinished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        choose_meaning(pane, "broken-embed")
+    assert blocker.args == ["Manuals", None]
+    title, sentence = dialogs.warnings[-1]
+    assert title == "Not searched by meaning" and "broken-embed.gguf" in sentence and "truncated" in sentence
+    assert sentence.endswith(".") and "\n" not in sentence and "Traceback" not in sentence
+    assert pane.meaning_combo.currentIndex() == 0 and "not embedded" in pane.status.text()
+    view = pane.view("Manuals")
+    assert view is not None and view.embedding == "" and not pane.progress.isVisible()
+
+    # A chat model asked for by path (the combo never offers one) is refused the same way.
+    with qtbot.waitSignal(pane.indexFinished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        pane.set_embedding_model(models_dir / "tiny-chatml.gguf")
+    assert blocker.args[1] is None and "not an embedding model" in dialogs.warnings[-1][1]
+    with store.open_collection("Manuals") as collection:
+        assert collection.embedding_model() is None and vectors.count(collection) == 0

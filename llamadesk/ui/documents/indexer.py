@@ -1,4 +1,5 @@
-"""Indexing runs for the Documents pane: one collection at a time, in the background, with pause, cancel and a queue."""
+"""Runs for the Documents pane, one at a time in the background, with pause, cancel and a queue: indexing a collection,
+and embedding its passages with the embedding model chosen for it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 
 class Indexer(QObject):
-    """Queues collections to index and runs them one after another on one pool thread.
+    """Queues collections to index (or to embed with a model) and runs them one after another on one pool thread.
 
     A collection asked for while it runs is queued once more (a file may have changed behind the run). Cancel stops
     the run between files, keeps what it did and empties the queue. Pause holds the run between files (it holds no
@@ -21,17 +22,19 @@ class Indexer(QObject):
     collection waits for its run to stop."""
 
     started = Signal(str)  # the collection whose run began
-    progressed = Signal(str, object)  # the collection, core.documents.index.Progress (at most ~20 a second)
+    progressed = Signal(str, object)  # the collection, index.Progress or jobs.EmbedProgress (at most ~20 a second)
     finished = Signal(str, object)  # the collection, jobs.IndexResult: a run ended, cancelled or not
-    failed = Signal(str, str)  # the collection, one sentence: a run stopped on an error (a full disk)
+    failed = Signal(str, str)  # the collection, one sentence: an indexing run stopped on an error (a full disk)
+    embedFailed = Signal(str, str)  # the collection, one sentence: the model could not embed (nothing was changed)
     pausedChanged = Signal(bool)
 
     def __init__(self, folder: Path | None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.folder = folder
         self.runner = TaskRunner(self, max_threads=1)
-        self._queue: list[str] = []
+        self._queue: list[tuple[str, Path | None]] = []  # (collection, embedding model: None for an indexing run)
         self._running: str | None = None
+        self._embedding: Path | None = None
         self._task: Task[jobs.IndexResult] | None = None
         self._pause = threading.Event()  # set: the run holds between files
         self._after: dict[str, list[Callable[[], None]]] = {}
@@ -44,27 +47,46 @@ class Indexer(QObject):
         return self._running
 
     @property
+    def embedding(self) -> Path | None:
+        """The model the run in flight embeds with; None for an indexing run (or none)."""
+        return self._embedding
+
+    @property
     def queued(self) -> tuple[str, ...]:
-        return tuple(self._queue)
+        return tuple(name for name, _model in self._queue)
 
     @property
     def paused(self) -> bool:
         return self._pause.is_set()
 
     def busy_with(self, name: str) -> bool:
-        return name == self._running or name in self._queue
+        return name == self._running or name in self.queued
 
     # --- requests ----------------------------------------------------------------------------------------------------
     def request(self, name: str) -> None:
         """Indexes the collection soon (incrementally); at once when nothing else runs."""
-        if self._closed or name in self._queue:
+        if self._closed or (name, None) in self._queue:
             return
-        self._queue.append(name)
+        self._queue.append((name, None))
         self._next()
+
+    def embed(self, name: str, model: Path) -> None:
+        """Makes `model` the collection's embedding model and embeds its passages soon (instead of another model
+        asked for before and not yet started)."""
+        if self._closed:
+            return
+        self._queue = [(n, m) for n, m in self._queue if n != name or m is None] + [(name, model)]
+        self._next()
+
+    def drop_embedding(self, name: str) -> None:
+        """Drops the collection's queued embedding run and cancels its running one (an indexing run goes on)."""
+        self._queue = [(n, m) for n, m in self._queue if n != name or m is None]
+        if self._running == name and self._embedding is not None and self._task is not None:
+            self._task.cancel()
 
     def forget(self, name: str) -> None:
         """No more runs of this collection: its queued run is dropped and its running one cancelled."""
-        self._queue = [n for n in self._queue if n != name]
+        self._queue = [(n, m) for n, m in self._queue if n != name]
         if self._running == name and self._task is not None:
             self._task.cancel()
 
@@ -101,11 +123,13 @@ class Indexer(QObject):
     def _next(self) -> None:
         if self._running is not None or not self._queue or self._closed:
             return
-        name = self._queue.pop(0)
-        self._running = name
+        name, model = self._queue.pop(0)
+        self._running, self._embedding = name, model
         folder, pause = self.folder, self._pause
 
         def work(ctx: TaskContext) -> jobs.IndexResult:
+            if model is not None:
+                return jobs.embed(name, folder, model, ctx.progress, ctx.cancel, pause)
             return jobs.index(name, folder, ctx.progress, ctx.cancel, pause)
 
         self._task = self.runner.run_in_background(
@@ -113,16 +137,19 @@ class Indexer(QObject):
             lambda result: self._ended(name, result, None),
             lambda sentence: self._ended(name, None, sentence),
             lambda progress: self.progressed.emit(name, progress),
-            name=f"index {name}",
+            name=f"embed {name}" if model is not None else f"index {name}",
         )
         self.started.emit(name)
 
     def _ended(self, name: str, result: jobs.IndexResult | None, sentence: str | None) -> None:
-        self._running, self._task = None, None
+        embedding = self._embedding
+        self._running, self._task, self._embedding = None, None, None
         if not self._queue:
             self.set_paused(False)  # the next run, whenever it comes, starts unpaused
         if result is not None:
             self.finished.emit(name, result)
+        elif embedding is not None:
+            self.embedFailed.emit(name, sentence or "")
         else:
             self.failed.emit(name, sentence or "")
         for fn in self._after.pop(name, []):

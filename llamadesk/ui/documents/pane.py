@@ -1,6 +1,7 @@
 """The Documents pane (View → Documents): collections of your files to chat with — make one, add files and folders,
 index them in the background (pause, cancel), see what could not be read, choose which ones the conversation shown
-uses; the roots are watched and a change is indexed a moment later.
+uses; the roots are watched and a change is indexed a moment later. "Search by meaning" chooses a collection's
+embedding model among the models folder's files that can embed: its passages are embedded in the same queue of runs.
 
 Every file and index access runs in a background function (jobs.py) that opens the collection in its own thread; the
 GUI thread keeps only snapshots. Names, not Collection objects, cross threads.
@@ -16,6 +17,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -37,11 +39,12 @@ from llamadesk.core.documents.extract import HTML_SUFFIXES, READERS, TEXT_SUFFIX
 from llamadesk.core.documents.index import IndexReport
 from llamadesk.core.documents.text import size_text
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.library import LocalModel
 from llamadesk.ui.documents import jobs
 from llamadesk.ui.documents.indexer import Indexer
 from llamadesk.ui.documents.jobs import CollectionView, IndexResult
 from llamadesk.ui.documents.watcher import RootWatcher
-from llamadesk.ui.documents.widgets import CollectionList, IndexProgress, duration_text
+from llamadesk.ui.documents.widgets import CollectionList, IndexProgress, duration_text, meaning_text
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
 if TYPE_CHECKING:
@@ -61,22 +64,36 @@ def outcome_text(name: str, report: IndexReport) -> str:
     changed = [f"{report.read:,} file(s) read"] if report.read or not report.removed else []
     changed += [f"{report.removed:,} removed"] if report.removed else []
     problems = f", {report.problems:,} could not be read" if report.problems else ""
-    return f"“{name}” is up to date: {', '.join(changed)}{problems} ({duration_text(report.seconds)})."
+    embedded = f", {report.embedded:,} passage(s) embedded" if report.embedded else ""
+    lost = f" Search by meaning: {report.embedding_problem}" if report.embedding_problem else ""
+    return f"“{name}” is up to date: {', '.join(changed)}{problems}{embedded} ({duration_text(report.seconds)}).{lost}"
+
+
+def embed_outcome_text(name: str, result: IndexResult) -> str:
+    """One line on what a run that embeds did."""
+    if result.report.cancelled:
+        return (f"Stopped embedding “{name}”; the passages embedded are kept, and choosing {result.embedded_with} "
+                "again goes on from there.")  # fmt: skip
+    return (f"“{name}” is searched by meaning too: {result.report.embedded:,} passage(s) embedded with "
+            f"{result.embedded_with} ({duration_text(result.report.seconds)}).")  # fmt: skip
 
 
 class DocumentsPane(QWidget):
     """The collections and what they hold; the runs, the watcher and the conversation's choice of collections."""
 
     collectionsChanged = Signal()  # the list shows the collections as they are on disk now
-    indexStarted = Signal(str)  # a run of this collection began
+    indexStarted = Signal(str)  # a run of this collection began (indexing it, or embedding its passages)
     indexFinished = Signal(str, object)  # the collection, its IndexReport (cancelled too), or None when it failed
+    embeddingModelsChanged = Signal()  # the models folder's embedding models were read
     usageChanged = Signal(object, list)  # the conversation, the collections it uses now
 
     def __init__(
-        self, state: WindowState, *, history: History, folder: Path | None = None, parent: QWidget | None = None
-    ) -> None:
+        self, state: WindowState, *, history: History, folder: Path | None = None, models_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(parent)
-        self._state, self._history, self.folder = state, history, folder
+        self._state, self._history, self.folder, self.models_dir = state, history, folder, models_dir
+        self.embedding_models: list[LocalModel] = []  # the models folder's files that can embed
         self.runner = TaskRunner(self, max_threads=1)  # quick jobs, one at a time in the order asked: create, add…
         self.indexer = Indexer(folder, self)
         self.watcher = RootWatcher(self)
@@ -104,6 +121,14 @@ class DocumentsPane(QWidget):
         self.list = CollectionList()
         self.use_hint = QLabel("Tick the collections this conversation's replies should draw on.")
         self.use_hint.setWordWrap(True)
+        self.meaning_combo = QComboBox()
+        self.meaning_combo.setAccessibleName("Search by meaning")
+        self.meaning_combo.setToolTip("Search the collection by meaning too, with an embedding model of the models "
+                                      "folder (its passages are embedded now), or by its words alone")  # fmt: skip
+        self.meaning_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.meaning_combo.setMinimumContentsLength(16)
+        self.meaning_label = QLabel()
+        self.meaning_label.setWordWrap(True)
         self.roots_label = QLabel()
         self.roots = QListWidget()
         self.roots.setAccessibleName("Folders and files of the collection")
@@ -125,6 +150,13 @@ class DocumentsPane(QWidget):
         layout.addWidget(self.list, 1)
         layout.addWidget(self.use_hint)
         layout.addLayout(self._buttons(self.new_action, self.reindex_action, self.delete_action))
+        meaning = QHBoxLayout()
+        meaning_title = QLabel("Search by meaning:")
+        meaning_title.setBuddy(self.meaning_combo)
+        meaning.addWidget(meaning_title)
+        meaning.addWidget(self.meaning_combo, 1)
+        layout.addLayout(meaning)
+        layout.addWidget(self.meaning_label)
         layout.addWidget(self.roots_label)
         layout.addWidget(self.roots, 1)
         layout.addLayout(self._buttons(self.add_files_action, self.add_folder_action, self.remove_root_action))
@@ -161,6 +193,8 @@ class DocumentsPane(QWidget):
         self.indexer.progressed.connect(lambda _name, p: self.progress.show_progress(p))
         self.indexer.finished.connect(self._on_finished)
         self.indexer.failed.connect(self._on_failed)
+        self.indexer.embedFailed.connect(self._on_embed_failed)
+        self.meaning_combo.activated.connect(self._on_meaning_chosen)
         self.indexer.pausedChanged.connect(self.progress.set_paused)
         self.progress.pauseToggled.connect(self.indexer.set_paused)
         self.progress.cancelRequested.connect(self.cancel)
@@ -194,6 +228,7 @@ class DocumentsPane(QWidget):
             self.roots_label.setText("Make a collection, then add files and folders to it." if not self._views
                                      else "Choose a collection.")  # fmt: skip
             self.watch_label.clear()
+            self.meaning_label.clear()
             self.problems_label.clear()
         else:
             self.roots_label.setText(f"Folders and files in “{view.name}” ({size_text(view.bytes_on_disk)} index):")
@@ -203,6 +238,7 @@ class DocumentsPane(QWidget):
                 item.setToolTip(str(root))
                 self.roots.addItem(item)
             self.watch_label.setText(self._watch_text(view))
+            self.meaning_label.setText(meaning_text(view))
             shown = len(view.problem_list)
             more = f", the first {shown:,} shown" if shown < view.problems else ""
             read_all = "Every file found could be read." if view.files else ""
@@ -214,7 +250,27 @@ class DocumentsPane(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, problem.path)
                 self.problems.addItem(item)
         self.problems.setVisible(bool(view and view.problems))
+        self._fill_meaning(view)
         self._update_actions()
+
+    def _fill_meaning(self, view: CollectionView | None) -> None:
+        """Words only, then the models that can embed; the collection's own model selected (listed even when it is
+        not in the models folder)."""
+        combo = self.meaning_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("Words only (BM25)", "")
+        combo.setItemData(0, "Search by the words of the passages alone; no model", Qt.ItemDataRole.ToolTipRole)
+        for model in self.embedding_models:
+            combo.addItem(model.name, str(model.path))
+            combo.setItemData(combo.count() - 1, str(model.path), Qt.ItemDataRole.ToolTipRole)
+        if view is not None and view.embedding_path:
+            row = combo.findData(view.embedding_path)
+            if row < 0:
+                combo.addItem(f"{view.embedding} (not in the models folder)", view.embedding_path)
+                row = combo.count() - 1
+            combo.setCurrentIndex(row)
+        combo.blockSignals(False)
 
     def _watch_text(self, view: CollectionView) -> str:
         if not view.roots:
@@ -229,6 +285,7 @@ class DocumentsPane(QWidget):
         self.new_action.setEnabled(not self._closed)
         for action in (self.add_files_action, self.add_folder_action, self.delete_action):
             action.setEnabled(has)
+        self.meaning_combo.setEnabled(has)
         view = self._views.get(name or "")
         self.reindex_action.setEnabled(has and view is not None and bool(view.roots) and name != self.indexer.running)
         self.remove_root_action.setEnabled(has and bool(self.roots.selectedItems()))
@@ -250,8 +307,14 @@ class DocumentsPane(QWidget):
 
     def refresh(self) -> None:
         """Reads every collection again (in the background)."""
-        folder = self.folder
+        folder, models_dir = self.folder, self.models_dir
         self._job(lambda: jobs.read_all(folder), self._on_listed, "Collections not read")
+        self._job(lambda: jobs.embedding_models(models_dir), self._on_embedding_models, "Models not read")
+
+    def _on_embedding_models(self, models: list[LocalModel]) -> None:
+        self.embedding_models = models
+        self._fill_meaning(self._views.get(self.selected() or ""))
+        self.embeddingModelsChanged.emit()
 
     def _on_listed(self, views: list[CollectionView]) -> None:
         for gone in set(self._views) - {v.name for v in views}:
@@ -337,6 +400,42 @@ class DocumentsPane(QWidget):
         self.collectionsChanged.emit()
         self._state.show_notice(f"Deleted the collection “{name}” and its index; your files are untouched.", 6000)
 
+    # --- search by meaning --------------------------------------------------------------------------------------------
+    def _on_meaning_chosen(self, row: int) -> None:
+        path = str(self.meaning_combo.itemData(row) or "")
+        view = self._views.get(self.selected() or "")
+        if view is not None and path != view.embedding_path:
+            self.set_embedding_model(Path(path) if path else None, view.name)
+
+    def set_embedding_model(self, model: Path | None, name: str | None = None) -> None:
+        """Searches the collection (the one selected by default) by meaning with `model`: its passages are embedded
+        in the background, after the run in flight; None: by its words alone, its vectors deleted. A model that
+        cannot embed is one sentence, and the collection keeps what it had."""
+        name = name or self.selected()
+        if name is None or name not in self._views or self._closed:
+            return
+        if model is not None:
+            self._asked.add(name)
+            self.indexer.embed(name, model)
+            return
+        self.indexer.drop_embedding(name)  # an embedding run of it stops between batches; then the model goes
+        folder = self.folder
+
+        def removed(view: CollectionView) -> None:
+            if view.name in self._views:
+                self._put(view)
+            self._set_status(f"“{view.name}” is searched by its words alone (BM25); its vectors were deleted.")
+
+        self.indexer.after(name, lambda: self._job(lambda: jobs.unembed(name, folder), removed, "Not changed"))
+
+    def _on_embed_failed(self, name: str, sentence: str) -> None:
+        self._asked.discard(name)
+        self.progress.hide()
+        self._set_status(f"“{name}” was not embedded: {sentence}")
+        self._show_selected()  # the choice goes back to what the collection has
+        self._state.warn("Not searched by meaning", sentence)
+        self.indexFinished.emit(name, None)
+
     # --- indexing ---------------------------------------------------------------------------------------------------
     def pause(self) -> None:
         self.indexer.set_paused(True)
@@ -350,7 +449,8 @@ class DocumentsPane(QWidget):
         self.indexer.cancel()
 
     def _on_started(self, name: str) -> None:
-        self.progress.begin(name)
+        model = self.indexer.embedding
+        self.progress.begin(name, model.name if model is not None else "")
         self.progress.set_paused(self.indexer.paused)
         self.progress.show()
         self._set_status("")
@@ -360,7 +460,9 @@ class DocumentsPane(QWidget):
     def _on_finished(self, name: str, result: IndexResult) -> None:
         self._asked.discard(name)
         self.progress.hide()
-        self._set_status(outcome_text(name, result.report))
+        self._set_status(
+            embed_outcome_text(name, result) if result.embedded_with else outcome_text(name, result.report)
+        )
         if name in self._views:  # not deleted meanwhile
             self._put(result.view)
         self.indexFinished.emit(name, result.report)

@@ -1,5 +1,5 @@
 """The Documents pane's widgets, which know nothing of files or indexes: the list of collections with their figures
-and "use" checkboxes, and the progress of an indexing run with Pause and Cancel."""
+and "use" checkboxes, and the progress of a run (indexing, or embedding passages) with Pause and Cancel."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core.documents.index import Progress
-from llamadesk.ui.documents.jobs import CollectionView
+from llamadesk.ui.documents.jobs import CollectionView, EmbedProgress
 
 NameRole = Qt.ItemDataRole.UserRole
 USE_TIP = "Use in this conversation: its replies draw on this collection's passages"
@@ -38,6 +38,15 @@ def duration_text(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def meaning_text(view: CollectionView) -> str:
+    """How the collection is searched, in one line."""
+    if not view.embedding:
+        return "Searched by its words alone (BM25)."
+    missing = max(view.passages - view.vectors, 0)
+    left = f"; {missing:,} passage(s) have no vector yet" if missing else ""
+    return f"Searched by its words and by meaning ({view.embedding}: {view.vectors:,} passage(s) embedded{left})."
+
+
 def progress_text(p: Progress) -> str:
     """`45 files/s, about 12 s left`."""
     rate = f"{p.files_per_s:.1f}" if p.files_per_s < 10 else f"{p.files_per_s:.0f}"
@@ -46,12 +55,13 @@ def progress_text(p: Progress) -> str:
 
 
 class CollectionList(QTreeWidget):
-    """One row per collection: its name (with the "use in this conversation" checkbox), files, passages, problems.
-    Rows of collections the conversation names but that no longer exist are shown greyed, ticked, to untick."""
+    """One row per collection: its name (with the "use in this conversation" checkbox), files, passages, problems,
+    and whether it is searched by meaning (it has an embedding model). Rows of collections the conversation names
+    but that no longer exist are shown greyed, ticked, to untick."""
 
     useToggled = Signal(str, bool)  # a checkbox the user clicked: collection, ticked
 
-    COLUMNS = ("Collection", "Files", "Passages", "Problems")
+    COLUMNS = ("Collection", "Files", "Passages", "Problems", "Meaning")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,15 +93,16 @@ class CollectionList(QTreeWidget):
             known = {v.name for v in views}
             for view in views:
                 figures = (f"{view.files:,}", f"{view.passages:,}", f"{view.problems:,}")
-                item = QTreeWidgetItem([view.name, *figures])
+                item = QTreeWidgetItem([view.name, *figures, "Yes" if view.embedding else "No"])
                 for column in range(1, len(self.COLUMNS)):
                     item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item.setToolTip(4, meaning_text(view))
                 tip = f"{view.name}: {view.files:,} file(s), {view.passages:,} passage(s), {view.problems:,} problem(s)"
                 item.setToolTip(0, tip + (" — indexing now" if view.name == indexing else "") + f"\n{USE_TIP}")
                 self._add(item, view.name, view.name in used, can_use)
             for name in used:
                 if name not in known:  # deleted elsewhere (the CLI): the conversation would refuse to send
-                    item = QTreeWidgetItem([f"{name} (deleted)", "", "", ""])
+                    item = QTreeWidgetItem([f"{name} (deleted)", "", "", "", ""])
                     item.setToolTip(0, f"{name} no longer exists; untick it to send without it.")
                     item.setForeground(0, self.palette().placeholderText())
                     self._add(item, name, True, can_use)
@@ -140,7 +151,8 @@ class CollectionList(QTreeWidget):
 
 
 class IndexProgress(QWidget):
-    """`Indexing “Manuals”…`, a bar of files done of files found, the speed and time left, Pause/Resume, Cancel."""
+    """`Indexing “Manuals”…`, a bar of files done of files found, the speed and time left, Pause/Resume, Cancel; then
+    (or for a run that embeds) a bar of passages embedded."""
 
     pauseToggled = Signal(bool)
     cancelRequested = Signal()
@@ -170,13 +182,23 @@ class IndexProgress(QWidget):
         self.pause_button.toggled.connect(self._on_pause_toggled)
         self.cancel_button.clicked.connect(self.cancelRequested)
 
-    def begin(self, name: str) -> None:
-        self.title.setText(f"Indexing “{name}”…")
-        self.bar.setRange(0, 0)  # busy until the walk has counted the files
-        self.detail.setText("Looking for files…")
+    def begin(self, name: str, model: str = "") -> None:
+        """An indexing run of the collection; with `model`, a run that embeds its passages with that model."""
+        self.title.setText(f"Embedding the passages of “{name}” with {model}…" if model else f"Indexing “{name}”…")
+        self.bar.setRange(0, 0)  # busy until the walk has counted the files (or the model is loaded)
+        self.bar.setFormat("%v / %m files")
+        self.detail.setText("Loading the model…" if model else "Looking for files…")
         self.cancel_button.setEnabled(True)
 
-    def show_progress(self, p: Progress) -> None:
+    def show_progress(self, p: Progress | EmbedProgress) -> None:
+        if isinstance(p, EmbedProgress):
+            self.bar.setFormat("%v / %m passages")
+            self.bar.setRange(0, max(p.total, 1))
+            self.bar.setValue(p.done)
+            if not self.pause_button.isChecked():
+                self.detail.setText("Embedding passages: search by meaning finds them once they have a vector.")
+            return
+        self.bar.setFormat("%v / %m files")
         self.bar.setRange(0, max(p.files_total, 1))
         self.bar.setValue(p.files_done)
         if not self.pause_button.isChecked():
@@ -200,5 +222,6 @@ class IndexProgress(QWidget):
             self.detail.setText("Paused; Resume goes on from here.")
 
     def stopping(self) -> None:
-        self.detail.setText("Stopping after this file…")
+        self.detail.setText("Stopping after these passages…" if "passages" in self.bar.format() else
+                            "Stopping after this file…")  # fmt: skip
         self.cancel_button.setEnabled(False)
