@@ -367,3 +367,30 @@ def test_a_model_that_cannot_embed_is_one_sentence_and_the_choice_goes_back(
     assert blocker.args[1] is None and "not an embedding model" in dialogs.warnings[-1][1]
     with store.open_collection("Manuals") as collection:
         assert collection.embedding_model() is None and vectors.count(collection) == 0
+
+
+def test_embedding_pauses_and_cancels_like_indexing(
+    pane: DocumentsPane, folder: Path, models_dir: Path, qtbot: QtBot
+) -> None:
+    write_tiny_llama(models_dir / "tiny-embed.gguf", pooling=POOLING_MEAN)
+    make(qtbot, pane, "Manuals")
+    index_with(qtbot, pane, lambda: pane.add_paths([folder]))
+    pane.refresh()
+    qtbot.waitUntil(lambda: "tiny-embed" in offered(pane), timeout=INDEX_TIMEOUT_MS)
+
+    pane.pause()  # held before its first batch, whatever the machine's speed
+    with qtbot.waitSignal(pane.indexStarted, timeout=INDEX_TIMEOUT_MS):
+        choose_meaning(pane, "tiny-embed")
+    assert pane.progress.isVisible() and pane.progress.pause_button.text() == "Resume"
+    report = index_with(qtbot, pane, pane.progress.cancel_button.click)
+    assert report.cancelled and report.embedded == 0 and "Stopped embedding" in pane.status.text()
+    view = pane.view("Manuals")
+    assert view is not None and (view.embedding, view.vectors) == ("tiny-embed.gguf", 0)
+    assert "have no vector yet" in pane.meaning_label.text()
+
+    pane.pause()
+    with qtbot.waitSignal(pane.indexStarted, timeout=INDEX_TIMEOUT_MS):
+        pane.reindex()  # an indexing run embeds the passages without a vector, after reading what changed
+    report = index_with(qtbot, pane, pane.progress.pause_button.click)  # Resume
+    view = pane.view("Manuals")
+    assert view is not None and report.embedded == view.passages == view.vectors and not report.cancelled

@@ -212,7 +212,7 @@ def embed(
                 while pause.is_set() and not cancel.is_set():
                     cancel.wait(PAUSE_POLL_S)  # holds no write lock: each batch is committed before this
 
-            progress(EmbedProgress(0, vectors.pending(collection)))
+            step(0, vectors.pending(collection))
             report = IndexReport(embedded=vectors.embed_missing(collection, embedder, progress=step, cancel=cancel))
         finally:
             embedder.close()
