@@ -200,7 +200,14 @@ DOCUMENTS = {  # the "documents" scene's folder: a few manuals, and one file tha
 
 
 def documents_scene(window: MainWindow, home: Path, cid: int, save: Callable[[object, str], None]) -> None:
-    """The Documents pane beside the chat: two collections, one indexed with a file it could not read, used here."""
+    """The Documents pane beside the chat: two collections, one indexed with a file it could not read, used here, and
+    searched by meaning with an embedding model of the models folder (a tiny generated one: the vectors are random)."""
+    sys.path.insert(0, str(HERE.parents[1] / "tests"))
+    from gguf_factory import write_tiny_llama
+
+    from llamadesk.core.documents.embeddings import POOLING_MEAN
+
+    write_tiny_llama(window.paths.models / "tiny-embed.gguf", pooling=POOLING_MEAN, name="tiny-embed")
     folder = home / "Manuals"
     for name, text in DOCUMENTS.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +223,12 @@ def documents_scene(window: MainWindow, home: Path, cid: int, save: Callable[[ob
     wait_until(lambda: (v := pane.view("Product manuals")) is not None and v.files > 0 and pane.indexer.running is None)
     pane.set_used("Product manuals", True)
     pane.list.select("Product manuals")
+    pane.refresh()  # the models folder's embedding models
+    wait_until(lambda: bool(pane.embedding_models) and pane.view("Product manuals") is not None)
+    pane.set_embedding_model(pane.embedding_models[0].path, "Product manuals")
+    wait_until(
+        lambda: (v := pane.view("Product manuals")) is not None and v.vectors > 0 and pane.indexer.running is None
+    )
     save(window, "documents")
 
 
