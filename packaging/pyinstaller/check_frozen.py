@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FROZEN APP CHECK FAILED: {name}: {exc}", file=sys.stderr)
                 return 1
             print(f"  {name}: ok in {time.monotonic() - t0:.1f} s ({detail})", file=sys.stderr)
-        written = [p for p in args.exe.parent.rglob("*") if p.suffix in {".sqlite3", ".log"} or p.name == "settings.json"]
+        written = [
+            p for p in args.exe.parent.rglob("*") if p.suffix in {".sqlite3", ".log"} or p.name == "settings.json"
+        ]
         if written:
             print(f"FROZEN APP CHECK FAILED: the app wrote user data into its bundle: {written}", file=sys.stderr)
             return 1
