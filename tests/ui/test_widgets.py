@@ -130,8 +130,8 @@ def test_streaming_text_changes_one_row_only(qtbot: QtBot) -> None:
     assert changed == [(1, 1), (1, 1)]
     assert model.row(1).content == "Hello"
     model.update_row(2, status="complete", finish_reason="stop", stats={"generated_tokens": 42, "tokens_per_s": 78.14})
-    assert footer_text(model.row(1)) == "42 tokens · 78.1 tok/s · stop"
-    assert footer_text(ChatRow(3, "assistant", "x", "cancelled", "cancelled")) == "cancelled"
+    assert footer_text(model.row(1)) == "42 tokens · 78.1 tok/s · finished"
+    assert footer_text(ChatRow(3, "assistant", "x", "cancelled", "cancelled")) == "stopped by you"
     assert footer_text(ChatRow(4, "assistant", "x", "interrupted")) == "interrupted"
 
 

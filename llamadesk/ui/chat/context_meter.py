@@ -1,4 +1,5 @@
-"""The status bar's figures: the last reply's speed and TTFT, and the context meter (tokens used / length)."""
+"""The status bar's figures: the shown conversation's last reply (speed, wait for the first word) and the context
+meter (tokens used / length)."""
 
 from __future__ import annotations
 
@@ -70,15 +71,28 @@ class ContextMeter(QWidget):
         if self.documents:
             tip += f" Its documents' passages may take up to {self.documents} more tokens of each reply's prompt."
         if full and self.policy is OverflowPolicy.STOP:
-            tip += " It no longer fits: choose an overflow policy in Settings, or start a new chat."
+            tip += (" It no longer fits: choose what happens when the context is full (Settings → Context → When full: "
+                    "drop the oldest turns, or the middle), or start a new chat.")
         elif share >= WARN_SHARE:
             tip += f" When it is full: {POLICY_LABELS[self.policy].lower()}."
         self.setToolTip(tip)
         self.bar.setAccessibleDescription(tip)
 
 
+SPEED_TIP = ("How fast the last reply was written, in tokens per second. A token is a word or a piece of one: "
+             "a typical English word is one or two tokens.")
+FIRST_WORD_TIP = ("How long the model took before it started answering the last reply: the time it spent reading "
+                  "your message and the conversation before it (time to first token).")
+
+
+def first_word_text(seconds: float) -> str:
+    """ "first word after 0.4 s" (under 0.1 s in milliseconds: "first word after 25 ms")."""
+    shown = f"{seconds * 1000:.0f} ms" if seconds < 0.1 else f"{seconds:.1f} s"
+    return f"first word after {shown}"
+
+
 class ReplyFigures(QWidget):
-    """Speed, time to first token and the context meter, side by side in the status bar."""
+    """The shown conversation's last reply: its speed and how long it took to start; and the context meter."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,17 +100,28 @@ class ReplyFigures(QWidget):
         self.meter = ContextMeter(self)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for label, tip in (
-            (self.speed_label, "Generation speed of the last reply"),
-            (self.ttft_label, "Time to first token of the last reply"),
+        for label, name, tip in (
+            (self.speed_label, "Speed of the last reply", SPEED_TIP),
+            (self.ttft_label, "Wait before the last reply's first word", FIRST_WORD_TIP),
         ):
             label.setToolTip(tip)
-            label.setAccessibleName(tip)
+            label.setAccessibleName(name)
+            label.setAccessibleDescription(tip)
             label.setContentsMargins(8, 0, 8, 0)
             layout.addWidget(label)
         layout.addWidget(self.meter)
 
     def show_stats(self, stats: GenerationStats) -> None:
-        self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
-        ttft = f"{stats.ttft_s * 1000:.0f} ms" if stats.ttft_s < 1 else f"{stats.ttft_s:.2f} s"
-        self.ttft_label.setText(f"TTFT {ttft}")
+        self.show_figures(stats.tokens_per_s, stats.ttft_s)
+
+    def show_figures(self, tokens_per_s: object, ttft_s: object) -> None:
+        """A reply's figures as stored in its receipt (either may be missing: its label stays empty)."""
+        speed = float(tokens_per_s) if isinstance(tokens_per_s, (int, float)) else 0.0
+        first = float(ttft_s) if isinstance(ttft_s, (int, float)) else 0.0
+        self.speed_label.setText(f"{speed:.1f} tokens/s" if speed > 0 else "")
+        self.ttft_label.setText(first_word_text(first) if first > 0 else "")
+
+    def clear_stats(self) -> None:
+        """No reply to show: a reply is starting, or the conversation shown has none."""
+        self.speed_label.clear()
+        self.ttft_label.clear()

@@ -64,6 +64,8 @@ class ChatController(QObject):
         actions.branches.triggered.connect(lambda: self.show_branches())
         actions.compare.triggered.connect(lambda: self.show_compare())
         session.replyEnded.connect(self._on_reply_ended)
+        session.busyChanged.connect(self._on_busy)  # a reply starts: the previous one's figures go
+        state.conversationChanged.connect(self._on_conversation_changed)
         host.worker.tokenCount.connect(self._on_token_count)
         chat_view.token_records = session.token_records  # hovering a reply's token shows them
         self.probs_action = QAction("Record Token &Probabilities", self)
@@ -289,6 +291,7 @@ class ChatController(QObject):
     def refresh_context(self) -> None:
         st, meter = self._state, self._figures.meter
         self.contextChanged.emit()  # the next reply's prompt can be read ahead
+        self.show_last_figures()
         if st.model_info is None or st.closed:
             meter.clear()
             return
@@ -317,10 +320,30 @@ class ChatController(QObject):
         info = self._state.model_info
         self._figures.meter.set_usage(count, info.n_ctx if info else 0)
 
+    # --- the last reply's figures --------------------------------------------------------------------------------
+    def show_last_figures(self) -> None:
+        """The status bar shows the shown branch's last reply's speed and wait (nothing while it streams, or when
+        the conversation has no reply with figures)."""
+        last = next((r for r in reversed(self._model.rows()) if r.role == "assistant"), None)
+        if last is None or last.status == "streaming" or not last.stats:
+            self._figures.clear_stats()
+        else:
+            self._figures.show_figures(last.stats.get("tokens_per_s"), last.stats.get("ttft_s"))
+
+    def _on_conversation_changed(self, _cid: int | None) -> None:
+        """Another conversation is shown: no figures of the one before. Its last reply's come with its rows, its
+        token count when the engine has counted it (refresh_context), which waits while another chat's reply runs."""
+        self._figures.clear_stats()
+        self._figures.meter.clear()
+
+    def _on_busy(self, busy: bool) -> None:
+        if busy:
+            self._figures.clear_stats()
+
     def _on_reply_ended(self, cid: int, stats: GenerationStats | None) -> None:
         if stats is not None:
-            self._figures.show_stats(stats)
-            if cid == self._state.current_cid:
+            if cid == self._state.current_cid:  # a reply in another conversation leaves the shown one's figures
+                self._figures.show_stats(stats)
                 self._figures.meter.set_usage(stats.prompt_tokens + stats.generated_tokens, self._session.n_ctx)
             self._state.show_notice("Stopped" if stats.finish_reason.value == "cancelled" else "Done", 3000)
         self._state.conversations_changed()

@@ -69,8 +69,12 @@ def shown_text(row: ChatRow) -> str:
     return text
 
 
+# How a reply ended, in words (the engines' finish reasons: core/engines/api.py FinishReason).
+FINISH_WORDS = {"stop": "finished", "length": "hit the length limit", "cancelled": "stopped by you"}
+
+
 def footer_text(row: ChatRow) -> str:
-    """The small line under an assistant message: "42 tokens · 78.1 tok/s · stop", "cancelled", ..."""
+    """The small line under an assistant message: "42 tokens · 78.1 tok/s · finished", "stopped by you", ..."""
     if row.role != "assistant":
         return ""
     if row.status == "streaming":
@@ -87,9 +91,9 @@ def footer_text(row: ChatRow) -> str:
     if isinstance(speed, (int, float)) and speed > 0:
         parts.append(f"{speed:.1f} tok/s")
     if row.status == "cancelled":
-        parts.append("cancelled")
+        parts.append(FINISH_WORDS["cancelled"])
     elif row.finish_reason:
-        parts.append(str(row.finish_reason))
+        parts.append(FINISH_WORDS.get(str(row.finish_reason), str(row.finish_reason)))
     return " · ".join(parts)
 
 
