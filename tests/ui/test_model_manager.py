@@ -15,7 +15,8 @@ from fakehub import FakeHub
 from file_keyring import MemoryKeyring
 from gguf_factory import write_tiny_llama
 from keyring.backends.fail import Keyring as FailKeyring
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QTableWidget, QTableWidgetItem
 from pytestqt.qtbot import QtBot
 
@@ -217,6 +218,42 @@ def test_hub_search_lists_repos_and_opening_one_groups_its_files(
     sizes = row_texts(page.files_table, 1)
     assert sizes[1] == human_size(2 * hub.files[(REPO, FILE)].size)
     assert "2 GGUF models" in page.repo_title.text()
+
+
+class _KeySpy(QObject):
+    """Records the Return/Enter presses that reach the object it filters."""
+
+    def __init__(self, seen: list[int]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        key = event.key() if isinstance(event, QKeyEvent) and event.type() == QEvent.Type.KeyPress else None
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.seen.append(key)
+        return False
+
+
+def test_enter_in_the_search_box_searches_and_keeps_the_window_open(
+    hub: FakeHub, make_dialog: Callable[..., ModelManagerDialog], qtbot: QtBot
+) -> None:
+    """Enter must stop at the search box: passed on, the dialog clicks its default button (whichever it is then)."""
+    dialog = make_dialog()
+    page = dialog.hub_page
+    dialog.show_tab("hub")
+    reached_dialog: list[int] = []
+    spy = _KeySpy(reached_dialog)
+    dialog.installEventFilter(spy)
+    page.search_box.setFocus()
+    qtbot.keyClicks(page.search_box, "tester")
+    for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # the main keyboard's and the keypad's
+        qtbot.keyClick(page.search_box, key)
+        assert dialog.isVisible(), "Enter in the search box closed the Models window"
+    dialog.removeEventFilter(spy)
+    assert reached_dialog == [], "Enter went on from the search box to the dialog's default button"
+    qtbot.waitUntil(lambda: bool(page.results), timeout=WAIT_MS)
+    assert [r.repo_id for r in page.results] == [REPO, "tester/Other-GGUF"]
+    assert dialog.isVisible() and page.search_box.text() == "tester"
 
 
 def test_pasting_a_hub_url_opens_the_repo_and_selects_the_file(

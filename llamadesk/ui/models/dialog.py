@@ -89,6 +89,8 @@ class ModelManagerDialog(QDialog):
         self.status = QLabel()
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close_button = buttons.button(QDialogButtonBox.StandardButton.Close)
+        close_button.setAutoDefault(False)  # Enter in a field never closes the window; Esc and a click do
         buttons.rejected.connect(self.close)
 
         header = QHBoxLayout()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -124,7 +125,9 @@ class HubPage(QWidget):
         layout.addWidget(splitter, 1)
         layout.addWidget(self.message)
 
-        self.search_box.returnPressed.connect(self.search)
+        # Enter searches and stops here: QLineEdit passes it on, and the dialog would click its default button
+        # (a tab's Download, or Close), hiding the window while the search goes on unseen.
+        self.search_box.installEventFilter(self)
         self.search_button.clicked.connect(self.search)
         self.sort.currentIndexChanged.connect(lambda _i: self._query_again())
         self.more_button.clicked.connect(self._more)
@@ -136,6 +139,17 @@ class HubPage(QWidget):
         manager.jobsChanged.connect(self._refresh_status)
         manager.jobChanged.connect(lambda _id: self._refresh_status())
         self._file_chosen()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            watched is self.search_box
+            and isinstance(event, QKeyEvent)
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        ):
+            self.search()
+            return True
+        return super().eventFilter(watched, event)
 
     # -- search -------------------------------------------------------------------------------------------------
     def search(self) -> None:
