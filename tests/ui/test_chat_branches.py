@@ -8,9 +8,10 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from llamadesk.core.conversation.tree import Tree, outline
+from llamadesk.core.conversation.tree import Tree, outline, snippet
 from llamadesk.core.history import History
 from llamadesk.core.history.models import Message
+from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.main_window import MainWindow
 
 REPLY_TIMEOUT_MS = 60_000
@@ -187,3 +188,40 @@ def test_the_outline_of_a_deep_chat_is_flat_and_needs_no_recursion() -> None:
     assert len(nodes[-1].alternatives[0][1]) == 4990 and nodes[-1].alternatives[1][1][0].message.id == 5001
     assert [m.id for m in tree.branch(5001)][-3:] == [9, 10, 5001]
     assert tree.alternative(messages[-1]) == (2, 2)
+
+
+MARKDOWN_REPLY = """## Sorting
+
+Here is **the fastest** way, with `sorted()` and *no* loop:
+
+```python
+def by_age(people):
+    return sorted(people, key=lambda p: p.age)
+```
+
+| Name | Age |
+|--------|:---:|
+| Ann | 31 |
+
+> Keep __my_key__ and snake_case_names as they are.
+"""
+
+
+def test_the_branch_tree_shows_markdown_as_one_line_of_plain_text(qtbot: QtBot) -> None:
+    question = Message(1, 1, None, "user", "How do I *sort* people?", 0.0, "complete", None, None)
+    reply = Message(2, 1, 1, "assistant", MARKDOWN_REPLY, 0.0, "complete", None, None)
+    dialog = BranchDialog(Tree.build([question, reply]), 2)
+    qtbot.addWidget(dialog)
+    assert snippet(reply, limit=1000) == (
+        "Assistant: Sorting Here is the fastest way, with sorted() and no loop: def by_age(people): return "
+        "sorted(people, key=lambda p: p.age) Name · Age Ann · 31 Keep my_key and snake_case_names as they are."
+    )
+    line = dialog.find_item(2)
+    assert line is not None
+    text = line.text()
+    assert "\n" not in text and text.startswith("Assistant: Sorting Here is the fastest way")
+    for syntax in ("```", "|", "---", "**", "`", "##", "> "):
+        assert syntax not in text, f"{syntax!r} is Markdown, not text"
+    question_line = dialog.find_item(1)
+    assert question_line is not None and question_line.text() == "You: How do I sort people?"
+    assert line.toolTip().startswith("## Sorting")  # the tooltip keeps the message as written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,8 +89,33 @@ def _run(tree: Tree, first: Message) -> list[OutlineNode]:
     return result
 
 
+_FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})[\w+#.-]*\s*$")  # ```python or ~~~ alone on its line
+_TABLE_RULE_RE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")  # |---|:---:|
+_HRULE_RE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")  # --- *** ___
+_LINE_START_RE = re.compile(r"^\s*(#{1,6}\s+|(>\s?)+|[-*+]\s+(\[[ xX]\]\s+)?)")  # heading, quote, bullet
+_LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")  # [text](url) and ![alt](src)
+# **bold**, *em*, ~~struck~~ and `code`; __bold__ and _em_ only outside words, so snake_case_names keep theirs.
+_EMPHASIS_RE = re.compile(r"(\*\*|\*|~~|`+)(?=\S)(.+?)(?<=\S)\1|(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\3(?!\w)")
+
+
+def _plain_line(line: str) -> str:
+    """One Markdown line as the words a reader sees; fences and rules become nothing."""
+    if _FENCE_RE.match(line) or _TABLE_RULE_RE.match(line) or _HRULE_RE.match(line):
+        return ""
+    line = _LINE_START_RE.sub("", line)
+    if line.strip().startswith("|") or line.strip().endswith("|"):  # a table row: its cells, · between them
+        line = " · ".join(cell.strip() for cell in line.strip().strip("|").split("|"))
+    line = _LINK_RE.sub(r"\1", line)
+    return _EMPHASIS_RE.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(4), line)
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown as one line of plain text: fences, table rules, headings' #, quotes, bullets and emphasis gone."""
+    return " ".join(" ".join(_plain_line(line) for line in markdown.splitlines()).split())
+
+
 def snippet(message: Message, limit: int = 80) -> str:
-    """"You: the first words…" for one line of a tree or menu."""
+    """ "You: the first words…" for one line of a tree or menu, as plain text (Markdown syntax left out)."""
     who = {"user": "You", "assistant": "Assistant", "system": "System"}.get(message.role, message.role)
-    text = " ".join(message.content.split()) or "(empty)"
+    text = plain_text(message.content) or " ".join(message.content.split()) or "(empty)"
     return f"{who}: {text if len(text) <= limit else text[: limit - 1] + '…'}"
