@@ -184,6 +184,8 @@ class MainWindow(QMainWindow):
         self.picker.loadFailed.connect(self._on_load_failed)
         self.picker.modelUnloaded.connect(self._on_unloaded)
         self.picker.busyChanged.connect(self._update_state)
+        self.picker.getModelsRequested.connect(self.navigation.models_action.trigger)  # its "Get more models…"
+        self.panel.n_ctx_spin.valueChanged.connect(self.picker.update_load_button)  # Load shows for another length
         self.session.busyChanged.connect(self._update_state)
         self.session.problem.connect(self.warn)
         self.session.notice.connect(self.statusBar().showMessage)
@@ -251,7 +253,7 @@ class MainWindow(QMainWindow):
         if self.model_info is None:
             if not self.picker.models():
                 return (f"No models yet.\nDrop a .gguf file on this window, or put one in {self.paths.models}"
-                        " and press Rescan.")
+                        " and press Refresh.")
             return "Choose a model above to load it."
         name = self.loaded_model.name if self.loaded_model else self.model_info.file_name
         return f"Say hello to {name}."

@@ -1,6 +1,7 @@
 """The toolbar's model picker: local models, then each endpoint's models, then the local models split over the RPC
-cluster; Load, load progress, what is loaded. Choosing another entry switches the conversation's engine. Embedding and
-reranking models (known from their GGUF header, read in the background) are left out: they cannot chat."""
+cluster, and last "Get more models…" (the model manager); Load, load progress, what is loaded. Choosing another entry
+switches the conversation's engine. Embedding and reranking models (known from their GGUF header, read in the
+background) are left out: they cannot chat."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from llamadesk.bundled import list_models
@@ -29,10 +31,15 @@ from llamadesk.ui.model_choice import (
 )
 from llamadesk.ui.workers import EngineHost, TaskContext, TaskRunner
 
+GET_MORE = "Get more models…"
+GetMoreRole = Qt.ItemDataRole.UserRole + 3  # marks the last entry, which opens the model manager
+
 
 class ModelPicker(QWidget):
-    """Choosing an entry loads it; Load reloads it (after changing the context length). Rescan reads the models
-    folder and asks each endpoint for its models (the only network use here: the list is remembered otherwise).
+    """Choosing an entry loads it; Load shows only when loading would change something (another entry chosen, or
+    another context length). Refresh reads the models folder and asks each endpoint for its models (the only
+    network use here: the list is remembered otherwise). The last entry, "Get more models…", asks for the model
+    manager (`getModelsRequested`) and goes back to the entry chosen before.
 
     It asks the engine thread for loads and tracks them: loads overlap when you pick another model while one
     loads (the first is cancelled), so results are matched to requests in order."""
@@ -42,6 +49,7 @@ class ModelPicker(QWidget):
     modelUnloaded = Signal()
     loadFailed = Signal(str)
     busyChanged = Signal(bool)
+    getModelsRequested = Signal()  # the last entry, "Get more models…": the window opens File → Models…
 
     def __init__(
         self,
@@ -59,9 +67,12 @@ class ModelPicker(QWidget):
         self._not_chat: dict[Path, str] = {}  # local files whose header says "embedding" or "reranking"
         self._choices: list[Choice] = []
         self._loading = False
-        self._requested: list[Choice] = []
+        self._requested: list[tuple[Choice, int]] = []  # with the context length asked for
+        self._loaded_n_ctx: int | None = None  # the context length the loaded model was asked for
+        self._previous_row = 0  # the entry to go back to after "Get more models…"
         self.loaded_model: LocalModel | None = None
         self.loaded_choice: Choice | None = None
+        self._done_n_ctx: int | None = None
         self.model_info: ModelInfo | None = None
         self.combo = QComboBox(self)
         self.combo.setObjectName("modelCombo")
@@ -72,10 +83,12 @@ class ModelPicker(QWidget):
         self.combo.setMaxVisibleItems(20)
         self.load_button = QPushButton("Load", self)
         self.load_button.setObjectName("loadButton")
-        self.load_button.setToolTip("Load the chosen model (again), with the current context length")
-        self.refresh_button = QPushButton("Rescan", self)
-        self.refresh_button.setObjectName("rescanButton")
-        self.refresh_button.setToolTip("Look for new model files in the models folder, and ask each endpoint")
+        self.load_button.setToolTip("Load the chosen model, with the current context length")
+        self.refresh_button = QPushButton("Refresh", self)
+        self.refresh_button.setObjectName("refreshModelsButton")
+        self.refresh_button.setAccessibleName("Refresh the model list")
+        self.refresh_button.setToolTip("Look for new model files in the models folder, and ask each endpoint for its "
+                                       "models")  # fmt: skip
         self.progress = QProgressBar(self)
         self.progress.setObjectName("loadProgress")
         self.progress.setAccessibleName("Load progress")
@@ -99,6 +112,7 @@ class ModelPicker(QWidget):
         layout.addWidget(self.info_label, 1)
 
         self.combo.activated.connect(self._on_activated)
+        self.combo.currentIndexChanged.connect(self._on_current_changed)
         self.load_button.clicked.connect(self._on_load_clicked)
         self.refresh_button.clicked.connect(self.rescan)
         worker = host.worker
@@ -127,8 +141,9 @@ class ModelPicker(QWidget):
                                  "chat model here.")  # fmt: skip
             return
         self.aboutToLoad.emit(choice.model)
-        self._requested.append(choice)
-        self.host.load(self.options_for(choice))
+        options = self.options_for(choice)
+        self._requested.append((choice, options.n_ctx))
+        self.host.load(options)
         self._set_busy()
 
     def options_for(self, choice: Choice) -> LoadOptions:
@@ -146,7 +161,8 @@ class ModelPicker(QWidget):
         self.runner.shutdown()
 
     def _done(self) -> Choice | None:
-        choice = self._requested.pop(0) if self._requested else None
+        choice, n_ctx = self._requested.pop(0) if self._requested else (None, None)
+        self._done_n_ctx = n_ctx
         self._set_busy()
         return choice
 
@@ -173,9 +189,11 @@ class ModelPicker(QWidget):
             kind = "rpc" if info.rpc_servers else "local"
             choice = Choice(kind, local, hosts=tuple(info.rpc_servers)) if local is not None else None
         self.loaded_choice = choice
+        self._loaded_n_ctx = self._done_n_ctx if self._done_n_ctx is not None else info.n_ctx
         if choice is not None and not self.is_loading:
             self._select_choice(choice)
         self.set_loaded(self.loaded_model, info)
+        self.update_load_button()
         self.modelLoaded.emit(self.loaded_model, info)
 
     def _on_failed(self, message: str) -> None:
@@ -191,7 +209,9 @@ class ModelPicker(QWidget):
     def _on_unloaded(self) -> None:
         self.model_info = None
         self.loaded_model = self.loaded_choice = None
+        self._loaded_n_ctx = None
         self.set_loaded(None, None)
+        self.update_load_button()
         self.modelUnloaded.emit()
 
     def refresh(self) -> None:
@@ -221,7 +241,7 @@ class ModelPicker(QWidget):
         self.runner.run_in_background(work, done, lambda _sentence: None, name="sort out embedding models")
 
     def rescan(self) -> None:
-        """Rescan: the models folder, then each endpoint's model list in the background."""
+        """Refresh: the models folder, then each endpoint's model list in the background."""
         self.refresh()
         self.rescan_endpoints(self.endpoints.endpoints())
 
@@ -260,10 +280,10 @@ class ModelPicker(QWidget):
         if not choices:
             where = f" in {models_dir}" if models_dir else ""
             self.combo.addItem("No models found")
-            self.combo.setToolTip(f"Put .gguf files{where}, then press Rescan; or add a server in File → Endpoints….")
-            self.combo.setEnabled(False)
+            self._item(0).setEnabled(False)
+            self.combo.setToolTip(f"Get more models…, or put .gguf files{where} and press Refresh; or add a server "
+                                  "in File → Endpoints….")  # fmt: skip
         else:
-            self.combo.setEnabled(True)
             self.combo.setToolTip("Choosing a model loads it")
             previous = "local"
             for choice in choices:
@@ -273,8 +293,24 @@ class ModelPicker(QWidget):
                 self._add_item(choice)
                 if selected is not None and choice.kind == "local" and choice.model.path == selected:
                     self.combo.setCurrentIndex(self.combo.count() - 1)
+        self.combo.insertSeparator(self.combo.count())
+        self.combo.addItem(GET_MORE)
+        self.combo.setItemData(self.combo.count() - 1, GET_MORE, GetMoreRole)
+        self.combo.setItemData(self.combo.count() - 1, "Find and download models (File → Models…, Ctrl+M)",
+                               Qt.ItemDataRole.ToolTipRole)  # fmt: skip
+        self._previous_row = self.combo.currentIndex()
         self.combo.blockSignals(False)
         self._update_buttons()
+
+    def _item(self, row: int) -> QStandardItem:
+        model = self.combo.model()
+        assert isinstance(model, QStandardItemModel)  # QComboBox's own model
+        item = model.item(row)
+        assert item is not None
+        return item
+
+    def _is_get_more(self, row: int) -> bool:
+        return self.combo.itemData(row, GetMoreRole) == GET_MORE
 
     def _add_item(self, choice: Choice) -> None:
         model = choice.model
@@ -330,7 +366,7 @@ class ModelPicker(QWidget):
         if loading:
             self.progress.setValue(0)
         self.load_button.setText("Cancel" if loading else "Load")
-        self.load_button.setToolTip("Stop loading" if loading else "Load the chosen model (again)")
+        self.load_button.setToolTip("Stop loading" if loading else "Load the chosen model")
         self._update_buttons()
 
     def set_progress(self, fraction: float) -> None:
@@ -365,10 +401,43 @@ class ModelPicker(QWidget):
                 tip.append(f"RPC hosts: {rpc.split_text(info.layer_split) or ', '.join(info.rpc_servers)}")
         self.info_label.setToolTip("\n".join(tip))
 
+    def update_load_button(self) -> None:
+        """Load shows while loading the chosen entry would change something: another entry than the loaded one, or
+        the loaded one with another context length. Call it when the context length changes."""
+        self._update_buttons()
+
     def _update_buttons(self) -> None:
-        self.load_button.setEnabled(self._loading or self.current_choice() is not None)
+        choice = self.current_choice()
+        self.load_button.setEnabled(self._loading or choice is not None)
+        if self._loading:
+            self.load_button.setVisible(True)
+            return
+        if choice is None:
+            self.load_button.setVisible(False)
+            return
+        n_ctx = self.options_for(choice).n_ctx
+        loaded = self.loaded_choice
+        if loaded is not None and same_choice(loaded, choice):
+            self.load_button.setVisible(n_ctx != self._loaded_n_ctx)
+            self.load_button.setToolTip(f"Load {choice.model.name} again, with a context of {n_ctx} tokens "
+                                        f"(loaded with {self._loaded_n_ctx})")  # fmt: skip
+        else:
+            self.load_button.setVisible(True)
+            self.load_button.setToolTip(f"Load {choice.model.name}, with a context of {n_ctx} tokens")
+
+    def _on_current_changed(self, row: int) -> None:
+        if row >= 0 and not self._is_get_more(row):
+            self._previous_row = row
+        self._update_buttons()
 
     def _on_activated(self, index: int) -> None:
+        if self._is_get_more(index):
+            back = self._previous_row
+            if self.loaded_choice is None or not self._select_choice(self.loaded_choice):
+                self.combo.setCurrentIndex(back if 0 <= back < self.combo.count() and not self._is_get_more(back)
+                                           else 0)  # fmt: skip
+            self.getModelsRequested.emit()
+            return
         choice = self.current_choice()
         if choice is not None:
             self.load_choice(choice)
