@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QProgressBar, QPushButton, QWidget
 
@@ -75,6 +75,8 @@ class ModelPicker(QWidget):
         self._done_n_ctx: int | None = None
         self.model_info: ModelInfo | None = None
         self.combo = QComboBox(self)
+        # Choosing an entry loads a model (or opens the manager): the wheel passing over the list must not choose.
+        self.combo.installEventFilter(self)
         self.combo.setObjectName("modelCombo")
         self.combo.setAccessibleName("Model")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -122,6 +124,12 @@ class ModelPicker(QWidget):
         worker.loadCancelled.connect(self._on_cancelled)
         worker.unloaded.connect(self._on_unloaded)
         self.set_models([], None, models_dir=None)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.combo and event.type() == QEvent.Type.Wheel:
+            event.ignore()  # the toolbar scrolls nothing: the wheel simply does nothing here
+            return True
+        return super().eventFilter(watched, event)
 
     # --- loading -----------------------------------------------------------------------------------------------
     @property

@@ -109,3 +109,27 @@ def test_what_is_loaded_is_not_cut_at_1280_by_800(
     picker.set_loaded(dataclasses.replace(long_named, name="A model with a very long name " * 10), info)
     qtbot.waitUntil(lambda: label.text().endswith("…"))  # too long for any toolbar: elided, told in full
     assert label.full_text() in label.toolTip()
+
+
+def test_the_mouse_wheel_over_the_list_chooses_nothing(
+    make_window: Callable[..., MainWindow], models_dir: Path, tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Choosing an entry loads a model: a wheel passing over the picker must not load each one it passes."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    shutil.copy(next(models_dir.glob("*.gguf")), models_dir / "second-copy.gguf")
+    window = loaded_window(make_window, qtbot)
+    window.picker.refresh()
+    combo = window.picker.combo
+    before, loads = combo.currentIndex(), []
+    window.picker.aboutToLoad.connect(loads.append)
+    for delta in (-120, -120, 120):
+        centre = QPointF(combo.rect().center())
+        wheel = QWheelEvent(centre, QPointF(combo.mapToGlobal(combo.rect().center())), QPoint(0, 0), QPoint(0, delta),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)  # fmt: skip
+        QApplication.sendEvent(combo, wheel)
+    assert combo.currentIndex() == before and loads == []
+    assert window.navigation.model_manager is None or not window.navigation.model_manager.isVisible()
