@@ -38,7 +38,9 @@ def test_a_reply_quotes_the_conversations_documents(
     history.update_conversation(cid, sampling={**history.get_conversation(cid).sampling, DOCS_KEY: ["manuals"]})
     window.chat.refresh_context()  # the meter says how much of each prompt the documents may take
     meter = window.context_meter
-    assert meter.documents > 0 and f"documents ≤ {meter.documents}" in meter.label.text()
+    assert meter.documents > 0
+    # The meter shows its figures when the engine has counted the conversation: wait for that state.
+    qtbot.waitUntil(lambda: f"documents ≤ {meter.documents}" in meter.label.text(), timeout=REPLY_TIMEOUT_MS)
     window.send("How many gigawatts does the flux capacitor need?")
     pending = window.session.requests[window.session.active_request]  # type: ignore[index]
     prompt = pending.messages[-1]["content"]
