@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llamadesk.core.engines.api import LoadOptions
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.secrets import SERVICE, SecretStoreError, _keyring
+from llamadesk.core.secrets import SERVICE, SecretStoreError, keyring_module
 from llamadesk.paths import get_paths
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def check_name(name: str) -> str:
 def get_api_key(name: str) -> str | None:
     """The endpoint's key from the keyring; None when there is none. A broken keyring is one sentence."""
     try:
-        value = _keyring().get_password(SERVICE, KEY_PREFIX + name)
+        value = keyring_module().get_password(SERVICE, KEY_PREFIX + name)
     except SecretStoreError:
         raise
     except Exception as exc:
@@ -190,7 +190,7 @@ def set_api_key(name: str, key: str) -> None:
     if not key or len(key) > 4096 or any(c.isspace() for c in key):
         raise SecretStoreError("An API key is one word without spaces.")
     try:
-        _keyring().set_password(SERVICE, KEY_PREFIX + name, key)
+        keyring_module().set_password(SERVICE, KEY_PREFIX + name, key)
     except SecretStoreError:
         raise
     except Exception as exc:
@@ -201,7 +201,7 @@ def set_api_key(name: str, key: str) -> None:
 
 def delete_api_key(name: str) -> None:
     try:
-        keyring = _keyring()
+        keyring = keyring_module()
         if keyring.get_password(SERVICE, KEY_PREFIX + name) is not None:
             keyring.delete_password(SERVICE, KEY_PREFIX + name)
     except SecretStoreError:

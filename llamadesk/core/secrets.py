@@ -21,7 +21,7 @@ class SecretStoreError(LlamaDeskError):
     """The OS keyring is missing or refused the request."""
 
 
-def _keyring() -> ModuleType:
+def keyring_module() -> ModuleType:
     """The keyring module, imported only when a token is wanted (its backends probe the desktop on import)."""
     try:
         import keyring
@@ -37,7 +37,7 @@ def get_hf_token() -> str | None:
     if env:
         return env
     try:
-        keyring = _keyring()
+        keyring = keyring_module()
         value = keyring.get_password(SERVICE, HF_TOKEN_KEY)
     except Exception as exc:  # any backend failure: behave as "no token", the Hub then answers for itself
         log.warning("The system keyring could not be read (%s); continuing without a Hub token.", type(exc).__name__)
@@ -50,7 +50,7 @@ def set_hf_token(token: str) -> None:
     if not _TOKEN_RE.match(token):
         raise SecretStoreError("That does not look like a Hugging Face token (copy it from your Hub settings).")
     try:
-        _keyring().set_password(SERVICE, HF_TOKEN_KEY, token)
+        keyring_module().set_password(SERVICE, HF_TOKEN_KEY, token)
     except SecretStoreError:
         raise
     except Exception as exc:
@@ -63,7 +63,7 @@ def set_hf_token(token: str) -> None:
 def delete_hf_token() -> bool:
     """Forgets the stored token; False when there was none."""
     try:
-        keyring = _keyring()
+        keyring = keyring_module()
         if keyring.get_password(SERVICE, HF_TOKEN_KEY) is None:
             return False
         keyring.delete_password(SERVICE, HF_TOKEN_KEY)
