@@ -5,7 +5,8 @@
 EXE is the bundle's console executable. Each check runs the frozen app in a fresh LLAMADESK_HOME and prints one
 line with its time; the first failure ends the run with exit status 1 and what the app printed. Checks:
 --version, --smoke-test, --import-sweep (every module, and every module they import lazily, loads inside the
-bundle), doctor --json, document collections (PDF, DOCX, Markdown indexed and searched), and with a model: chat,
+bundle), doctor --json, document collections (PDF, DOCX, Markdown indexed and searched), a quant made and compared,
+and with a model: chat,
 history list, serve answering the official openai client, chat --docs, and a second start handing over to the first
 window. The harness runs in the development venv (openai, PySide6);
 only EXE is the frozen app.
@@ -177,6 +178,24 @@ def check_chat_documents(exe: Path, home: Path, model: Path | None) -> str:
     return result.stderr.strip().splitlines()[0]
 
 
+def check_quantize(exe: Path, home: Path, _model: Path | None) -> str:
+    """models quantize (llama_model_quantize in a spawned child: multiprocessing inside the bundle) and models compare
+    (perplexity and KL divergence through llama.cpp's low-level API) on a tiny F32 model made by the tests' factory."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.gguf_factory import write_tiny_llama
+
+    source = write_tiny_llama(home / "tiny-f32.gguf")
+    quant = home / "tiny-Q8_0.gguf"
+    _run(exe, home, "models", "quantize", str(source), "--type", "Q8_0", "-o", str(quant))
+    if not quant.is_file() or quant.stat().st_size >= source.stat().st_size:
+        raise CheckFailed(f"models quantize made no smaller Q8_0 file at {quant}")
+    report = json.loads(_run(exe, home, "models", "compare", str(source), str(quant), "--ctx", "128", "--json").stdout)
+    q8 = next((f for f in report.get("files", []) if f.get("type") == "Q8_0"), None)
+    if q8 is None or not 0 < float(q8.get("kld", 0)) < 1 or not 0 < float(q8.get("top1", 0)) <= 1:
+        raise CheckFailed(f"models compare gave no sound Q8_0 figures: {q8!r}")
+    return f"Q8_0 made ({quant.stat().st_size} B); KLD {q8['kld']:.3f}, top-1 {q8['top1']:.0%} against F32"
+
+
 def check_single_instance(exe: Path, home: Path, _model: Path | None) -> str:
     from PySide6.QtCore import QCoreApplication
 
@@ -211,6 +230,7 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("serve + openai client", check_serve, True),
     ("docs add + search (PDF, DOCX)", check_documents, False),
     ("chat --docs", check_chat_documents, True),
+    ("models quantize + compare", check_quantize, False),
     ("single instance", check_single_instance, False),
 ]
 
