@@ -18,6 +18,12 @@ class AttachmentError(LlamaDeskError):
     """A file that cannot be added to a message; the text is the sentence to show."""
 
 
+def fence_for(text: str) -> str:
+    """A Markdown code fence longer than any run of backticks in `text`: the text cannot end the block early."""
+    longest = max((len(run) for run in _FENCE.findall(text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 def attachment_text(path: Path) -> str:
     """`path` as a block of a message: "name:", then its text fenced, tagged with the file's suffix."""
     try:
@@ -36,7 +42,6 @@ def attachment_text(path: Path) -> str:
         text = ""
     if "\x00" in text or (data and not text):
         raise AttachmentError(f"{path.name} is not UTF-8 text; only text files can be added to a message.")
-    longest = max((len(run) for run in _FENCE.findall(text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = fence_for(text)
     language = path.suffix.lstrip(".").lower()
     return f"{path.name}:\n{fence}{language}\n{text.rstrip()}\n{fence}\n"
