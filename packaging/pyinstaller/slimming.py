@@ -30,7 +30,7 @@ KEEP_PLUGINS: dict[str, set[str] | None] = {
 # (The one-window hand-over needs PySide6.QtNetwork, the local server uvicorn, and Linux's keyring backend
 # secretstorage needs cryptography: all three were once on this list, and the bundle did not start or serve.)
 EXCLUDES = [
-    "tkinter", "_tkinter", "pytest", "_pytest", "hypothesis", "IPython", "matplotlib", "PIL", "pandas", "scipy",
+    "tkinter", "_tkinter", "pytest", "_pytest", "hypothesis", "IPython", "matplotlib", "pandas", "scipy",
     "hf_xet", "sentencepiece", "setuptools", "pkg_resources", "pip", "distutils", "pydoc_data",
     "llama_cpp.server", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",
     "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtOpenGL", "PySide6.QtDBus",
