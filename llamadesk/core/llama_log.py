@@ -78,3 +78,13 @@ def reason_since(position: int) -> str | None:
         if "error loading model:" in text:
             return text.split("error loading model:", 1)[1].strip()
     return errors[-1].split(": ", 1)[-1].strip() if errors else None
+
+
+def install_mtmd() -> None:
+    """Routes the multimodal library's log (libmtmd: projector loading, image encoding) here too; by default it
+    prints to stderr, and its reasons (a projector that does not match its model) would not reach `reason_since`."""
+    install()
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    mtmd_cpp.mtmd_log_set(_callback, ctypes.c_void_p(0))
+    mtmd_cpp.mtmd_helper_log_set(_callback, ctypes.c_void_p(0))
