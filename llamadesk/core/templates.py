@@ -200,29 +200,42 @@ class TemplateRenderer:
             ) from exc
         self.stop = tuple(s for s in (*template.stop, eos_token) if s)
 
-    def render_open(self, messages: Sequence[Mapping[str, str]]) -> str:
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the template itself offers tools to the model (it reads a `tools` variable); if not, `render`
+        describes them in the system prompt the Hermes way (core/tools/prompt.py)."""
+        return "tools" in self.template.jinja
+
+    def render_open(
+        self, messages: Sequence[Mapping[str, Any]], *, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> str:
         """The conversation with its last message, an unfinished reply, left open for the model to extend.
 
         Works for any template: the reply is rendered with a sentinel as its content, without a generation prompt,
         and the text is cut at the sentinel (dropping the template's end of turn) and the reply put back. A template
         that drops or alters the reply gets the fallback: the messages before it, a new reply turn, the text."""
+        return self._render_open(self._with_tools(messages, tools), tools)
+
+    def _render_open(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         if not messages or messages[-1].get("role") != "assistant":
             raise TemplateError("Only a reply can be continued; the last message is not one.")
         *head, last = messages
-        marked = self.render([*head, {**last, "content": CONTINUE_SENTINEL}], add_generation_prompt=False)
+        marked = self._render([*head, {**last, "content": CONTINUE_SENTINEL}], False, tools)
         cut = marked.rfind(CONTINUE_SENTINEL)
         if cut < 0:
-            return self.render(head) + last.get("content", "")
+            return self._render(head, True, tools) + last.get("content", "")
         return marked[:cut] + last.get("content", "")
 
     def render_parts(
-        self, messages: Sequence[Mapping[str, str]], *, open_reply: bool = False
-    ) -> list[tuple[str, bool]]:
+        self, messages: Sequence[Mapping[str, Any]], *, open_reply: bool = False,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[tuple[str, bool]]:  # fmt: skip
         """The prompt as pieces, (text, is a message's text): rendered with each message's content replaced by a
         marker, then the contents put back where the markers are. Lets the engine parse special tokens in the
         template's text only (core/engines/control_text.py). `open_reply`: as render_open."""
+        messages = self._with_tools(messages, tools)
         marked = [{**m, "content": f"{_PART_OPEN}{i}{_PART_CLOSE}"} for i, m in enumerate(messages)]
-        prompt = self.render_open(marked) if open_reply else self.render(marked)
+        prompt = self._render_open(marked, tools) if open_reply else self._render(marked, True, tools)
         parts: list[tuple[str, bool]] = []
         end = 0
         for match in _PART.finditer(prompt):
@@ -232,7 +245,27 @@ class TemplateRenderer:
         parts.append((prompt[end:], False))
         return [(text, content) for text, content in parts if text]
 
-    def render(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
+    def _with_tools(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+    ) -> list[Mapping[str, Any]]:
+        """Messages of a turn that calls tools, as this template takes them (core/tools/prompt.py)."""
+        if not tools and not any(m.get("role") == "tool" for m in messages):
+            return list(messages)
+        from llamadesk.core.tools.prompt import messages_for_template
+
+        return messages_for_template(messages, tools or (), native=self.supports_tools)
+
+    def render(
+        self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:  # fmt: skip
+        """The prompt of `messages`; `tools` (OpenAI-style function definitions) are offered to the model."""
+        return self._render(self._with_tools(messages, tools), add_generation_prompt, tools)
+
+    def _render(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool,
+        tools: Sequence[Mapping[str, Any]] | None,
+    ) -> str:  # fmt: skip
         def raise_exception(message: str) -> None:
             raise TemplateError(f"The chat template refused the conversation: {message}.")
 
@@ -255,6 +288,7 @@ class TemplateRenderer:
                 eos_token=self.eos_token,
                 add_generation_prompt=add_generation_prompt,
                 raise_exception=raise_exception,
+                **({"tools": [dict(t) for t in tools]} if tools and self.supports_tools else {}),
             )
         except TemplateError:
             raise

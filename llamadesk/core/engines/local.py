@@ -46,6 +46,7 @@ from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.templates import TemplateRenderer, choose_template
 from llamadesk.core.token_probs import receipt_field as token_probs_field
+from llamadesk.core.tools.spec import without_texts
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,10 @@ class LlamaCppEngine:
 
     # -- generation ------------------------------------------------------------------------------
 
-    def _prompt_tokens(self, messages: Sequence[Message], mode: GenerationMode = GenerationMode.CHAT) -> list[int]:
+    def _prompt_tokens(
+        self, messages: Sequence[Message], mode: GenerationMode = GenerationMode.CHAT,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> list[int]:  # fmt: skip
         if self._llama is None or self._renderer is None:
             raise GenerationError("No model is loaded; choose a model first.")
         if mode is GenerationMode.COMPLETION:
@@ -266,14 +270,16 @@ class LlamaCppEngine:
             return raw
         renderer, tokenize = self._renderer, self._llama.tokenize
         open_reply = mode is GenerationMode.CONTINUE
+        if tools:  # a tool's description goes into the template's text: no control-token text in it (core/tools)
+            tools = without_texts(list(tools), self._controls.texts)
         # The template writes the BOS token itself when it wants one; special tokens are parsed in the template's
         # text, never in a message's (control_text.py): a message holding such text is tokenized as a piece apart.
         if any(self._controls.found_in(m.get("content", "")) for m in messages):
             tokens: list[int] = []
-            for text, is_message in renderer.render_parts(messages, open_reply=open_reply):
+            for text, is_message in renderer.render_parts(messages, open_reply=open_reply, tools=tools):
                 tokens += tokenize(text.encode("utf-8"), add_bos=False, special=not is_message)
             return tokens
-        prompt = renderer.render_open(messages) if open_reply else renderer.render(messages)
+        prompt = renderer.render_open(messages, tools=tools) if open_reply else renderer.render(messages, tools=tools)
         whole: list[int] = tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         return whole
 
@@ -326,12 +332,15 @@ class LlamaCppEngine:
         *,
         mode: GenerationMode | str = GenerationMode.CHAT,
         token_probs: bool = False,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> Iterator[StreamEvent]:
         """Yields Token events, then one Done. `mode`: a chat reply, the continuation of the last (unfinished) reply,
-        or raw-text completion; `token_probs` records each token's probability and its top alternatives."""
+        or raw-text completion; `token_probs` records each token's probability and its top alternatives;
+        `tools` (OpenAI-style function definitions) are offered to the model through its chat template
+        (core/tools/prompt.py), and messages may then hold calls and results."""
         mode = GenerationMode(mode)
         cancel = cancel or threading.Event()
-        tokens = self._prompt_tokens(messages, mode)
+        tokens = self._prompt_tokens(messages, mode, tools)
         llama = self._llama
         assert llama is not None and self._info is not None and self._renderer is not None
         n_ctx = llama.n_ctx()
