@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.fit import FitEstimate, ModelShape, estimate
+from llamadesk.core.fit import FitEstimate, ModelShape, Verdict, estimate
 from llamadesk.core.hub import check_remote_name, check_repo_id
 from llamadesk.paths import resource_path
 
@@ -66,6 +67,16 @@ class Size:
         raise CatalogError(f"{self.label} has no {name} file in the catalog; choose one of "
                            f"{', '.join(q.name for q in self.quantizations)}.")
 
+    @property
+    def is_chat(self) -> bool:
+        """An instruct model: it follows a chat. A base model only continues text; an embedding model serves search."""
+        return self.kind == "instruct"
+
+    @property
+    def kind_label(self) -> str:
+        """The kind in words a newcomer reads in the catalog."""
+        return KIND_LABELS.get(self.kind, self.kind)
+
     def model_shape(self, quant: Quantization) -> ModelShape:
         s = self.shape
         return ModelShape.approximate(n_layers=s.n_layers, n_embd=s.n_embd, n_head=s.n_head, n_head_kv=s.n_head_kv,
@@ -77,6 +88,24 @@ class Size:
         n_ctx = min(n_ctx, self.context_length)
         return [(q, estimate(self.model_shape(q), n_ctx, ram_free=ram_free, vram_free=vram_free))
                 for q in self.quantizations]
+
+
+KIND_LABELS = {"instruct": "chat", "base": "base model, not for chat", "embedding": "embedding, for documents"}
+RECOMMENDED = "Q4_K_M"  # the usual balance of quality and size
+
+
+def recommended_quant(size: Size, fits: list[tuple[Quantization, FitEstimate]]) -> str | None:
+    """The quantization to mark "recommended": Q4_K_M when it fits, else the largest smaller one that runs at all.
+    A base model is never recommended: it continues text and does not follow a chat."""
+    if size.kind == "base":
+        return None
+    names = {q.name: e for q, e in fits}
+    if RECOMMENDED in names and names[RECOMMENDED].verdict is not Verdict.TOO_LARGE:
+        return RECOMMENDED
+    order = [q.name for q, _ in fits]
+    cut = order.index(RECOMMENDED) if RECOMMENDED in order else len(order)
+    usable = [q.name for q, e in fits[:cut] if e.verdict is not Verdict.TOO_LARGE]
+    return usable[-1] if usable else None
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,19 @@ class Family:
         raise CatalogError(f"{self.name} has no size '{size_id}'; choose one of "
                            f"{', '.join(s.id for s in self.sizes)}.")
 
+    @property
+    def is_chat(self) -> bool:
+        return any(s.is_chat for s in self.sizes)
+
+    @property
+    def is_base_only(self) -> bool:
+        return all(s.kind == "base" for s in self.sizes)
+
+    @property
+    def list_name(self) -> str:
+        """The name in the catalog's list; a family of base models says so there, not only in its description."""
+        return f"{self.name} — base, not chat" if self.is_base_only else self.name
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -106,6 +148,12 @@ class Catalog:
             if f.id.lower() == family_id.lower():
                 return f
         raise CatalogError(f"The catalog has no family '{family_id}'.")
+
+    def browse_order(self) -> tuple[Family, ...]:
+        """The order the catalog is shown in: chat models first, then embedding models, base models last (they only
+        continue text, and a newcomer who picks one first gets nonsense for an answer)."""
+        rank = {True: 0, False: 1}
+        return tuple(sorted(self.families, key=lambda f: (2 if f.is_base_only else rank[f.is_chat])))
 
     def entries(self) -> list[tuple[Family, Size, Quantization]]:
         return [(f, s, q) for f in self.families for s in f.sizes for q in s.quantizations]
@@ -164,3 +212,61 @@ def _load(path: Path) -> Catalog:
 def load_catalog(path: Path | None = None) -> Catalog:
     """The shipped catalog (parsed once per process), or the one at `path`."""
     return _load((path or catalog_path()).resolve())
+
+
+# --- the welcome page's three suggestions ------------------------------------------------------------------------
+# Decoding reads every weight once per token and a desktop's memory moves about 50 GB/s, so without a GPU a model
+# with more than ~9 GB of weights answers at under ~5 words a second: "best that fits" stops there on a CPU.
+CPU_WEIGHTS_LIMIT = 9_000_000_000
+MIN_PICK_PARAMS = 900_000_000  # smaller chat models do little more than the starter model already does
+PICK_LABELS = ("fast, basic", "balanced", "best that fits")
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One suggestion: a chat model's quantization that fits this machine, with its plain-words label."""
+
+    label: str
+    family: Family
+    size: Size
+    quant: Quantization
+    fit: FitEstimate
+
+    @property
+    def name(self) -> str:
+        return f"{self.family.name} {self.size.label}"
+
+
+def welcome_picks(catalog: Catalog, *, ram_free: int, vram_free: int = 0, n_ctx: int = 4096) -> list[Pick]:
+    """Up to three chat models that fit: the smallest useful one ("fast, basic"), the largest that fits (and, on a
+    CPU alone, still answers at reading speed: "best that fits"), and the one halfway between on a log scale
+    ("balanced"). Fewer when fewer fit; none when nothing does."""
+    order = {f.id: i for i, f in enumerate(catalog.browse_order())}
+    candidates: list[tuple[Family, Size, Quantization, FitEstimate]] = []
+    for family in catalog.browse_order():
+        for size in family.sizes:
+            if not size.is_chat or size.params < MIN_PICK_PARAMS:
+                continue
+            fits = size.fits(n_ctx, ram_free=ram_free, vram_free=vram_free)
+            # Q4_K_M only: a smaller quantization of a larger model is not what a newcomer should start with.
+            chosen = next(((q, e) for q, e in fits if q.name == RECOMMENDED), None)
+            if chosen is None or chosen[1].verdict is Verdict.TOO_LARGE:
+                continue
+            if vram_free <= 0 and chosen[0].size_bytes > CPU_WEIGHTS_LIMIT:
+                continue
+            candidates.append((family, size, *chosen))
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (c[1].params, order[c[0].id]))
+    best = max(candidates, key=lambda c: (c[1].params, -order[c[0].id]))
+    fast = candidates[0]
+    picks = [fast] if fast is not best else []
+    middle = [c for c in candidates if c is not fast and c is not best and c[1].params != best[1].params]
+    if middle and picks:
+        target = math.sqrt(fast[1].params * best[1].params)
+        picks.append(min(middle, key=lambda c: (abs(math.log(c[1].params / target)), order[c[0].id])))
+    picks.append(best)
+    labels = PICK_LABELS[-len(picks):] if len(picks) < 3 else PICK_LABELS
+    if len(picks) == 2:
+        labels = (PICK_LABELS[0], PICK_LABELS[2])
+    return [Pick(label, f, s, q, e) for label, (f, s, q, e) in zip(labels, picks, strict=True)]

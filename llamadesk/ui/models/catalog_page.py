@@ -19,8 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.catalog import Catalog, Family, Quantization, Size
+from llamadesk.core.catalog import Catalog, Family, Quantization, Size, recommended_quant
 from llamadesk.core.fit import FitEstimate, Verdict
+from llamadesk.core.quant_codes import explain
 from llamadesk.ui.models.common import (
     SUBTITLE_ROLE,
     MachineState,
@@ -33,8 +34,8 @@ from llamadesk.ui.models.common import (
     verdict_color,
 )
 from llamadesk.ui.models.download_manager import DownloadManager
+from llamadesk.ui.models.quality_notes import measured_note
 
-RECOMMENDED = "Q4_K_M"  # the usual sweet spot of quality and size
 COLUMNS = ("Quantization", "File size", "Fit", "Largest context", "")
 STATUS_WORDS = {
     "downloaded": "Downloaded",
@@ -43,17 +44,6 @@ STATUS_WORDS = {
     "paused": "Paused",
     "failed": "Failed — see Downloads",
 }
-
-
-def recommended(fits: list[tuple[Quantization, FitEstimate]]) -> str | None:
-    """Q4_K_M when it fits; else the largest smaller quantization that runs at all."""
-    names = {q.name: e for q, e in fits}
-    if RECOMMENDED in names and names[RECOMMENDED].verdict is not Verdict.TOO_LARGE:
-        return RECOMMENDED
-    order = [q.name for q, _ in fits]
-    cut = order.index(RECOMMENDED) if RECOMMENDED in order else len(order)
-    usable = [q.name for q, e in fits[:cut] if e.verdict is not Verdict.TOO_LARGE]
-    return usable[-1] if usable else None
 
 
 def size_summary(size: Size, machine: MachineState) -> str:
@@ -76,17 +66,20 @@ class CatalogPage(QWidget):
         super().__init__(parent)
         self.catalog, self.machine, self.manager = catalog, machine, manager
         self._fits: list[tuple[Quantization, FitEstimate]] = []
+        self.shown_families = catalog.browse_order()  # chat models first, the 2023 base models last
 
         self.families = QListWidget()
         self.families.setObjectName("catalogFamilies")
-        for family in catalog.families:
-            item = QListWidgetItem(family.name)
+        self.families.setAccessibleName("Model families")
+        for family in self.shown_families:
+            item = QListWidgetItem(family.list_name)
             item.setData(SUBTITLE_ROLE, f"{family.publisher} · {family.license}")
             item.setData(Qt.ItemDataRole.UserRole, family.id)
             item.setToolTip(f"{family.description}\nLicense: {family.license}")
             self.families.addItem(item)
         self.sizes = QListWidget()
         self.sizes.setObjectName("catalogSizes")
+        self.sizes.setAccessibleName("Sizes")
         for view in (self.families, self.sizes):
             view.setItemDelegate(TwoLineDelegate(view))
             view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -95,6 +88,7 @@ class CatalogPage(QWidget):
         self.details.setTextFormat(Qt.TextFormat.PlainText)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("catalogQuantizations")
+        self.table.setAccessibleName("Quantizations")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -103,6 +97,12 @@ class CatalogPage(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        # What each code in the table means, one line each (core/quant_codes.py), under the table.
+        self.quant_help = QLabel()
+        self.quant_help.setObjectName("quantHelp")
+        self.quant_help.setAccessibleName("What the quantization codes mean")
+        self.quant_help.setWordWrap(True)
+        self.quant_help.setTextFormat(Qt.TextFormat.PlainText)
         self.note = QLabel(
             "≈ sizes are approximate: the exact size and checksum come from the Hub when the download starts."
         )
@@ -117,6 +117,7 @@ class CatalogPage(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.details)
         right_layout.addWidget(self.table, 1)
+        right_layout.addWidget(self.quant_help)
         right_layout.addWidget(self.note)
         buttons = QHBoxLayout()
         buttons.addWidget(self.message, 1)
@@ -141,13 +142,13 @@ class CatalogPage(QWidget):
         machine.changed.connect(self._refresh_fits)
         manager.jobsChanged.connect(self._refresh_status)
         manager.jobChanged.connect(lambda _id: self._refresh_status())
-        if catalog.families:
+        if self.shown_families:
             self.families.setCurrentRow(0)
 
     # -- what is chosen -----------------------------------------------------------------------------------------
     def current_family(self) -> Family | None:
         row = self.families.currentRow()
-        return self.catalog.families[row] if 0 <= row < len(self.catalog.families) else None
+        return self.shown_families[row] if 0 <= row < len(self.shown_families) else None
 
     def current_size(self) -> Size | None:
         family = self.current_family()
@@ -160,9 +161,9 @@ class CatalogPage(QWidget):
 
     def select(self, family_id: str, size_id: str | None = None, quant: str | None = None) -> None:
         """Chooses a family (and a size, and a quantization) as a click would."""
-        ids = [f.id for f in self.catalog.families]
+        ids = [f.id for f in self.shown_families]
         self.families.setCurrentRow(ids.index(family_id))
-        family = self.catalog.families[ids.index(family_id)]
+        family = self.shown_families[ids.index(family_id)]
         if size_id is not None:
             self.sizes.setCurrentRow([s.id for s in family.sizes].index(size_id))
         if quant is not None:
@@ -175,7 +176,7 @@ class CatalogPage(QWidget):
         if family is None:
             return
         for size in family.sizes:
-            item = QListWidgetItem(f"{size.label} · {size.kind}")
+            item = QListWidgetItem(f"{size.label} · {size.kind_label}")
             item.setData(SUBTITLE_ROLE, size_summary(size, self.machine))
             item.setData(Qt.ItemDataRole.UserRole, size.id)
             self.sizes.addItem(item)
@@ -201,6 +202,7 @@ class CatalogPage(QWidget):
         self._fits = []
         if family is None or size is None:
             self.details.clear()
+            self.quant_help.clear()
             self._update_button()
             return
         m = self.machine
@@ -209,18 +211,25 @@ class CatalogPage(QWidget):
         capped = " (its trained maximum)" if n_ctx < m.n_ctx else ""
         self.table.setHorizontalHeaderItem(2, QTableWidgetItem(f"Fit at {context_text(n_ctx)} context{capped}"))
         self.details.setText(
-            f"{family.name} {size.label} — {size.kind}, {size.architecture}, {size.params / 1e9:.2f} B parameters, "
-            f"trained context {size.context_length:,} tokens, license {size.license}.\n{family.description}"
+            f"{family.name} {size.label} — {size.kind_label}, {size.architecture}, "
+            f"{size.params / 1e9:.2f} B parameters, trained context {size.context_length:,} tokens, "
+            f"license {size.license}.\n{family.description}"
         )
-        best = recommended(self._fits)
+        best = recommended_quant(size, self._fits)
+        self.quant_help.setText("\n".join(explain(q.name) for q, _ in self._fits))
         self.table.setRowCount(len(self._fits))
         bold = QFont(self.table.font())
         bold.setBold(True)
         for row, (quant, est) in enumerate(self._fits):
             name = QTableWidgetItem(f"{quant.name}  ★ recommended" if quant.name == best else quant.name)
+            name.setToolTip(explain(quant.name))
             if quant.name == best:
                 name.setFont(bold)
-                name.setToolTip("A good balance of quality and size that runs on this machine")
+                name.setToolTip(f"{explain(quant.name)}; it runs on this machine")
+            measured = measured_note(quant.sha256[0] if len(quant.files) == 1 else None)
+            if measured:  # the Compare tab measured this very file (same SHA-256) before
+                name.setText(f"{name.text()}  · measured")
+                name.setToolTip(f"{name.toolTip()}\n{measured}".strip())
             size_item = right_aligned(("≈ " if quant.size_approx else "") + human_size(quant.size_bytes))
             verdict = QTableWidgetItem(fit_text(est))
             verdict.setForeground(verdict_color(est.verdict))
