@@ -32,6 +32,14 @@ DISK_MARGIN = 64 * MiB  # never fill a disk to the last byte: the OS and the his
 class DownloadError(LlamaDeskError):
     """A download failed; the partial file is kept for a later resume unless the message says otherwise."""
 
+    kind: str | None = None  # recorded on the job (error_kind), so a window can word it for its own buttons
+
+
+class HubUnreachableError(DownloadError):
+    """The Hub could not be reached at all, try after try; the partial file waits for the next try."""
+
+    kind = "offline"
+
 
 class DiskFullError(DownloadError):
     """Not enough free space for the file."""
@@ -70,6 +78,7 @@ class DownloadJob:
     url: str | None = None
     bytes_done: int = 0
     error: str | None = None
+    error_kind: str | None = None  # DownloadError.kind: "offline" when the Hub could not be reached
     license: str | None = None
     display_name: str | None = None
     created: float = field(default_factory=time.time)

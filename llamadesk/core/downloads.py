@@ -28,6 +28,7 @@ from llamadesk.core.download_queue import (
     DownloadJob,
     DownloadQueue,
     HashMismatchError,
+    HubUnreachableError,
     State,
     check_free_space,
 )
@@ -39,9 +40,9 @@ from llamadesk.core.remote import SocketWatch, make_client, open_stream
 from llamadesk.core.socket_stop import StopWatcher
 
 __all__ = [
-    "DISK_MARGIN", "QUARANTINE_DIR", "STATE_DIR", "DiskFullError", "DownloadBusyError", "DownloadError",
-    "DownloadJob", "DownloadQueue", "Downloader", "HashMismatchError", "Progress", "ProgressCallback",
-    "RetryPolicy", "State", "check_free_space",
+    "DISK_MARGIN", "OFFLINE", "QUARANTINE_DIR", "STATE_DIR", "DiskFullError", "DownloadBusyError", "DownloadError",
+    "DownloadJob", "DownloadQueue", "Downloader", "HashMismatchError", "HubUnreachableError", "Progress",
+    "ProgressCallback", "RetryPolicy", "State", "check_free_space",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,16 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
 
 
+OFFLINE = "Could not reach the Hugging Face Hub; the download will resume where it stopped when you try again."
+
+
 class _Retry(Exception):
-    """A failure worth another try (network error, 5xx, 429, early end of the body)."""
+    """A failure worth another try (network error, 5xx, 429, early end of the body); `offline` when no connection
+    to the server could be made at all."""
+
+    def __init__(self, why: str, *, offline: bool = False) -> None:
+        super().__init__(why)
+        self.offline = offline
 
 
 class _Meter:
@@ -144,7 +153,7 @@ class Downloader:
         cancel, pause = cancel or threading.Event(), pause or threading.Event()
         with self.queue.locked(job):
             meter = _Meter(job, progress, self.progress_interval)
-            job.state, job.error = State.DOWNLOADING, None
+            job.state, job.error, job.error_kind = State.DOWNLOADING, None, None
             self.queue.save(job)
             try:
                 stop = StopWatcher(lambda: stop_requested(cancel, pause), name="download-stop-watcher", poll=STOP_POLL)
@@ -158,7 +167,7 @@ class Downloader:
                 else:
                     job.state = State.PAUSED
             except DownloadError as exc:
-                job.state, job.error = State.FAILED, str(exc)
+                job.state, job.error, job.error_kind = State.FAILED, str(exc), exc.kind
                 raise
             except LlamaDeskError as exc:  # the Hub's sentences (gated, not found, unsafe name): one error type
                 job.state, job.error = State.FAILED, str(exc)
@@ -196,7 +205,7 @@ class Downloader:
                     meter.attempt = 1  # progress was made: the failure budget starts again
                 if now < before:
                     digest.load(part, cancel, pause)
-                self._backoff(job, meter, cancel, pause, str(exc))
+                self._backoff(job, meter, cancel, pause, str(exc), offline=exc.offline)
         self._finish(job, part, digest)
 
     def _with_retries(self, job: DownloadJob, meter: _Meter, cancel: threading.Event, pause: threading.Event,
@@ -205,17 +214,22 @@ class Downloader:
             try:
                 return step()
             except hub.HubUnavailable as exc:
-                self._backoff(job, meter, cancel, pause, str(exc))
+                self._backoff(job, meter, cancel, pause, str(exc), offline=isinstance(exc, hub.HubUnreachable))
 
     def _backoff(self, job: DownloadJob, meter: _Meter, cancel: threading.Event, pause: threading.Event,
-                 why: str) -> None:
+                 why: str, *, offline: bool = False) -> None:
         if meter.attempt >= self.policy.max_attempts:
+            log.info("Download of %s gave up after %d tries: %s", job.label, meter.attempt, why)
+            if offline:
+                raise HubUnreachableError(OFFLINE)
             raise DownloadError(f"The download of {job.label} failed {meter.attempt} times in a row ({why}); "
                                 "run it again later to resume.")
         delay = self.policy.delay(meter.attempt)
         log.info("Download of %s: %s; retrying in %.1f s", job.label, why, delay)
         meter.attempt += 1
-        meter.emit(job.bytes_done, force=True, note=f"retrying in {delay:.3g} s: {why}")
+        note = f"no connection to the Hub; trying again in {delay:.3g} s" if offline else \
+            f"retrying in {delay:.3g} s: {why}"
+        meter.emit(job.bytes_done, force=True, note=note)
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:  # wait on the events so Pause/Cancel answer at once
             if cancel.wait(min(0.05, max(0.0, deadline - time.monotonic()))) or pause.is_set():
@@ -268,7 +282,8 @@ class Downloader:
             if cancel.is_set() or pause.is_set():  # Pause/Cancel shut the socket of a silent server
                 raise Stopped from exc
             kind = "stalled" if isinstance(exc, httpx2.TimeoutException) else "failed"
-            raise _Retry(f"the connection {kind} ({type(exc).__name__})") from exc
+            offline = isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))
+            raise _Retry(f"the connection {kind} ({type(exc).__name__})", offline=offline) from exc
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"The disk filled up while downloading {job.label}; free some space and run "

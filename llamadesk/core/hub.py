@@ -23,6 +23,8 @@ SearchSort = Literal["downloads", "likes", "recent"]
 _SORT_KEYS: dict[str, Literal["downloads", "likes", "last_modified"]] = {
     "downloads": "downloads", "likes": "likes", "recent": "last_modified",
 }
+_SORT_PARAMS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified"}  # the Hub's own names
+SEARCH_TIMEOUT = 10.0  # seconds: a search answers in well under a second when the Hub is reachable
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
@@ -54,6 +56,13 @@ class BadNameError(HubError, ValueError):
 
 class HubUnavailable(HubError):
     """A network failure or a server error (5xx, 429): worth retrying later."""
+
+
+class HubUnreachable(HubUnavailable):
+    """No connection to the Hub at all (offline, DNS, refused): the sentence says so and nothing retries at once."""
+
+
+UNREACHABLE = "The Hugging Face Hub could not be reached; check the internet connection and try again."
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -247,30 +256,58 @@ def _hub_error(what: str, exc: Exception) -> HubError:
         status = exc.response.status_code if exc.response is not None else 0
         kind = HubUnavailable if status == 429 or status >= 500 else HubError
         return kind(f"The Hub answered {what} with error {status or 'unknown'}; try again later.")
-    return HubUnavailable(f"The Hub could not be reached for {what} ({type(exc).__name__}); check the connection.")
+    log.info("The Hub could not be reached for %s: %s: %s", what, type(exc).__name__, exc)
+    return HubUnreachable(UNREACHABLE)
+
+
+def _search_headers(token: str | None) -> dict[str, str]:
+    """Written here, not by build_hf_headers: that one first fetches the Hub's list of AI agents to name one in the
+    user agent, a second request (3 s to time out) before an offline search can say so."""
+    from llamadesk import __version__
+
+    headers = {"user-agent": f"llamadesk/{__version__}"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
 
 
 def search_models(
     query: str, *, sort: SearchSort = "downloads", limit: int = 30, endpoint: str | None = None,
     token: str | None = None,
 ) -> list[RepoSummary]:
-    """GGUF repositories whose id contains `query`, most downloaded (or liked, or recent) first."""
+    """GGUF repositories whose id contains `query`, most downloaded (or liked, or recent) first.
+
+    One request and no retries: HfApi.list_models pages through huggingface_hub's http_backoff, which tries a
+    refused or timed-out connection six times with 1, 2, 4, 8 and 8 s pauses, so an offline search took ~15 s or
+    more to say so. A search is cheap to repeat by hand; the sentence comes at once."""
     import httpx2
+    from huggingface_hub import ModelInfo
     from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import get_session, hf_raise_for_status
 
     if sort not in _SORT_KEYS:
         raise HubError(f"Sort by downloads, likes or recent, not '{_show(str(sort))}'.")
+    params: dict[str, object] = {
+        "filter": "gguf", "sort": _SORT_PARAMS[sort], "limit": limit,
+        "expand": ["downloads", "likes", "lastModified", "gated", "tags"],
+    }
+    if query:
+        params["search"] = query
     try:
-        found = _api(endpoint, token).list_models(
-            filter="gguf", search=query or None, sort=_SORT_KEYS[sort], limit=limit,
-            expand=["downloads", "likes", "lastModified", "gated", "tags"],
+        response = get_session().get(
+            f"{hub_endpoint(endpoint)}/api/models", params=params,  # type: ignore[arg-type]
+            headers=_search_headers(token), timeout=SEARCH_TIMEOUT,
         )
+        hf_raise_for_status(response)
+        found = [ModelInfo(**item) for item in response.json()][:limit]
         return [
             RepoSummary(m.id, m.downloads or 0, m.likes or 0, m.last_modified, bool(m.gated), tuple(m.tags or ()))
             for m in found
         ]
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
         raise _hub_error(f"the search for '{_show(query)}'", exc) from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise HubError(f"The Hub's answer to the search for '{_show(query)}' could not be read.") from exc
 
 
 def list_files(

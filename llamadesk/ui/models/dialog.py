@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core import hardware
 from llamadesk.core.catalog import Catalog, Family, Quantization, Size, load_catalog
-from llamadesk.core.downloads import DownloadJob
+from llamadesk.core.downloads import DownloadJob, State
 from llamadesk.core.hub import GGUFGroup
 from llamadesk.paths import Paths
 from llamadesk.ui.models.catalog_page import CatalogPage
 from llamadesk.ui.models.common import ContextSpinBox, MachineState
 from llamadesk.ui.models.download_manager import DownloadManager
-from llamadesk.ui.models.downloads_page import DownloadsPage, job_title
+from llamadesk.ui.models.downloads_page import DownloadsPage, error_text, job_title
 from llamadesk.ui.models.hub_page import HubPage
 from llamadesk.ui.models.library_page import LibraryPage
 from llamadesk.ui.models.settings_page import SettingsPage
@@ -111,7 +111,7 @@ class ModelManagerDialog(QDialog):
         self.hub_page.downloadRequested.connect(self.download_from_hub)
         self.downloads.jobFinished.connect(self._download_finished)
         self.downloads.jobsChanged.connect(self._update_downloads_tab)
-        self.downloads.jobChanged.connect(lambda _id: self._update_downloads_tab())
+        self.downloads.jobChanged.connect(self._job_changed)
         self.library_page.modelsChanged.connect(self.modelsChanged)
         app = QCoreApplication.instance()
         if app is not None:
@@ -163,6 +163,14 @@ class ModelManagerDialog(QDialog):
         active = self.downloads.active_count()
         index = self.tabs.indexOf(self.downloads_page)
         self.tabs.setTabText(index, f"Downloads ({active})" if active else "Downloads")
+
+    def _job_changed(self, job_id: str) -> None:
+        """The footer never says a download "is queued" after it failed: it says why, in the Downloads tab's words."""
+        self._update_downloads_tab()
+        job = self.downloads.job(job_id)
+        busy = self.downloads.is_running(job_id) or self.downloads.is_waiting(job_id)
+        if job is not None and job.state is State.FAILED and not busy:
+            self.status.setText(f"{job_title(job)}: {error_text(job)}")
 
     # -- closing ------------------------------------------------------------------------------------------------
     def show_tab(self, name: str) -> None:

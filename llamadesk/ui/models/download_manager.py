@@ -11,7 +11,7 @@ from typing import TypeVar
 from PySide6.QtCore import QObject, Signal
 
 from llamadesk.core import secrets
-from llamadesk.core.downloads import Downloader, DownloadJob, DownloadQueue, Progress, State
+from llamadesk.core.downloads import OFFLINE, Downloader, DownloadJob, DownloadQueue, Progress, RetryPolicy, State
 from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 T = TypeVar("T")
@@ -51,6 +51,7 @@ class DownloadManager(QObject):
         # Reading and writing job records, one at a time and in order: a Retry never races the Cancel before it.
         self._ops = TaskRunner(self, max_threads=1)
         self.endpoint = endpoint
+        self.policy: RetryPolicy | None = None  # None: the Downloader's own (tests shorten the waits)
         self.max_parallel = max_parallel
         self._jobs: dict[str, DownloadJob] = {}
         self._progress: dict[str, Progress] = {}
@@ -229,11 +230,11 @@ class DownloadManager(QObject):
 
     def _launch(self, job_id: str) -> None:
         pause, cancel = threading.Event(), threading.Event()
-        queue, endpoint = self.queue, self.endpoint
+        queue, endpoint, policy = self.queue, self.endpoint, self.policy
 
         def work(ctx: TaskContext) -> DownloadJob:
             token = secrets.get_hf_token()  # read here: the keyring may be slow, and it is never logged
-            downloader = Downloader(queue, endpoint=endpoint, token=token)
+            downloader = Downloader(queue, endpoint=endpoint, token=token, policy=policy)
             return downloader.download(
                 job_id, progress=lambda p: ctx.progress(p, force=True), cancel=cancel, pause=pause
             )
@@ -247,7 +248,7 @@ class DownloadManager(QObject):
         )
         self._running[job_id] = _Running(task, pause, cancel)
         job = self._jobs[job_id]
-        self._jobs[job_id] = dataclasses.replace(job, state=State.DOWNLOADING, error=None)
+        self._jobs[job_id] = dataclasses.replace(job, state=State.DOWNLOADING, error=None, error_kind=None)
         self.jobChanged.emit(job_id)
 
     def _on_progress(self, p: Progress) -> None:
@@ -264,7 +265,8 @@ class DownloadManager(QObject):
     def _on_job_failed(self, job_id: str, message: str) -> None:
         old = self._jobs.get(job_id)
         if old is not None:
-            self._finish(job_id, dataclasses.replace(old, state=State.FAILED, error=message))
+            kind = "offline" if message == OFFLINE else None  # the core's sentence for "the Hub could not be reached"
+            self._finish(job_id, dataclasses.replace(old, state=State.FAILED, error=message, error_kind=kind))
 
     def _finish(self, job_id: str, job: DownloadJob) -> None:
         self._running.pop(job_id, None)

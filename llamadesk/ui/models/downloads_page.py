@@ -32,6 +32,18 @@ STATE_WORDS = {
 }
 
 
+# The window's words for a download that could not reach the Hub (the core's sentence says "try again"; here the
+# Retry button beside it does that).
+OFFLINE_TEXT = "Could not reach the Hugging Face Hub; LlamaDesk will resume the download when you press Retry."
+
+
+def error_text(job: DownloadJob) -> str:
+    """A failed job's one sentence, as this window words it."""
+    if job.error_kind == "offline":
+        return OFFLINE_TEXT
+    return job.error or ""
+
+
 def job_title(job: DownloadJob) -> str:
     """The model's readable name; the parts of a split model say which part they are."""
     name = job.display_name or job.label.removesuffix(".gguf")
@@ -125,7 +137,7 @@ class DownloadRow(QFrame):
         if job.error and job.state is State.FAILED and not running and not waiting:
             gated = "gated" in job.error or "token" in job.error
             self.error.show_error(
-                job.error + (" In this window: store the token in Settings, then Retry." if gated else "")
+                error_text(job) + (" In this window: store the token in Settings, then Retry." if gated else "")
             )
         else:
             self.error.clear_message()
