@@ -94,6 +94,27 @@ def describe(path: Path, notes: dict[str, Any] | None = None, *, external: bool 
     )
 
 
+def is_projector(path: Path) -> bool:
+    """A vision model's projector (`mmproj-*.gguf`, as published next to the model), not a model to chat with."""
+    return path.suffix.lower() == ".gguf" and "mmproj" in path.name.lower()
+
+
+def projector_for(model: Path) -> Path | None:
+    """The projector beside a model in its folder, or None. With several, the one whose name after "mmproj" shares
+    the longest start with the model's name (a repo of two models), then the largest file (f16 before q8_0)."""
+    try:
+        candidates = [p for p in model.parent.iterdir() if p != model and is_projector(p) and p.is_file()]
+    except OSError:
+        return None
+
+    def rank(p: Path) -> tuple[int, int, str]:
+        rest, stem = p.name.lower().split("mmproj", 1)[1].lstrip("-_."), model.name.lower()
+        pairs = enumerate(zip(rest, stem, strict=False))
+        shared = next((i for i, (a, b) in pairs if a != b), min(len(rest), len(stem)))
+        return shared, p.stat().st_size, p.name
+
+    return max(candidates, key=rank) if candidates and not is_projector(model) else None
+
 def list_local_models(models_dir: Path, *, include_external: bool = True) -> list[LocalModel]:
     """Every .gguf under the models folder (a split model once), then the models used in place; sorted by name."""
     if not models_dir.is_dir():

@@ -53,6 +53,8 @@ class LoadOptions:
     use_mmap: bool = True
     use_mlock: bool = False
     rpc_servers: tuple[str, ...] = ()  # "host:port" of llama.cpp rpc-servers to split the layers over (core/rpc.py)
+    mmproj: Path | None = None  # a vision model's projector (mmproj-*.gguf): messages may then carry images (vision.py)
+    mmproj_gpu: bool = True  # the projector on the GPU when there is one (its own setting: it is small but slow on CPU)
 
     def check(self) -> None:
         """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""
@@ -103,6 +105,7 @@ class ModelInfo:
     gpu_buffers: dict[str, float] = field(default_factory=dict)  # model weights per buffer, MiB ("CUDA0": 812.5)
     rpc_servers: tuple[str, ...] = ()  # the RPC hosts the model is split over (LoadOptions.rpc_servers)
     layer_split: dict[str, int] = field(default_factory=dict)  # layers per device or RPC host, as llama.cpp placed them
+    projector: str = ""  # the projector's file name when the model reads images (LoadOptions.mmproj)
     # A model served by a remote endpoint: its base URL and server kind; then file_name (and path) is the model id,
     # size_bytes 0, sha256 "" and template_name "server" (the server applies its own chat template).
     endpoint: str = ""
@@ -165,6 +168,7 @@ class Capabilities(TypedDict, total=False):
     modes: list[str]  # GenerationMode values stream(mode=…) takes; chat only when missing
     token_probs: bool  # stream(token_probs=True) records each token's probability and alternatives
     prefill: bool  # prefill() reads a prompt ahead into the cache
+    images: bool  # messages may carry images (vision.IMAGES_KEY): a vision model loaded with its projector
     gpu_offload: bool  # a GPU device can take layers
     llama_cpp_python: str  # the in-process engine's library version
     rpc: bool  # the model is split over RPC hosts

@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+import llamadesk.core.engines.vision as vision
 from llamadesk import __version__
 from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc
 from llamadesk.core.engines.api import (
@@ -72,6 +73,7 @@ class LlamaCppEngine:
         self._no_abort: Any = None
         self._markers: frozenset[int] = frozenset()  # special tokens the stream shows as text (harmony's markers)
         self._controls = ControlTexts(())  # the control tokens' texts: a message holding one is tokenized apart
+        self._vision: vision.Projector | None = None  # a vision model's projector: messages may carry images
 
     @property
     def info(self) -> ModelInfo | None:
@@ -90,6 +92,7 @@ class LlamaCppEngine:
             "modes": [m.value for m in GenerationMode],
             "token_probs": True,
             "prefill": True,
+            "images": self._vision is not None,
         }
 
     # -- loading ---------------------------------------------------------------------------------
@@ -144,7 +147,8 @@ class LlamaCppEngine:
                 bos_token=llama._model.token_get_text(bos) if bos >= 0 else "",
                 eos_token=llama._model.token_get_text(eos) if eos >= 0 else "",
             )
-        except TemplateError:
+            self._vision = vision.Projector.load(options, llama, n_threads) if options.mmproj else None
+        except (TemplateError, ModelLoadError):
             llama.close()
             raise
         self._install_abort_callback(llama)
@@ -187,6 +191,7 @@ class LlamaCppEngine:
             gpu_buffers={k: v for k, v in placement.buffers.items() if not k.startswith("CPU")},
             rpc_servers=tuple(options.rpc_servers),
             layer_split=placement.layer_split() if options.rpc_servers else {},
+            projector=self._vision.path.name if self._vision else "",
         )
         log.info("Loaded %s in %.2f s (template %s)", path.name, self._info.load_seconds, template.name)
         if self._info.offload_note:
@@ -242,6 +247,9 @@ class LlamaCppEngine:
         llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_cb, None)
 
     def unload(self) -> None:
+        if self._vision is not None:  # before its model
+            self._vision.close()
+            self._vision = None
         if self._llama is not None:
             self._llama.close()
         self._llama = None
@@ -284,6 +292,8 @@ class LlamaCppEngine:
         return whole
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
+        if vision.has_images(messages):
+            return vision.count_tokens(self, messages)
         return len(self._prompt_tokens(messages))
 
     def prefill(
@@ -295,6 +305,8 @@ class LlamaCppEngine:
         how many tokens it evaluated. `cancel` interrupts it inside llama_decode: what was evaluated before stays
         cached, the rest is dropped by the next evaluation. A prompt that does not fit the context is left alone."""
         cancel = cancel or threading.Event()
+        if vision.has_images(messages):  # images are read when the reply starts
+            return 0
         tokens = self._prompt_tokens(messages, GenerationMode(mode))
         llama = self._llama
         assert llama is not None
@@ -340,6 +352,9 @@ class LlamaCppEngine:
         (core/tools/prompt.py), and messages may then hold calls and results."""
         mode = GenerationMode(mode)
         cancel = cancel or threading.Event()
+        if vision.has_images(messages):  # engines/vision.py: the images read first, then the same token loop
+            yield from vision.stream(self, messages, params, cancel, mode=mode, token_probs=token_probs)
+            return
         tokens = self._prompt_tokens(messages, mode, tools)
         llama = self._llama
         assert llama is not None and self._info is not None and self._renderer is not None
