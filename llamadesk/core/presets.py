@@ -227,3 +227,65 @@ class PresetStore:
             raise PresetError(f"Nothing was imported from {path.name}: you would have more than {MAX_PRESETS} presets.")
         self._store(merged)
         return sorted(found, key=str.casefold)
+
+
+# --- per-model settings ------------------------------------------------------------------------------------------
+MAX_REMEMBERED_MODELS: Final = 200
+
+
+def model_key(path: str | os.PathLike[str]) -> str:
+    """Which model settings belong to: the file's name, so a model moved to another folder keeps them."""
+    return Path(path).name
+
+
+def model_defaults() -> SamplingParams:
+    """What "Reset to the model's defaults" puts back: LlamaDesk's defaults (a GGUF's own sampling metadata is not
+    read yet)."""
+    return SamplingParams()
+
+
+class ModelSettingsStore:
+    """The sampling settings last used with each model (config/model_settings.json), as LM Studio keeps them: load
+    the model again and they come back. A damaged file is set aside (.bad) and the store starts empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._models: dict[str, dict[str, Any]] = {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            models = data.get("models") if isinstance(data, dict) else None
+            if not isinstance(models, dict):
+                raise ValueError("no models object")
+            self._models = {str(k): v for k, v in models.items() if isinstance(v, dict)}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            log.warning("Model settings in %s could not be read (%s); starting afresh", path, exc)
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_suffix(".json.bad"))
+
+    def get(self, key: str) -> SamplingParams | None:
+        """The settings last used with the model, or None (never used, or stored values no longer valid)."""
+        values = self._models.get(key)
+        if values is None:
+            return None
+        try:
+            return SamplingParams.from_dict(values)
+        except LlamaDeskError as exc:
+            log.warning("Ignoring the stored settings of %s: %s", key, exc)
+            return None
+
+    def remember(self, key: str, params: SamplingParams) -> None:
+        """Keeps `params` for the model (the most recent last; the oldest are dropped past MAX_REMEMBERED_MODELS)."""
+        values = params.to_dict()
+        if self._models.get(key) == values:
+            return
+        models = {k: v for k, v in self._models.items() if k != key}
+        models[key] = values
+        while len(models) > MAX_REMEMBERED_MODELS:
+            models.pop(next(iter(models)))
+        try:
+            _write_atomically(self.path, {"format": "llamadesk-model-settings", "version": 1, "models": models})
+        except OSError as exc:
+            raise LlamaDeskError(f"Model settings could not be saved to {self.path}: {exc.strerror or exc}.") from exc
+        self._models = models

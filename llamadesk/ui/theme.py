@@ -72,6 +72,15 @@ class UiPrefs:
     def prefill_while_typing(self, value: bool) -> None:
         self._settings.setValue("prefill_while_typing", "true" if value else "false")
 
+    @property
+    def show_all_settings(self) -> bool:
+        """The settings panel shows every setting (else the few most people touch)."""
+        return self._get("show_all_settings", "false").lower() == "true"
+
+    @show_all_settings.setter
+    def show_all_settings(self, value: bool) -> None:
+        self._settings.setValue("show_all_settings", "true" if value else "false")
+
     def sync(self) -> None:
         self._settings.sync()
 

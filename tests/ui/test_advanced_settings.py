@@ -131,7 +131,10 @@ def test_the_view_menu_and_the_panel_open_the_dialog(make_window: Callable[..., 
     view = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == "View")
     assert window.advanced_settings.action in view.actions()
     button = window.advanced_settings.button
+    assert not button.isVisibleTo(window.panel)  # an expert's button: behind "Show all settings" (issue 20)
+    qtbot.mouseClick(window.panel.show_all_button, Qt.MouseButton.LeftButton)
     assert button.isVisibleTo(window.panel) and button.accessibleName() and button.toolTip()
+    qtbot.waitUntil(lambda: button.isVisible() and button.height() > 0)  # laid out once shown
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     dialog = window.advanced_settings.dialog
     assert dialog is not None

@@ -1,5 +1,6 @@
-"""The window's settings kept on disk: the panel's values become the defaults for new chats (settings.json) and
-belong to the shown conversation (its row in the history); both are saved a moment after the last change."""
+"""The window's settings kept on disk: the panel's values become the defaults for new chats (settings.json),
+belong to the shown conversation (its row in the history) and to the loaded model (model_settings.json: loading it
+again into an empty chat brings them back); all are saved a moment after the last change."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer
 
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.presets import ModelSettingsStore, model_defaults, model_key
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.settings import AppSettings, save_settings
 
@@ -50,6 +52,8 @@ class SettingsKeeper(QObject):
         # stored sampling. Both are built before this keeper.
         self.chat, self.notebook = chat, notebook
         self.dirty_cid: int | None = None
+        self.models = ModelSettingsStore(settings_file.parent / "model_settings.json")
+        self.dirty_model: str | None = None  # the loaded model's key when its settings are to be saved
         self.save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self.conv_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
         self.save_timer.timeout.connect(self.save_settings)
@@ -58,6 +62,8 @@ class SettingsKeeper(QObject):
         panel.paramsChanged.connect(self._on_panel_changed)
         panel.systemPromptChanged.connect(self._on_panel_changed)
         panel.contextLengthChanged.connect(self._on_context_length_changed)
+        panel.showAllChanged.connect(self._on_show_all_changed)
+        state.modelChanged.connect(self._on_model_changed)
 
     def restore(self) -> None:
         """Puts the stored defaults into the panel."""
@@ -67,6 +73,36 @@ class SettingsKeeper(QObject):
         panel.set_n_ctx(settings.n_ctx)
         panel.context_box.set_policy(self.prefs.overflow_policy)
         self.chat.set_policy(panel.context_box.policy().value)
+        panel.set_show_all(self.prefs.show_all_settings)
+
+    def _on_show_all_changed(self, show: bool) -> None:
+        self.prefs.show_all_settings = show
+
+    def _loaded_key(self) -> str | None:
+        info = self.state.model_info
+        return model_key(info.path) if info is not None else None
+
+    def _on_model_changed(self) -> None:
+        """A model was loaded: the settings last used with it come back when the chat shown is empty (a chat with
+        messages keeps its own); Reset to the model's defaults now means this model."""
+        key = self._loaded_key()
+        model = self.state.loaded_model
+        self.panel.set_model_defaults(model_defaults(), model.name if model is not None else key)
+        if key is None:
+            return
+        remembered = self.models.get(key)
+        if remembered is None or remembered == self.panel.params():
+            return
+        cid = self.state.current_cid
+        if cid is not None:
+            try:
+                if self.history.messages(cid):
+                    return
+            except LlamaDeskError:
+                return
+        self.panel.set_params(remembered)
+        self._on_panel_changed()
+        self.state.show_notice(f"The settings you last used with {model.name if model else key} are back.", 5000)
 
     def forget(self, cid: int) -> None:
         """The conversation went away (the trash): its pending settings are not written."""
@@ -82,6 +118,7 @@ class SettingsKeeper(QObject):
         """Your latest values become the defaults for new chats and belong to the shown conversation."""
         self.settings.sampling = self.panel.params().to_dict()
         self.settings.system_prompt = self.panel.system_prompt()
+        self.dirty_model = self._loaded_key()
         self.save_timer.start()
         if self.state.current_cid is not None:
             self.dirty_cid = self.state.current_cid
@@ -113,6 +150,9 @@ class SettingsKeeper(QObject):
         self.settings.n_ctx = self.panel.n_ctx()
         try:
             save_settings(self.settings_file, self.settings)
+            key, self.dirty_model = self.dirty_model, None
+            if key is not None:
+                self.models.remember(key, self.panel.params())
         except LlamaDeskError as exc:
             log.warning("Settings not saved: %s", exc)
             self.state.show_notice(str(exc), 10000)
