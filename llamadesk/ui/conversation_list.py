@@ -18,8 +18,8 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPalette
-from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import date_group
@@ -30,6 +30,10 @@ IdRole = Qt.ItemDataRole.UserRole + 1
 HeaderRole = Qt.ItemDataRole.UserRole + 2  # True on a date heading row
 PinnedRole = Qt.ItemDataRole.UserRole + 3
 SourceRole = Qt.ItemDataRole.UserRole + 4  # "app", or "server": a request to LlamaDesk's server (a label is drawn)
+ActivityRole = Qt.ItemDataRole.UserRole + 5  # WRITING, QUEUED or None: what the engine is doing for the conversation
+WRITING = "writing"  # a reply is being written into it (or its documents searched for one)
+QUEUED = "queued"  # your message waits for the engine, busy with another conversation's reply
+ACTIVITY_TEXT = {WRITING: "writing a reply", QUEUED: "message queued"}
 SERVER_LABEL = "server"
 TITLE_MAX = 200
 PAGE_SIZE = 100  # a page costs ~2 ms even deep in 10,000 conversations (bench)
@@ -84,6 +88,7 @@ class ConversationListModel(QAbstractListModel):
         self._more = False
         self._last_group: object = None
         self._now = 0.0
+        self._activity: dict[int, str] = {}  # conversation id → WRITING or QUEUED (kept across reloads)
 
     # --- loading ------------------------------------------------------------------------------------------------
     def set_source(self, fetch: Fetch | None, *, first: int | None = None) -> None:
@@ -142,6 +147,19 @@ class ConversationListModel(QAbstractListModel):
             self._commit(rows, last)
             self.endInsertRows()
 
+    def set_activity(self, activity: dict[int, str]) -> None:
+        """Marks the conversations the engine works for (a reply being written, a message queued)."""
+        changed = set(activity.items()) ^ set(self._activity.items())
+        self._activity = dict(activity)
+        for cid in {c for c, _a in changed}:
+            row = self._row_of.get(cid, -1)
+            if row >= 0:
+                index = self.index(row)
+                self.dataChanged.emit(index, index, [ActivityRole, Qt.ItemDataRole.AccessibleTextRole])
+
+    def activity(self, cid: int) -> str | None:
+        return self._activity.get(cid)
+
     # --- reading ------------------------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self._rows)
@@ -169,12 +187,17 @@ class ConversationListModel(QAbstractListModel):
         r = self._rows[index.row()]
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return r.title
+        activity = None if r.header else self._activity.get(r.cid)
         if role == Qt.ItemDataRole.ToolTipRole:
             server = " (a request to LlamaDesk's server)" if r.source == SERVER_LABEL else ""
-            return None if r.header else r.title + server
+            busy = f" — {ACTIVITY_TEXT[activity]}" if activity else ""
+            return None if r.header else r.title + server + busy
         if role == Qt.ItemDataRole.AccessibleTextRole:
             text = f"{r.title} (heading)" if r.header else f"{r.title}, pinned" if r.pinned else r.title
-            return f"{text}, from the server" if r.source == SERVER_LABEL else text
+            text = f"{text}, from the server" if r.source == SERVER_LABEL else text
+            return f"{text}, {ACTIVITY_TEXT[activity]}" if activity else text
+        if role == ActivityRole:
+            return activity
         if role == SourceRole:
             return None if r.header else r.source
         if role == IdRole:
@@ -203,13 +226,21 @@ class ConversationListModel(QAbstractListModel):
 
 
 class SidebarDelegate(QStyledItemDelegate):
-    """Conversations as plain rows; headings small, bold and muted, with air above them."""
+    """Conversations as plain rows; headings small, bold and muted, with air above them. A conversation the engine
+    works for ends in a marker: a turning arc while its reply is written (`phase` turns it), "queued" while your
+    message waits for the engine."""
+
+    phase = 0  # the writing marker's angle, in steps of 30°; the sidebar's timer advances it
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
         height = option.fontMetrics.height()
         return QSize(0, height + (16 if index.data(HeaderRole) else 12))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        activity = index.data(ActivityRole)
+        if activity:
+            self._paint_busy(painter, option, index, activity)
+            return
         if not index.data(HeaderRole) and index.data(SourceRole) == SERVER_LABEL:
             self._paint_labelled(painter, option, index)
             return
@@ -227,6 +258,38 @@ class SidebarDelegate(QStyledItemDelegate):
         painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), str(index.data()))
         painter.restore()
 
+    def busy_marker_rect(self, option_rect: QRect, activity: str, font: QFont) -> QRect:
+        """Where the marker sits at the row's right end (the title is elided before it)."""
+        small = QFont(font)
+        small.setPointSizeF(small.pointSizeF() * 0.8)
+        width = QFontMetrics(small).horizontalAdvance(QUEUED) + 10 if activity == QUEUED else option_rect.height()
+        return QRect(option_rect.right() - width - 2, option_rect.top(), width, option_rect.height())
+
+    def _paint_busy(self, painter: QPainter, option: QStyleOptionViewItem, index: Index, activity: str) -> None:
+        marker = self.busy_marker_rect(option.rect, activity, option.font)
+        title = QStyleOptionViewItem(option)
+        title.rect = QRect(option.rect).adjusted(0, 0, -marker.width() - 4, 0)
+        super().paint(painter, title, index)
+        painter.save()
+        palette: QPalette = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        colour = palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Highlight)
+        if activity == QUEUED:
+            small = QFont(option.font)
+            small.setPointSizeF(small.pointSizeF() * 0.8)
+            painter.setFont(small)
+            painter.setPen(colour)
+            painter.drawText(marker, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), QUEUED)
+        else:  # a turning arc, like a busy cursor: the eye catches the motion in a long list
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            side = max(8, min(marker.width(), marker.height()) - 10)
+            ring = QRect(0, 0, side, side)
+            ring.moveCenter(marker.center())
+            pen = QPen(colour, 2.0)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            painter.setPen(pen)
+            painter.drawArc(ring, -self.phase * 30 * 16, 270 * 16)
+        painter.restore()
 
     def _paint_labelled(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         """The row with a small muted "server" label at its right end; the title is elided before it."""

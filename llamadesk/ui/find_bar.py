@@ -19,12 +19,15 @@ class FindBar(QFrame):
     """Finds the messages of one conversation's shown branch that match a query and steps through them.
 
     The chat view does the showing: it scrolls to `scrollToMessage(id)` and highlights `highlightChanged(query)`
-    ("" clears; it is sent after every search, so the view should ignore a query it already shows). Matches are
+    ("" clears; it is sent after every search, so the view should ignore a query it already shows). The bar counts
+    the words highlighted, not the messages: `set_counter` gives it the number a message shows (without one, each
+    message counts once), and `currentHitChanged(id, n)` names the one to mark as current. Matches are
     counted oldest first; a new search starts at `start_at`, else at the first match at or below the message that
     `anchor()` names (the one at the top of the view), else at the newest.
     """
 
     scrollToMessage = Signal(int)
+    currentHitChanged = Signal(int, int)  # message id, which of its highlighted words (from 0): marked as current
     highlightChanged = Signal(str)
     searched = Signal()  # the matches of the query typed are known (found in the query thread)
     closed = Signal()
@@ -42,8 +45,10 @@ class FindBar(QFrame):
             own = self.runner
             self.destroyed.connect(lambda *_: own.shutdown())
         self.anchor: Callable[[], int | None] = lambda: None
+        self.counter: Callable[[int, str], int] | None = None  # (message id, query) → words highlighted in it
         self._cid: int | None = None
         self._matches: list[int] = []
+        self._hits: list[tuple[int, int]] = []  # (message id, which of its highlighted words), oldest first
         self._current = -1
         self._error = ""
 
@@ -103,12 +108,24 @@ class FindBar(QFrame):
         """Ids of the matching messages, oldest first."""
         return list(self._matches)
 
+    def hits(self) -> list[tuple[int, int]]:
+        """Every word highlighted, as (message id, its place among the message's highlighted words), oldest first."""
+        return list(self._hits)
+
     def current_index(self) -> int:
-        """Position of the current match in `matches()`, -1 when there is none."""
+        """Position of the current hit in `hits()`, -1 when there is none."""
         return self._current
 
+    def current_hit(self) -> tuple[int, int] | None:
+        return self._hits[self._current] if self._current >= 0 else None
+
     def current_message(self) -> int | None:
-        return self._matches[self._current] if self._current >= 0 else None
+        return self._hits[self._current][0] if self._current >= 0 else None
+
+    def set_counter(self, counter: Callable[[int, str], int]) -> None:
+        """`counter(message id, query)`: how many words the chat highlights in that message. The label then counts
+        what you see highlighted (three in two messages is "1 of 3"), and a message that shows none is skipped."""
+        self.counter = counter
 
     def query(self) -> str:
         return self.field.text().strip()
@@ -136,13 +153,14 @@ class FindBar(QFrame):
         self._timer.stop()
         self.runner.cancel("find")
         self.hide()
+        self.currentHitChanged.emit(0, -1)
         self.highlightChanged.emit("")
         self.closed.emit()
 
     def set_conversation(self, cid: int | None) -> None:
         """The conversation shown changed: search it afresh if the bar is open."""
         self._cid = cid
-        self._matches, self._current = [], -1
+        self._matches, self._hits, self._current = [], [], -1
         if self.isVisible():
             self.search()
         else:
@@ -164,9 +182,9 @@ class FindBar(QFrame):
         """Searches again after the conversation changed (a reply arrived, a branch switched), staying on the
         current match if it still is one."""
         if self.isVisible():
-            self._run(keep=self.current_message())
+            self._run(keep=self.current_hit())
 
-    def _run(self, keep: int | None, start_at: int | None = None) -> None:
+    def _run(self, keep: tuple[int, int] | None, start_at: int | None = None) -> None:
         """Finds the matches in the query thread (a long conversation must not freeze typing), then shows them."""
         query, cid = self.query(), self._cid
         if not query or not cid:
@@ -180,45 +198,59 @@ class FindBar(QFrame):
             lambda sentence: self._show(query, [], sentence, keep, start_at),
         )
 
-    def _show(self, query: str, found: list[int], error: str, keep: int | None, start_at: int | None) -> None:
+    def _show(
+        self, query: str, found: list[int], error: str, keep: tuple[int, int] | None, start_at: int | None
+    ) -> None:
         self._error = error
         try:
             self._go_to_first(query, found, keep, start_at)
         finally:
             self.searched.emit()
 
-    def _go_to_first(self, query: str, found: list[int], keep: int | None, start_at: int | None) -> None:
-        self._matches = found
-        self.highlightChanged.emit(query if found else "")
-        if not found:
+    def _go_to_first(
+        self, query: str, found: list[int], keep: tuple[int, int] | None, start_at: int | None
+    ) -> None:  # fmt: skip
+        self.highlightChanged.emit(query if found else "")  # first: the chat counts what it highlights
+        counts = [self.counter(mid, query) if self.counter is not None else 1 for mid in found]
+        self._matches = [mid for mid, n in zip(found, counts, strict=True) if n > 0]
+        self._hits = [(mid, k) for mid, n in zip(found, counts, strict=True) for k in range(n)]
+        if not self._hits:
+            if found:  # found in the messages' text, shown nowhere (folded reasoning): nothing stays highlighted
+                self.highlightChanged.emit("")
             self._current = -1
-        elif keep in found:
-            self._current = found.index(keep)
-        elif start_at in found:
-            self._go(found.index(start_at))
+        elif keep in self._hits:
+            self._current = self._hits.index(keep)
+            self.currentHitChanged.emit(*self._hits[self._current])
+        elif start_at in self._matches:
+            self._go(self._first_hit_of(start_at))
             return
         else:
             anchor = self.anchor()
-            below = [i for i, mid in enumerate(found) if anchor is not None and mid >= anchor]
-            self._go(below[0] if below else len(found) - 1)
+            below = [mid for mid in self._matches if anchor is not None and mid >= anchor]
+            self._go(self._first_hit_of(below[0]) if below else len(self._hits) - 1)
             return
         self._update_label()
 
+    def _first_hit_of(self, message_id: int) -> int:
+        return next(i for i, (mid, _k) in enumerate(self._hits) if mid == message_id)
+
     def next_match(self) -> None:
-        if self._matches:
-            self._go((self._current + 1) % len(self._matches))
+        if self._hits:
+            self._go((self._current + 1) % len(self._hits))
 
     def previous_match(self) -> None:
-        if self._matches:
-            self._go((self._current - 1) % len(self._matches))
+        if self._hits:
+            self._go((self._current - 1) % len(self._hits))
 
     def _go(self, i: int) -> None:
         self._current = i
         self._update_label()
-        self.scrollToMessage.emit(self._matches[i])
+        mid, k = self._hits[i]
+        self.scrollToMessage.emit(mid)
+        self.currentHitChanged.emit(mid, k)
 
     def _update_label(self) -> None:
-        n = len(self._matches)
+        n = len(self._hits)
         self.count_label.setToolTip(self._error)
         if self._error:
             text = "Not searched"

@@ -39,6 +39,7 @@ from llamadesk.ui.file_drop import FileDrop
 from llamadesk.ui.idle_gc import IdleCollector
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
+from llamadesk.ui.panel_fit import PanelFit, sidebar_toggle
 from llamadesk.ui.rpc_dialog import RpcHostsAction
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
@@ -118,6 +119,8 @@ class MainWindow(QMainWindow):
         toolbar = QToolBar("Model", self)
         toolbar.setObjectName("modelToolbar")
         toolbar.setMovable(False)
+        self.toggle_sidebar_action = sidebar_toggle(self.sidebar, self)  # the list, closed in a narrow window
+        toolbar.addAction(self.toggle_sidebar_action)
         toolbar.addWidget(self.picker)
         self.toggle_settings_action = self.settings_dock.toggleViewAction()
         toolbar.addAction(self.toggle_settings_action)
@@ -177,6 +180,11 @@ class MainWindow(QMainWindow):
             self.state, self, history=self.history, view_menu=self.menus[MenuId.VIEW], beside=self.settings_dock
         )
         self.documents.pane.usageChanged.connect(lambda *_: self.chat.refresh_context())  # the documents' share
+        self.menus[MenuId.VIEW].addAction(self.toggle_sidebar_action)
+        self.panel_fit = PanelFit(  # a narrow window: the side panels give way (to their buttons) before the chat
+            self, chat, [self.settings_dock, self.documents, self.navigation.search_dock, self.sidebar],
+            toggles={self.sidebar: self.toggle_sidebar_action},
+        )  # fmt: skip
 
     def _connect(self) -> None:
         self.picker.aboutToLoad.connect(self._on_about_to_load)
@@ -190,8 +198,10 @@ class MainWindow(QMainWindow):
         self.session.problem.connect(self.warn)
         self.session.notice.connect(self.statusBar().showMessage)
         self.composer.sendRequested.connect(self.send)
-        self.composer.stopRequested.connect(self.stop_generation)
-        self.stop_shortcut.activated.connect(self.stop_generation)
+        # Esc and Stop stop the shown chat's reply only (or take back its queued one); a load stops any reply.
+        self.composer.stopRequested.connect(self.chat.stop_here)
+        self.stop_shortcut.activated.connect(self.chat.stop_here)
+        self.chat.activityChanged.connect(self.sidebar.set_activity)  # the busy and queued chats are marked
         self.sidebar.conversationSelected.connect(self.select_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.conversationRenamed.connect(self._on_renamed)
@@ -240,9 +250,7 @@ class MainWindow(QMainWindow):
 
     def _update_state(self, *_: object) -> None:
         can_send = self.model_info is not None and not self.is_loading and not self.is_generating and not self.closed
-        reason = "Load a model first" if self.model_info is None or self.is_loading else "Wait for the reply to end"
-        self.composer.set_state(can_send=can_send, generating=self.is_generating, reason=reason)
-        self.stop_shortcut.setEnabled(self.is_generating)
+        self.chat.update_composer()  # Send, Stop, Esc: per conversation (a reply elsewhere queues what you send)
         self.window_actions.regenerate.setEnabled(can_send)  # with nothing to regenerate it does nothing
         self.chat_view.set_placeholder(self._empty_text())
 

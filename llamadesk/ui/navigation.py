@@ -62,6 +62,7 @@ class Navigation(QObject):
 
         self.find_bar = FindBar(history, runner=self.queries)
         self.find_bar.set_anchor(self._top_message)
+        self.find_bar.set_counter(chat_view.hit_count)  # "n of m" counts the words highlighted, not the messages
         self.find_bar.hide()
         chat_column.insertWidget(0, self.find_bar)  # above the chat view
 
@@ -89,6 +90,7 @@ class Navigation(QObject):
         self.search_panel.closeRequested.connect(self.close_search)
         self.find_bar.scrollToMessage.connect(chat_view.scroll_to_message)
         self.find_bar.highlightChanged.connect(chat_view.set_highlight)
+        self.find_bar.currentHitChanged.connect(chat_view.show_hit)  # the current hit marked, in view
         self.find_bar.closed.connect(chat_view.setFocus)
         session.replyEnded.connect(lambda *_: self.find_bar.refresh())  # the new reply may match
         self.history_actions = HistoryActions(

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QFontMetrics, QKeyEvent, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QButtonGroup,
     QHBoxLayout,
     QLabel,
@@ -253,7 +254,10 @@ class SearchPanel(QWidget):
         self._timer.timeout.connect(self.run_now)
         self.field.textChanged.connect(self._on_text_changed)
         self.order_group.buttonToggled.connect(self._on_order_toggled)
-        self.results.activated.connect(self.open_index)  # Enter, and a double click (or a click where that is usual)
+        # One click opens the hit, as in every search list (activated alone needed a double click on most desktops);
+        # Enter too. A double click's second press finds the hit already open.
+        self.results.clicked.connect(self.open_index)
+        self.results.activated.connect(self._activated)
         self.model.failed.connect(self._show_error)
         self.model.searched.connect(self._on_searched)
         self._keys = _Keys(self)
@@ -339,6 +343,10 @@ class SearchPanel(QWidget):
     def _open_first(self) -> None:
         current = self.results.currentIndex()
         self.open_index(current if current.isValid() else self.model.index(0, 0))
+
+    def _activated(self, index: Index) -> None:
+        if QApplication.mouseButtons() == Qt.MouseButton.NoButton:  # Enter (a click already opened it)
+            self.open_index(index)
 
     def open_index(self, index: Index) -> None:
         hit: SearchHit | None = index.data(HitRole) if index.isValid() else None

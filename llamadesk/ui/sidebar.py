@@ -22,6 +22,7 @@ from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
 from llamadesk.ui.conversation_list import (
     PAGE_SIZE,
+    WRITING,
     ConversationLike,
     ConversationList,
     ConversationListModel,
@@ -33,6 +34,7 @@ from llamadesk.ui.conversation_list import (
 )
 from llamadesk.ui.undo_bar import UndoBar
 
+BUSY_TICK_MS = 120  # the writing marker turns 30° per tick
 SEEK_LIMIT = 5_000  # select()/set_current() load pages up to this many conversations to find one
 UNDO_TIMEOUT_MS = 10_000
 
@@ -121,6 +123,9 @@ class Sidebar(QWidget):
         self.undo_bar.undoRequested.connect(self.undo_delete)
         self.undo_bar.expired.connect(self._trashed.clear)
         self.undo_shortcut.activated.connect(self.undo_delete)
+        self._writing: list[int] = []  # conversations whose marker turns
+        self._busy_timer = QTimer(self, interval=BUSY_TICK_MS)
+        self._busy_timer.timeout.connect(self._turn_marker)
         if history is not None:
             self.set_history(history)
 
@@ -233,6 +238,28 @@ class Sidebar(QWidget):
         cid = current.data(IdRole)
         if not self._filling and cid is not None:
             self.conversationSelected.emit(int(cid))
+
+    # --- what the engine works for ---------------------------------------------------------------------------------
+    def set_activity(self, activity: dict[int, str]) -> None:
+        """Marks the conversations whose reply is being written (a turning arc) or whose message is queued."""
+        self.model.set_activity(activity)
+        self._writing = [cid for cid, what in activity.items() if what == WRITING]
+        writing = any(a == WRITING for a in activity.values())
+        if writing and not self._busy_timer.isActive():
+            self._busy_timer.start()
+        elif not writing:
+            self._busy_timer.stop()
+
+    def activity(self, cid: int) -> str | None:
+        """WRITING, QUEUED or None: what the list shows for `cid`."""
+        return self.model.activity(cid)
+
+    def _turn_marker(self) -> None:
+        self.delegate.phase = (self.delegate.phase + 1) % 12
+        for cid in self._writing:
+            row = self.model.row_of(cid)
+            if row >= 0:
+                self.list.update(self.model.index(row, 0))
 
     # --- rename, pin ----------------------------------------------------------------------------------------------
     def rename_current(self) -> None:

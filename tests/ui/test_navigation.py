@@ -23,11 +23,14 @@ def no_query_thread_left() -> Iterator[None]:
 
 
 def highlighted_pixels(widget: QWidget) -> int:
-    """How many pixels of `widget` have the highlight colour (#ffe26a) — what a user sees, not a flag."""
+    """How many pixels of `widget` have a highlight colour (#ffe26a, or #ff9632 for the find bar's current hit) —
+    what a user sees, not a flag."""
     image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
     pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
     bgra = pixels[:, : image.width() * 4].reshape(image.height(), image.width(), 4)
-    return int(np.count_nonzero((bgra[..., 0] == 0x6A) & (bgra[..., 1] == 0xE2) & (bgra[..., 2] == 0xFF)))
+    yellow = (bgra[..., 0] == 0x6A) & (bgra[..., 1] == 0xE2) & (bgra[..., 2] == 0xFF)
+    orange = (bgra[..., 0] == 0x32) & (bgra[..., 1] == 0x96) & (bgra[..., 2] == 0xFF)
+    return int(np.count_nonzero(yellow | orange))
 
 
 def _fill(history: History) -> tuple[int, int, int]:

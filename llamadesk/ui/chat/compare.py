@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -152,16 +153,35 @@ class CompareDialog(QDialog):
         self._connect(host)
         self._queue: list[Side] = []
         self._closed = False
+        self.fit_to_window()
+
+    def fit_to_window(self) -> None:
+        """Never larger than the main window: 980 × 640 when there is room, else the window's size (the parts wrap
+        or elide rather than widen it: long model names, figures, the memory note)."""
+        owner = self.parentWidget().window() if self.parentWidget() is not None else None
+        if owner is None:
+            return
+        limit = owner.size()
+        self.setMaximumSize(limit)
+        self.resize(min(980, limit.width()), min(640, limit.height()))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.fit_to_window()  # the window may have been resized since the dialog was made
+        super().showEvent(event)
 
     def _side(self, name: str, grid: QGridLayout, column: int, choice: str) -> Side:
         box = QGroupBox(name, self)
         model_combo = QComboBox(box)
+        model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        model_combo.setMinimumContentsLength(12)  # a long model name is elided, not a wider dialog
         model_combo.setObjectName(f"compareModel{name}")
         model_combo.setAccessibleName(f"Model of {name}")
         model_combo.addItem(LOADED, None)
         for model in self.others if name == "B" else ():
             model_combo.addItem(model.name, model)
         combo = QComboBox(box)
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
         combo.setObjectName(f"compareSettings{name}")
         combo.setAccessibleName(f"Settings of {name}")
         combo.addItems([CURRENT, *self.presets])
@@ -173,6 +193,7 @@ class CompareDialog(QDialog):
         flags = Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
         text.setTextInteractionFlags(flags)
         figures = QLabel("—", box)
+        figures.setWordWrap(True)  # long figures wrap in their half instead of widening the dialog
         figures.setObjectName(f"compareFigures{name}")
         figures.setAccessibleName(f"Figures of {name}")
         inner = QVBoxLayout(box)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 MIN_LINES = 2
@@ -97,7 +97,16 @@ class Composer(QWidget):
         banner.addWidget(self.edit_label, 1)
         banner.addWidget(self.cancel_edit_button)
         self.edit_banner.hide()
+        # One line above the editor: what happens to what you send now (it waits for a reply in another chat), or
+        # why Enter did not send it. Never silent: a refused Enter always says why here.
+        self.note = QLabel(self)
+        self.note.setObjectName("composerNote")
+        self.note.setWordWrap(True)
+        self.note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.note.hide()
         self._generating = False
+        self._reason = ""
+        self._hint = ""
 
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
@@ -112,6 +121,7 @@ class Composer(QWidget):
         layout.setContentsMargins(12, 6, 12, 12)
         layout.setSpacing(4)
         layout.addWidget(self.edit_banner)
+        layout.addWidget(self.note)
         layout.addLayout(row)
 
         self.edit.submitted.connect(self._submit)
@@ -156,15 +166,28 @@ class Composer(QWidget):
         else:
             self.stopRequested.emit()
 
-    def set_state(self, *, can_send: bool, generating: bool, reason: str = "") -> None:
-        """Send is off while no model is loaded or a reply is coming; the editor always stays editable."""
+    def set_state(self, *, can_send: bool, generating: bool, reason: str = "", hint: str = "") -> None:
+        """Send is off while no model is loaded or this chat's reply is coming (`reason` says why); the editor always
+        stays editable. `hint`: a line about what sending does now (it waits for another chat's reply)."""
         self._can_send = can_send
         self._generating = generating
+        self._reason = "" if can_send else reason
+        self._hint = hint
         self.send_button.setEnabled(can_send)
         self.send_button.setToolTip("Send the message (Enter)" if can_send else reason or "Send the message (Enter)")
         self.stop_button.setEnabled(generating)
+        self._show_note(hint)
+
+    def _show_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setAccessibleName(text)
+        self.note.setVisible(bool(text))
 
     def _submit(self) -> None:
         text = self.text().strip()
-        if self._can_send and text:
+        if not text:
+            return
+        if self._can_send:
             self.sendRequested.emit(text)
+        else:  # Enter that cannot send says why, where you look
+            self._show_note(self._reason or "This message cannot be sent now.")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
+from llamadesk.core.conversation.lifecycle import name_new_conversation
 from llamadesk.core.conversation.plan import OverflowPolicy
 from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.engines.api import GenerationStats, Message
@@ -19,12 +21,14 @@ from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
 from llamadesk.ui.chat.source_viewer import SourceViewer
+from llamadesk.ui.conversation_list import QUEUED, WRITING
 from llamadesk.ui.shortcuts import MenuId
 
 if TYPE_CHECKING:
     from llamadesk.core.engines.api import LoadOptions
     from llamadesk.core.history import History
     from llamadesk.core.library import LocalModel
+    from llamadesk.core.sampling import SamplingParams
     from llamadesk.ui.chat.compare import CompareDialog
     from llamadesk.ui.chat.composer import Composer
     from llamadesk.ui.chat.context_meter import ReplyFigures
@@ -40,10 +44,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class QueuedMessage:
+    """Your message, saved, whose reply waits for the engine (busy with another conversation's reply)."""
+
+    cid: int
+    message_id: int
+    params: SamplingParams
+    system_prompt: str
+
+
 class ChatController(QObject):
-    """Turns the view's, composer's and shortcuts' requests into session calls; opens the chat's dialogs."""
+    """Turns the view's, composer's and shortcuts' requests into session calls; opens the chat's dialogs.
+
+    One engine writes one reply at a time. While it writes one in conversation A, another conversation B stays
+    usable: what you send in B is saved at once and its reply queued (the composer says so, the sidebar marks B
+    "queued" and A with a turning marker); it starts when A's reply ends. Esc stops only the shown chat's reply (or
+    takes back its queued request). Queueing, not refusing: a message typed is never lost nor silently dropped."""
 
     contextChanged = Signal()  # the prompt the next reply would get changed: it can be read ahead (prefill)
+    activityChanged = Signal(object)  # a dict: conversation id → WRITING or QUEUED: the sidebar marks them
 
     def __init__(
         self, state: WindowState, *, session: ChatSession, history: History, host: EngineHost,
@@ -59,6 +79,9 @@ class ChatController(QObject):
         self.branch_dialog: BranchDialog | None = None
         self.compare_dialog: CompareDialog | None = None
         self._counted: deque[list[Message]] = deque(maxlen=8)  # counts come back in the order asked
+        self._actions = actions
+        self.queue: list[QueuedMessage] = []  # oldest first; one per conversation
+        self._activity: dict[int, str] = {}
         chat_view.actionRequested.connect(self.on_action)
         actions.regenerate.triggered.connect(lambda: self.regenerate())
         actions.branches.triggered.connect(lambda: self.show_branches())
@@ -66,6 +89,8 @@ class ChatController(QObject):
         session.replyEnded.connect(self._on_reply_ended)
         session.busyChanged.connect(self._on_busy)  # a reply starts: the previous one's figures go
         state.conversationChanged.connect(self._on_conversation_changed)
+        state.busyChanged.connect(self._on_engine_state)
+        state.modelChanged.connect(self._on_engine_state)
         host.worker.tokenCount.connect(self._on_token_count)
         chat_view.token_records = session.token_records  # hovering a reply's token shows them
         self.probs_action = QAction("Record Token &Probabilities", self)
@@ -86,6 +111,12 @@ class ChatController(QObject):
         st = self._state
         return st.model_info is not None and not st.is_loading and not st.is_generating and not st.closed
 
+    def _say_busy(self) -> None:
+        """An action refused because the engine writes another chat's reply: says so (never silently ignored)."""
+        busy = self._busy_elsewhere()
+        if busy is not None:
+            self._state.show_notice(f"Wait for the reply in “{self._title(busy)}” to end, or stop it there.", 6000)
+
     def _model_name(self) -> str:
         st = self._state
         if st.loaded_model is not None:
@@ -96,13 +127,144 @@ class ChatController(QObject):
         self._view.follow()
         self._state.conversations_changed()
         self._state.show_notice("Generating…")
+        self._publish()
+
+    # --- which conversation the engine works for ------------------------------------------------------------------
+    def _title(self, cid: int) -> str:
+        try:
+            return self._history.get_conversation(cid).title or "Untitled"
+        except LlamaDeskError:
+            return "another chat"
+
+    def _model_ready(self) -> bool:
+        st = self._state
+        return st.model_info is not None and not st.is_loading and not st.closed
+
+    def _busy_elsewhere(self) -> int | None:
+        """The conversation whose reply the engine writes, when it is not the one shown."""
+        busy = self._session.busy_cid
+        return busy if busy is not None and busy != self._state.current_cid else None
+
+    def queued_for(self, cid: int | None) -> QueuedMessage | None:
+        return next((q for q in self.queue if q.cid == cid), None) if cid is not None else None
+
+    def update_composer(self) -> None:
+        """Send, Stop, Esc and the composer's note for the conversation shown."""
+        st, composer = self._state, self._composer
+        busy, here = self._session.busy_cid, st.current_cid
+        writing_here = busy is not None and busy == here
+        queued = self.queued_for(here)
+        hint = ""
+        if not self._model_ready():
+            can_send, reason = False, "The model is loading…" if st.is_loading else "Load a model first."
+            if queued is not None:
+                hint = "Your message is queued: its reply starts once a model is loaded."
+        elif writing_here:
+            can_send, reason = False, "The reply is still being written: wait for it, or press Esc to stop it."
+        elif queued is not None:
+            can_send = False
+            reason = hint = (
+                f"Queued: your message's reply starts when the reply in “{self._title(busy)}” ends. "
+                "Esc takes the request back."
+                if busy is not None
+                else "Queued: the reply starts now."
+            )
+        elif busy is not None:
+            can_send, reason = True, ""
+            hint = f"A reply is being written in “{self._title(busy)}”; what you send here waits for it, then starts."
+        else:
+            can_send, reason = True, ""
+        if st.closed:
+            can_send, hint = False, ""
+        composer.set_state(can_send=can_send, generating=writing_here, reason=reason, hint=hint)
+        self._actions.stop.setEnabled(writing_here or queued is not None)
+
+    def _publish(self) -> None:
+        activity = {q.cid: QUEUED for q in self.queue}
+        busy = self._session.busy_cid
+        if busy is not None:
+            activity[busy] = WRITING
+        if activity != self._activity:
+            self._activity = activity
+            self.activityChanged.emit(dict(activity))
+
+    def activity(self) -> dict[int, str]:
+        """Conversation id → WRITING or QUEUED, as the sidebar shows it."""
+        return dict(self._activity)
+
+    def _on_engine_state(self, *_: object) -> None:
+        self._publish()
+        self.update_composer()
+        if self.queue and self._session.busy_cid is None:
+            # After the slot that ended the reply has written it (busyChanged comes before the reply is saved).
+            QTimer.singleShot(0, self._start_queued)
+
+    def _start_queued(self) -> None:
+        """The engine is free: the oldest queued message gets its reply."""
+        st = self._state
+        if not self.queue or self._session.busy_cid is not None or not self._model_ready():
+            return
+        item = self.queue.pop(0)
+        started = self._session.regenerate(item.cid, item.message_id, item.params, item.system_prompt)
+        if started:
+            if item.cid == st.current_cid:
+                self._view.follow()
+                st.show_notice("Generating…")
+            else:
+                st.show_notice(f"Writing the queued reply in “{self._title(item.cid)}”…")
+            st.conversations_changed()
+        self._publish()
+        self.update_composer()
+
+    def stop_here(self) -> None:
+        """Esc or Stop in the shown chat: stops its reply, or takes back its queued request (your message stays;
+        Regenerate asks for a reply later). A reply in another chat goes on."""
+        st = self._state
+        busy = self._session.busy_cid
+        if busy is not None and busy == st.current_cid:
+            self._session.stop()
+            st.show_notice("Stopping…", 2000)
+            return
+        queued = self.queued_for(st.current_cid)
+        if queued is not None:
+            self.queue.remove(queued)
+            st.show_notice("The queued reply was cancelled; your message stays (Regenerate asks for a reply).", 8000)
+            self._publish()
+            self.update_composer()
+
+    def _queue_message(self, cid: int, text: str, kwargs: dict[str, object]) -> None:
+        """Saves your message now and queues its reply for when the engine is free."""
+        st, panel = self._state, self._panel
+        try:
+            user = self._history.add_message(cid, "user", text, **kwargs)  # type: ignore[arg-type]
+            name_new_conversation(self._history, cid, text)
+            self._history.update_conversation(cid, model=self._model_name())
+        except LlamaDeskError as exc:
+            st.warn("Message not sent", str(exc))
+            return
+        self._composer.clear()
+        self.queue.append(QueuedMessage(cid, user.id, panel.params(), panel.system_prompt()))
+        if cid == self._session.shown_cid:
+            self._session.show(cid)
+            self._view.follow()
+        st.conversations_changed()
+        busy = self._session.busy_cid
+        st.show_notice(f"Queued: the reply starts when the reply in “{self._title(busy)}” ends."
+                       if busy is not None else "Queued.", 8000)  # fmt: skip
+        self._publish()
+        self.update_composer()
+        if busy is None:
+            QTimer.singleShot(0, self._start_queued)
 
     # --- sending ---------------------------------------------------------------------------------------------
     def send(self, text: str) -> None:
         st, panel = self._state, self._panel
         text = text.strip()
-        if not text or not self._ready():
+        if not text or not self._model_ready():
             return
+        busy = self._session.busy_cid
+        if busy is not None and (busy == st.current_cid or self.queued_for(st.current_cid) is not None):
+            return  # the composer refuses and says why
         editing = self._composer.editing_id
         try:
             cid = st.ensure_conversation()
@@ -112,6 +274,9 @@ class ChatController(QObject):
             return
         st.save_conversation_settings()
         kwargs = {"parent_id": parent} if editing is not None else {}
+        if busy is not None:
+            self._queue_message(cid, text, kwargs)
+            return
         if self._session.start(cid, text, panel.params(), panel.system_prompt(), self._model_name(), **kwargs):
             self._composer.clear()
             self._after_start()
@@ -128,6 +293,7 @@ class ChatController(QObject):
         st, panel = self._state, self._panel
         mid = message_id if message_id is not None else self.last_reply_id()
         if mid is None or st.current_cid is None or not self._ready():
+            self._say_busy()
             return
         st.save_conversation_settings()
         if self._session.regenerate(st.current_cid, mid, panel.params(), panel.system_prompt()):
@@ -136,6 +302,7 @@ class ChatController(QObject):
     def continue_reply(self, message_id: int) -> None:
         cid = self._state.current_cid
         if cid is None or not self._ready():
+            self._say_busy()
             return
         if self._session.continue_reply(cid, message_id, self._panel.params(), self._panel.system_prompt()):
             self._after_start()
@@ -330,11 +497,17 @@ class ChatController(QObject):
         else:
             self._figures.show_figures(last.stats.get("tokens_per_s"), last.stats.get("ttft_s"))
 
-    def _on_conversation_changed(self, _cid: int | None) -> None:
+    def _on_conversation_changed(self, cid: int | None) -> None:
         """Another conversation is shown: no figures of the one before. Its last reply's come with its rows, its
-        token count when the engine has counted it (refresh_context), which waits while another chat's reply runs."""
+        token count when the engine has counted it (refresh_context), which waits while another chat's reply runs.
+        The status line says where the engine is busy: "Generating…" only where the reply is written."""
         self._figures.clear_stats()
         self._figures.meter.clear()
+        busy = self._session.busy_cid
+        if busy is not None:
+            here = busy == cid
+            self._state.show_notice("Generating…" if here else f"Writing a reply in “{self._title(busy)}”…")
+        self.update_composer()
 
     def _on_busy(self, busy: bool) -> None:
         if busy:

@@ -18,8 +18,11 @@ from PySide6.QtGui import (
     QFontMetrics,
     QPainter,
     QPalette,
+    QTextBlockFormat,
+    QTextCursor,
     QTextDocument,
     QTextLine,
+    QTextOption,
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
@@ -114,6 +117,24 @@ def fit_right_to_left(doc: QTextDocument, text: str, text_width: int) -> None:
         block = block.next()
 
 
+def wrap_code(doc: QTextDocument) -> None:
+    """Lets the lines of a reply's code blocks wrap inside the bubble. Qt lays a <pre> out as non-breaking lines, so
+    a long code line made the document (and the drawing) wider than its bubble, and at a narrow width the block's
+    "Copy code" was pushed out of sight. Wrapping, not horizontal scrolling: the bubble is painted by this delegate
+    (no widget, so no scroll bar to drag or focus, and no scroll offset that a repaint, a find highlight or a hit
+    test could agree on), while wrapped code stays fully readable, selectable by Copy, and copied unwrapped."""
+    option = doc.defaultTextOption()
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # a long identifier breaks too
+    doc.setDefaultTextOption(option)
+    block = doc.begin()
+    wrapping = QTextBlockFormat()
+    wrapping.setNonBreakableLines(False)
+    while block.isValid():
+        if block.blockFormat().nonBreakableLines():
+            QTextCursor(block).mergeBlockFormat(wrapping)
+        block = block.next()
+
+
 def _line_span(line: QTextLine) -> tuple[float, float]:
     """Where a laid-out line's text is drawn, left to right (a right-to-left line ends at its right edge)."""
     start = _x_of(line.cursorToX(line.textStart()))
@@ -150,6 +171,9 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
         self._latest: dict[int, tuple[int, int]] = {}  # message id → (revision, width) of its newest document
         self._stream_times: dict[int, tuple[float, float]] = {}  # message id → (rendered at, cost) while streaming
         self.hover_id: int | None = None
+        # The keyboard's current message is outlined only after a key moved it (like CSS :focus-visible): a click
+        # on a message made it current and left an outline that looked like a hover stuck after the mouse left.
+        self.focus_visible = False
         self.active_ids: set[int] = set()  # rows that show their actions without hover (the last reply)
         self.on_stale: Callable[[float], None] | None = None  # asks the view to look again in so many seconds
         self.layouts: Counter[int] = Counter()  # documents made per message id (tests and the benchmark read it)
@@ -216,6 +240,8 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
         else:
             result = self.renderer(doc, text, row.role)
             info = result if isinstance(result, RenderInfo) else EMPTY
+        if info.code_blocks:
+            wrap_code(doc)
         doc.setTextWidth(text_width)
         fit_right_to_left(doc, text, text_width)
         doc.size()  # lay it out now, inside the timing
@@ -298,17 +324,31 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
             pieces += [(ACTION_LABELS[a], a, True) for a in row_actions(row, last)]
         widths = [fm.horizontalAdvance(text) for text, _a, _e in pieces]
         total = sum(widths) + ITEM_GAP * max(len(pieces) - 1, 0)
+        left_limit, right_limit = rect.left() + SIDE_MARGIN / 2, rect.left() + rect.width() - SIDE_MARGIN / 2
+        room = right_limit - left_limit
+        if total > room and stats:  # a narrow chat: the figures (also in the receipt) give way to the actions
+            at = next(i for i, piece in enumerate(pieces) if piece[0] == stats)
+            allowed = widths[at] - (total - room)
+            if allowed < fm.horizontalAdvance("0 tok/s…"):
+                del pieces[at], widths[at]
+            else:
+                pieces[at] = (fm.elidedText(stats, Qt.TextElideMode.ElideRight, allowed), None, True)
+                widths[at] = fm.horizontalAdvance(pieces[at][0])
+            total = sum(widths) + ITEM_GAP * max(len(pieces) - 1, 0)
         y = bubble.bottom() + FOOTER_GAP
         x = bubble.right() - PAD_H / 2 - total if row.role == "user" else bubble.left() + PAD_H / 2
-        x = max(x, rect.left() + SIDE_MARGIN / 2)
+        x = max(min(x, right_limit - total), left_limit)
         items: list[FooterItem] = []
         for (text, action, enabled), width in zip(pieces, widths, strict=True):
             items.append(FooterItem(QRectF(x, y, width, fm.height()), text, action, enabled))
             x += width + ITEM_GAP
         return items
 
+    def _outlined(self, option: QStyleOptionViewItem) -> bool:
+        return self.focus_visible and bool(option.state & QStyle.StateFlag.State_HasFocus)
+
     def _shows_actions(self, row: ChatRow, option: QStyleOptionViewItem) -> bool:
-        current = bool(option.state & QStyle.StateFlag.State_HasFocus)  # the keyboard's current message
+        current = self._outlined(option)  # the keyboard's current message
         return row.message_id == self.hover_id or row.message_id in self.active_ids or current
 
     def hit(self, index: Index, rect: QRect, pos: QPointF, *, hovered: bool = True) -> tuple[str, str] | None:
@@ -389,11 +429,12 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(fill)
         painter.drawRoundedRect(bubble, RADIUS, RADIUS)
-        if option.state & QStyle.StateFlag.State_HasFocus:
+        if self._outlined(option):
             painter.setPen(palette.color(QPalette.ColorRole.Highlight))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(bubble.adjusted(0.5, 0.5, -0.5, -0.5), RADIUS, RADIUS)
         painter.save()
+        painter.setClipRect(bubble.intersected(QRectF(option.rect)))  # no text is ever drawn outside its bubble
         painter.translate(bubble.topLeft() + QPointF(PAD_H, PAD_V))
         ctx = QAbstractTextDocumentLayout.PaintContext()
         placeholder = not row.content and row.status == "streaming"

@@ -14,6 +14,7 @@ from llamadesk.ui.chat.model import ChatRow
 
 HIGHLIGHT_BG = QColor("#ffe26a")  # the search panel's mark colour: readable on light and dark bubbles alike
 HIGHLIGHT_FG = QColor("#000000")
+CURRENT_BG = QColor("#ff9632")  # the find bar's current hit, as browsers mark it: orange among the yellow
 HIGHLIGHT_CACHE_SIZE = 64
 
 
@@ -22,6 +23,16 @@ class HighlightMixin:
 
     highlight_query: str  # words shown highlighted ("" for none)
     _highlights: OrderedDict[tuple[int, int, int], tuple[QTextDocument, list[Any]]]  # (message, revision, width)
+    current_hit: tuple[int, int] | None = None  # (message id, which of its highlighted words): the find bar's
+
+    def set_current_hit(self, message_id: int, n: int) -> bool:
+        """Marks the `n`th highlighted word of a message as the current one (n < 0: none). Returns whether it
+        changed."""
+        hit = (message_id, n) if n >= 0 else None
+        if hit == self.current_hit:
+            return False
+        self.current_hit = hit
+        return True
 
     def set_highlight(self, query: str) -> bool:
         """Highlights the words `query` matches (search rules, last word as a prefix) in every message; "" clears.
@@ -38,17 +49,22 @@ class HighlightMixin:
 
         Matched in the rendered text, not the markdown source: "**turnips**" shows, and highlights, as "turnips".
         """
-        if not self.highlight_query:
-            return []
-        text = doc.toPlainText()
-        spans = match_spans(text, self.highlight_query, prefix=True)
-        if spans and max(text) > "\uffff":  # characters outside the BMP take two UTF-16 units in the document
-            astral = [i for i, ch in enumerate(text) if ch > "\uffff"]
-            spans = [(a + bisect_left(astral, a), b + bisect_left(astral, b)) for a, b in spans]
-        return spans
+        return query_spans(doc, self.highlight_query)
 
     def highlight_selections(self, row: ChatRow, doc: QTextDocument) -> list[Any]:
-        """The highlight as paint-time selections: the document and its layout stay untouched."""
+        """The highlight as paint-time selections (the current hit in its own colour): the document and its layout
+        stay untouched."""
+        selections = self._selections(row, doc)
+        hit = self.current_hit
+        if hit is None or hit[0] != row.message_id or not 0 <= hit[1] < len(selections):
+            return selections
+        current = QAbstractTextDocumentLayout.Selection()
+        current.cursor = selections[hit[1]].cursor
+        current.format = QTextCharFormat(selections[hit[1]].format)
+        current.format.setBackground(CURRENT_BG)
+        return [*selections[: hit[1]], current, *selections[hit[1] + 1 :]]
+
+    def _selections(self, row: ChatRow, doc: QTextDocument) -> list[Any]:
         if not self.highlight_query:
             return []
         key = (row.message_id, row.revision, int(doc.textWidth()))
@@ -70,6 +86,19 @@ class HighlightMixin:
         if len(self._highlights) > HIGHLIGHT_CACHE_SIZE:
             self._highlights.popitem(last=False)
         return selections
+
+
+def query_spans(doc: QTextDocument, query: str) -> list[tuple[int, int]]:
+    """Where the words `query` matches sit in `doc` (search rules, last word as a prefix), as document positions
+    (UTF-16 units, like QTextCursor's)."""
+    if not query:
+        return []
+    text = doc.toPlainText()
+    spans = match_spans(text, query, prefix=True)
+    if spans and max(text) > "\uffff":  # characters outside the BMP take two UTF-16 units in the document
+        astral = [i for i, ch in enumerate(text) if ch > "\uffff"]
+        spans = [(a + bisect_left(astral, a), b + bisect_left(astral, b)) for a, b in spans]
+    return spans
 
 
 def code_point_index(text: str, utf16: int) -> int:

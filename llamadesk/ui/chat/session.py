@@ -68,6 +68,12 @@ class ChatSession(QObject, NotebookRequests):
         return self.active_request is not None
 
     @property
+    def busy_cid(self) -> int | None:
+        """The conversation the engine works for now (its reply streams, or its documents are searched for one)."""
+        pending = self.requests.get(self.active_request) if self.active_request is not None else None
+        return pending.cid if pending is not None else None
+
+    @property
     def policy(self) -> OverflowPolicy:
         return self.planner.policy
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QContextMenuEvent,
+    QCursor,
     QHelpEvent,
     QKeyEvent,
     QKeySequence,
@@ -16,6 +17,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QResizeEvent,
+    QTextCursor,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,7 +32,8 @@ from PySide6.QtWidgets import (
 
 from llamadesk.core.markdown import parse_copy_href, warm_up
 from llamadesk.core.token_probs import TokenProb
-from llamadesk.ui.chat.delegate import MessageDelegate
+from llamadesk.ui.chat.delegate import PAD_V, ROW_GAP, MessageDelegate
+from llamadesk.ui.chat.highlight import query_spans
 from llamadesk.ui.chat.menu import message_menu
 from llamadesk.ui.chat.message_actions import MessageActions
 from llamadesk.ui.chat.model import ChatRow, KeyRole, MessageListModel, RowRole, reasoning_view
@@ -41,6 +44,7 @@ MEASURE_MARGIN_ROWS = 3  # rows above and below the screen laid out exactly, so 
 REESTIMATE_DELAY_MS = 150  # after a width change, the guesses of far-away rows are redone once it settles
 WARM_UP_DELAY_MS = 200
 ESTIMATE_SAMPLE = 200  # rows whose estimated heights give the height of rows never laid out
+JUMP_STRIP_PAD = 4  # above and below "↓ Latest" in its strip
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -123,6 +127,40 @@ class ChatView(MessageActions, QTableView):
         self.setCurrentIndex(index)
         self._update_jump_button()
 
+    def hit_count(self, message_id: int, query: str) -> int:
+        """How many words `query` highlights in a message as shown (the find bar counts these, not messages)."""
+        row = self._chat_model.row_of(message_id)
+        if row is None:
+            return 0
+        doc = self.delegate.document(row, self.delegate.text_width(self.delegate.row_width()))[0]
+        return len(query_spans(doc, query.strip()))
+
+    def show_hit(self, message_id: int, n: int) -> None:
+        """Marks the `n`th highlighted word of a message as the current hit (n < 0: none) and brings it into view:
+        in a long message, centring the message could leave the word off screen."""
+        if self.delegate.set_current_hit(message_id, n):
+            self.viewport().update()
+        i = self._chat_model.find(message_id)
+        row = self._chat_model.row_of(message_id)
+        if n < 0 or i < 0 or row is None:
+            return
+        doc = self.delegate.document(row, self.delegate.text_width(self.delegate.row_width()))[0]
+        spans = query_spans(doc, self.delegate.highlight_query)
+        if n >= len(spans):
+            return
+        cursor = QTextCursor(doc)
+        cursor.setPosition(spans[n][0])
+        block = cursor.block()
+        line = block.layout().lineForTextPosition(cursor.positionInBlock())
+        top = doc.documentLayout().blockBoundingRect(block).top() + (line.y() if line.isValid() else 0)
+        rect = self.visualRect(self._chat_model.index(i, 0))
+        y = rect.top() + ROW_GAP + PAD_V + int(top)
+        if not 0 <= y <= self.viewport().height() - 2 * self.fontMetrics().lineSpacing():
+            self._follow = False
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.value() + y - self.viewport().height() // 2)
+            self._update_jump_button()
+
     def set_highlight(self, query: str) -> None:
         """Highlights the words `query` matches in every message shown (the find bar, a search hit); "" clears."""
         if self.delegate.set_highlight(query):
@@ -149,6 +187,8 @@ class ChatView(MessageActions, QTableView):
             self._follow = True  # back at the bottom, by any means
         self._measure_visible()
         self._update_jump_button()
+        if self.delegate.hover_id is not None:
+            self._hover_under_cursor()
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow:
@@ -156,16 +196,23 @@ class ChatView(MessageActions, QTableView):
         self._update_jump_button()
 
     def _update_jump_button(self) -> None:
+        """The jump button ("↓ Latest") sits in a strip of its own under the messages while you read above the end:
+        floating over them it covered the footer of the last one in sight (its ‹ 1/2 › arrows, its actions)."""
         show = not self._follow and not self._at_bottom() and self._chat_model.rowCount() > 0
+        hint = self.jump_button.sizeHint()
+        strip = hint.height() + 2 * JUMP_STRIP_PAD if show else 0
+        if self.viewportMargins().bottom() != strip:
+            self.setViewportMargins(0, 0, 0, strip)  # may scroll: this runs again from the range change
         if show:
-            hint = self.jump_button.sizeHint()
-            self.jump_button.move(self.width() - hint.width() - 24, self.height() - hint.height() - 12)
             self.jump_button.resize(hint)
+            self.jump_button.move(self.viewport().geometry().right() - hint.width() - 12,
+                                  self.viewport().geometry().bottom() + 1 + JUMP_STRIP_PAD)  # fmt: skip
             self.jump_button.raise_()
         self.jump_button.setVisible(show)
 
     # --- row heights ---------------------------------------------------------------------------------------
     def _on_reset(self) -> None:
+        self.delegate.hover_id = None  # another conversation: nothing is under the mouse until it moves
         self.delegate.clear_cache()
         self._estimate_all()
         self._update_active()
@@ -280,9 +327,7 @@ class ChatView(MessageActions, QTableView):
         index, hit = self._hit(event.position().toPoint())
         row = index.data(RowRole) if index.isValid() else None
         hover = row.message_id if isinstance(row, ChatRow) else None
-        if hover != self.delegate.hover_id:
-            self.delegate.hover_id = hover
-            self.viewport().update()
+        self._set_hover(hover)
         shape = Qt.CursorShape.PointingHandCursor if hit else Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(shape)
         if hit and hit[0] == "link" and parse_copy_href(hit[1]) is None:
@@ -292,9 +337,24 @@ class ChatView(MessageActions, QTableView):
         super().mouseMoveEvent(event)
 
     def leaveEvent(self, event: QEvent) -> None:
-        self.delegate.hover_id = None
-        self.viewport().update()
+        self._set_hover(None)
         super().leaveEvent(event)
+
+    def _set_hover(self, message_id: int | None) -> None:
+        if message_id != self.delegate.hover_id:
+            self.delegate.hover_id = message_id
+            self.viewport().update()
+
+    def _hover_under_cursor(self) -> None:
+        """After a scroll or a new list the message under a still mouse is another one (or none)."""
+        pos = self.viewport().mapFromGlobal(QCursor.pos())
+        index = self.indexAt(pos) if self.viewport().rect().contains(pos) and self.viewport().underMouse() else None
+        row = index.data(RowRole) if index is not None and index.isValid() else None
+        self._set_hover(row.message_id if isinstance(row, ChatRow) else None)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.delegate.focus_visible = False  # a click makes a message current without outlining it
+        super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
@@ -309,6 +369,9 @@ class ChatView(MessageActions, QTableView):
     # --- keyboard and menu ----------------------------------------------------------------------------------
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key, mods = event.key(), event.modifiers()
+        if not self.delegate.focus_visible:
+            self.delegate.focus_visible = True  # moving by keyboard: the current message is outlined
+            self.viewport().update()
         if key in (Qt.Key.Key_Up, Qt.Key.Key_PageUp, Qt.Key.Key_Home):
             self._follow = False  # the move below re-enables following if it ends at the bottom
         if event.matches(QKeySequence.StandardKey.Copy):
@@ -373,6 +436,8 @@ class ChatView(MessageActions, QTableView):
 
     # --- token probabilities on hover -------------------------------------------------------------------------
     def viewportEvent(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Leave:  # the mouse left the messages (to the scroll bar, "↓ Latest", away)
+            self._set_hover(None)
         if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
             tip = self.token_tooltip(event.pos())
             if tip:
