@@ -97,7 +97,7 @@ def build_app(backend: Backend, *, api_key: str | None = None, loopback_only: bo
             with contextlib.suppress(RuntimeError):  # RuntimeError: the event loop is closed, the server stopped
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = Job(req.messages, req.params, emit)
+        job = Job(req.messages, req.params, emit, response_format=req.response_format)
         backend.submit(job)
         if req.stream:
             return StreamingResponse(_stream(req, model, job, events), media_type="text/event-stream",

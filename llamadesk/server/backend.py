@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, ModelInfo, Token
-from llamadesk.core.errors import LlamaDeskError, ModelLoadError
+from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.structured import ResponseFormat
 from llamadesk.server.recording import ServerRecorder
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Job:
     params: SamplingParams
     emit: Callable[[JobEvent], None]  # called from the engine's thread; Done or Failed comes last, once
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop between tokens (or skip if queued)
+    response_format: ResponseFormat | None = None  # the request's JSON or JSON schema; None for text
 
 
 class Backend(Protocol):
@@ -62,7 +64,10 @@ def run_job(engine: Engine, job: Job, recorder: ServerRecorder | None = None) ->
     reply = recorder.begin(job.messages, job.params) if recorder is not None else None
     ended = False
     try:
-        for event in engine.stream(job.messages, job.params, job.cancel):
+        options = {"response_format": job.response_format} if job.response_format is not None else {}
+        if options and not engine.capabilities().get("response_format"):
+            raise GenerationError("This engine cannot hold replies to a response format.")
+        for event in engine.stream(job.messages, job.params, job.cancel, **options):
             if isinstance(event, Token):
                 if reply is not None and event.text:
                     reply.append(event.text)

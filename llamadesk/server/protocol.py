@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
-from llamadesk.core.errors import InvalidSetting
+from llamadesk.core.errors import InvalidSetting, StructuredOutputError
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.structured import ResponseFormat
 
 # OpenAI request fields → SamplingParams fields; top_k, min_p and repeat_penalty are accepted too (llama.cpp's
 # server takes them), the rest of OpenAI's fields that do not change the text (user, metadata, ...) are ignored.
@@ -52,6 +53,7 @@ class ChatRequest:
     include_usage: bool = False
     stops: tuple[str, ...] = ()
     model: str = ""
+    response_format: ResponseFormat | None = None  # JSON or a JSON schema; None for text
     id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -124,6 +126,10 @@ def parse_chat_request(body: Any, defaults: SamplingParams) -> ChatRequest:
     elif stop is not None:
         raise RequestError(f"'stop' must be a string or a list of up to {MAX_STOPS} strings.", param="stop")
     stream_options = body.get("stream_options") or {}
+    try:  # a schema is checked (and its grammar made) here, so a hostile one is a 400 before any job is queued
+        response_format = ResponseFormat.from_openai(body.get("response_format"))
+    except StructuredOutputError as exc:
+        raise RequestError(str(exc), param="response_format") from exc
     return ChatRequest(
         messages=messages,
         params=params,
@@ -131,6 +137,7 @@ def parse_chat_request(body: Any, defaults: SamplingParams) -> ChatRequest:
         include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
         stops=tuple(s for s in stops if s),
         model=str(body.get("model") or ""),
+        response_format=None if response_format.is_text else response_format,
     )
 
 

@@ -124,7 +124,7 @@ class ServerBridge(QObject):
             except Exception:
                 log.exception("A server request could not be written to the history")
         with self._lock:  # held until the id is known: the engine thread's first tokens wait for it
-            request_id, host_cancel = self.host.generate(job.messages, job.params)
+            request_id, host_cancel = self.host.generate(job.messages, job.params, response_format=job.response_format)
             self._running[request_id] = _Running(job, host_cancel, reply)
         if reply is not None:
             self.requestRecorded.emit(reply.cid)

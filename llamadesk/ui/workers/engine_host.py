@@ -227,10 +227,15 @@ class EngineWorker(QObject):
 def _stream_options(engine: Engine, options: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of engine.stream() for a request's options; only those the engine says it takes."""
     mode, probs = str(options.get("mode") or "chat"), bool(options.get("token_probs"))
-    if mode == "chat" and not probs:
+    fmt = options.get("response_format")  # a structured.ResponseFormat, or None for text
+    if mode == "chat" and not probs and fmt is None:
         return {}
     capabilities = engine.capabilities()
     kwargs: dict[str, Any] = {}
+    if fmt is not None:
+        if not capabilities.get("response_format"):
+            raise GenerationError("This engine cannot hold replies to JSON; choose Text as the response format.")
+        kwargs["response_format"] = fmt
     if mode != "chat":
         if mode not in capabilities.get("modes", ()):
             what = "continue a reply" if mode == "continue" else "continue raw text (notebook mode)"
@@ -295,15 +300,19 @@ class EngineHost(QObject):
             self._load_cancel.set()
 
     def generate(
-        self, messages: Sequence[Message], params: SamplingParams, *, mode: str = "chat", token_probs: bool = False
-    ) -> tuple[int, threading.Event]:
+        self, messages: Sequence[Message], params: SamplingParams, *, mode: str = "chat", token_probs: bool = False,
+        response_format: Any = None,
+    ) -> tuple[int, threading.Event]:  # fmt: skip
         """Queues a reply. `mode` "continue" extends the last (assistant) message; "completion" continues the
-        messages' text as raw text; `token_probs` records each token's probability and alternatives."""
+        messages' text as raw text; `token_probs` records each token's probability and alternatives;
+        `response_format` (a structured.ResponseFormat that is not text) holds the reply to JSON or a schema."""
         self._prefill_cancel.set()  # a prompt being prepared gives way at once
         request_id = next(self._ids)
         cancel = threading.Event()
         self._cancels[request_id] = cancel
         options = {"mode": mode, "token_probs": token_probs}
+        if response_format is not None and not response_format.is_text:
+            options["response_format"] = response_format
         self._generateRequested.emit(request_id, [dict(m) for m in messages], params, cancel, options)
         return request_id, cancel
 
