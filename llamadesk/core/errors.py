@@ -25,6 +25,10 @@ class TemplateError(LlamaDeskError):
     """The chat template could not be rendered."""
 
 
+class StructuredOutputError(LlamaDeskError, ValueError):
+    """A response format (JSON, a JSON schema) cannot constrain replies: an invalid or too demanding schema."""
+
+
 class HistoryError(LlamaDeskError):
     """The conversation history could not be read or written."""
 

@@ -112,7 +112,7 @@ def _open(raw: bytes, label: str, max_pixels: int) -> tuple[Any, tuple[int, int]
     """Pillow's image of `raw` (its header read, no pixel decoded yet) and the size it declares. Sizes beyond
     `max_pixels` are refused unless it is a JPEG (drafted down by _normalize). Pillow's own bomb check
     (Image.MAX_IMAGE_PIXELS) stays on as a second line: a non-JPEG past it is refused in the same sentence."""
-    from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -121,17 +121,33 @@ def _open(raw: bytes, label: str, max_pixels: int) -> tuple[Any, tuple[int, int]
     except UnidentifiedImageError as exc:
         raise ImageError(_unsupported_sentence(raw, label)) from exc
     except Image.DecompressionBombError:
-        if not raw.startswith(b"\xff\xd8\xff"):
-            raise ImageError(_too_large_sentence(label, None, max_pixels)) from None
-        # A JPEG over Pillow's limit: its decoder can still produce it at 1/8 scale; opened by the plugin itself,
-        # which reads the header only (Image.open's bomb check is what refused it).
-        image = JpegImagePlugin.JpegImageFile(io.BytesIO(raw))
+        # Past Pillow's limit: its header read by the format's own plugin (Image.open's bomb check is what refused
+        # it), for the size in the sentence, or to draft a JPEG down (its decoder can produce it at 1/8 scale).
+        image = _open_header_only(raw)
+        if image is None or image.format != "JPEG":
+            raise ImageError(_too_large_sentence(label, image.size if image else None, max_pixels)) from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError(f"{label} has no pixels.")
     if width * height > max_pixels and image.format != "JPEG":  # a JPEG is drafted down by _normalize
         raise ImageError(_too_large_sentence(label, (width, height), max_pixels))
     return image, (width, height)
+
+
+def _open_header_only(raw: bytes) -> Any:
+    """The image as its format's plugin opens it (the header only), without Image.open's size check; None if no
+    accepted format takes it."""
+    from PIL import Image
+
+    Image.init()
+    for fmt in FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        if accept is None or accept(raw[:16]):
+            try:
+                return factory(io.BytesIO(raw), "")
+            except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+                continue
+    return None
 
 
 def _normalize(raw: bytes, label: str, max_pixels: int, max_side: int) -> NormalizedImage:
@@ -147,8 +163,13 @@ def _normalize(raw: bytes, label: str, max_pixels: int, max_side: int) -> Normal
     had_location = _has_location(image)
     # A JPEG is decoded at 1/2, 1/4 or 1/8 scale when that still covers the target size (draft: its decoder does it,
     # in less memory and time); one that even 1/8 leaves above max_pixels is refused before decoding.
-    if source_format == "JPEG" and max(image.size) > max_side:
-        image.draft("RGB", _fit(image.size, max_side))
+    if source_format == "JPEG":
+        width, height = image.size
+        # draft picks the smallest scale that still covers the size asked: at most 2x it per side, so half the
+        # max_pixels bound per side keeps the result within it
+        scale = min(max_side / max(width, height), (max_pixels / (width * height)) ** 0.5 / 2)
+        if scale < 1:
+            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         if image.size[0] * image.size[1] > max_pixels:
             raise ImageError(_too_large_sentence(label, declared, max_pixels))
     image.load()

@@ -475,9 +475,9 @@ def recommend(comparison: Comparison) -> str:
     if not others:
         return f"{ref.type} has a perplexity of {ref.perplexity:.2f} on this text; add quantizations to compare."
     good = [f for f in others if (f.top1 or 0) >= AGREEMENT_GOAL]
-    pick = min(good, key=_memory_of) if good else max(others, key=lambda f: f.top1 or 0)
+    pick = min(good, key=memory_of) if good else max(others, key=lambda f: f.top1 or 0)
     share = f"{(pick.top1 or 0):.0%}"
-    memory = _memory_of(pick) / max(_memory_of(ref), 1)
+    memory = memory_of(pick) / max(memory_of(ref), 1)
     ref_speed, pick_speed = (ref.gen_tps, pick.gen_tps) if ref.gen_tps and pick.gen_tps else (ref.prompt_tps,
                                                                                               pick.prompt_tps)
     speed = pick_speed / ref_speed if ref_speed else 1.0
@@ -489,7 +489,7 @@ def recommend(comparison: Comparison) -> str:
     return sentence
 
 
-def _memory_of(f: FileResult) -> int:
+def memory_of(f: FileResult) -> int:
     """The measured peak memory, or the file's size where the measurement saw nothing (a tiny model)."""
     return f.memory_bytes if f.memory_bytes > f.size_bytes // 2 else f.size_bytes
 

@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llamadesk.core.conversation.lifecycle import ReplyWriter, merge_continuation, name_new_conversation
 from llamadesk.core.conversation.parts import ReasoningClock, answer_of
@@ -41,6 +41,11 @@ from llamadesk.core.engines.api import Done, FinishReason, Message, StreamEvent,
 from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.tools.prompt import tool_message
+from llamadesk.core.tools.use import STEP_LIMIT
+
+if TYPE_CHECKING:
+    from llamadesk.core.tools.use import ToolUse
 
 FIT_RETRIES = 3  # a dropping policy asks again this often when its estimate of the prompt was too low
 SENT_ROLES = frozenset(("user", "assistant"))
@@ -133,6 +138,9 @@ class Turn:
     replan: Callable[[], Plan] | None = None
     system_prompt: str = ""
     retries: int = 0
+    tool_messages: list[Message] = field(default_factory=list)  # this turn's steps so far: calls and results
+    tool_records: list[dict[str, Any]] = field(default_factory=list)  # the receipt's tool_calls, with results
+    tool_steps: int = 0  # generations that got results back
 
     @property
     def reply(self) -> StreamingReply:
@@ -152,7 +160,9 @@ class Turn:
         full = {**engine_receipt, **self.extra}
         if self.clock.seconds is not None:
             full["reasoning_s"] = self.clock.seconds
-        if calls := tool_calls(self.reply.content):  # the reply's third part, as read once (tool_calls.py)
+        if self.tool_records:  # the calls the loop ran (or denied, or skipped), with their results
+            full["tool_calls"], full["tool_steps"] = list(self.tool_records), self.tool_steps + 1
+        elif calls := tool_calls(self.reply.content):  # the reply's third part, as read once (tool_calls.py)
             full["tool_calls"] = [{"name": c.name, "arguments": c.arguments, **({"error": c.error} if c.error else {})}
                                   for c in calls]  # fmt: skip
         if self.continued is not None:
@@ -194,16 +204,57 @@ class Turn:
 
     def run(
         self, stream: Callable[..., Iterable[StreamEvent]], params: SamplingParams, cancel: threading.Event,
-        on_text: Callable[[str], None] | None = None,
+        on_text: Callable[[str], None] | None = None, *, tools: ToolUse | None = None,
     ) -> Done:  # fmt: skip
         """The generation loop, for a front end that owns its engine's thread: streams `stream(messages, params,
         cancel, mode=…)`, writes as it goes, finishes the reply. A LlamaDeskError of the engine ends the reply as an
-        error and is raised again; a history that cannot be written is kept in `writer.unsaved`."""
+        error and is raised again; a history that cannot be written is kept in `writer.unsaved`.
+
+        With `tools` (switched on), the stream gets `tools=` their definitions, and a step whose reply asks for
+        tools runs them (each approved first) and generates again with the results, up to `tools.max_steps`
+        times: call → run → result back → generate again. The steps are one reply; its receipt records each call
+        with its result (`tool_calls`)."""
+        options: dict[str, Any] = {} if self.mode == "chat" else {"mode": self.mode}  # no keyword where no modes
+        if tools is not None and tools.box:
+            options["tools"] = tools.box.definitions()
+        done = self._stream_step(stream, params, cancel, on_text, options)
+        step_start = self.base_chars
+        while tools is not None and tools.box and done.stats.finish_reason is FinishReason.STOP:
+            step_text = self.reply.content[step_start:]
+            calls = tool_calls(step_text)
+            if not calls:
+                break
+            skip = STEP_LIMIT if self.tool_steps >= tools.max_steps else ""
+            results = tools.run_calls(calls, len(self.tool_records), cancel, skip=skip)
+            self.tool_records += [r.record() for r in results]
+            if skip or cancel.is_set():
+                break
+            first = len(self.tool_records) - len(results)
+            self.tool_steps += 1
+            self.tool_messages += [{"role": "assistant", "content": step_text}]
+            self.tool_messages += [tool_message(r.name, r.text, first + k) for k, r in enumerate(results)]
+            separator = "" if step_text.endswith("\n") else "\n\n"  # the next step's text starts a paragraph
+            if on_text is not None and separator:
+                on_text(separator)
+            self.append(separator)
+            step_start = len(self.reply.content)
+            options.pop("mode", None)  # a continued reply's later steps are new replies to the results
+            done = self._stream_step(stream, params, cancel, on_text, options)
+        try:
+            self.finish(done)
+        except HistoryError as exc:
+            self.writer.unsaved = self.writer.unsaved or exc
+        return done
+
+    def _stream_step(
+        self, stream: Callable[..., Iterable[StreamEvent]], params: SamplingParams, cancel: threading.Event,
+        on_text: Callable[[str], None] | None, options: dict[str, Any],
+    ) -> Done:  # fmt: skip
+        """One generation: the prompt (with this turn's calls and results so far), streamed and written."""
         done: Done | None = None
-        options = {} if self.mode == "chat" else {"mode": self.mode}  # engines without modes take no keyword
         while True:
             try:
-                for event in stream(self.messages, params, cancel, **options):
+                for event in stream([*self.messages, *self.tool_messages], params, cancel, **options):
                     if isinstance(event, Token):
                         if on_text is not None:
                             on_text(event.text)
@@ -218,10 +269,6 @@ class Turn:
                     self.fail(str(exc))
                 raise
         assert done is not None, "every engine's stream ends with Done"
-        try:
-            self.finish(done)
-        except HistoryError as exc:
-            self.writer.unsaved = self.writer.unsaved or exc
         return done
 
 

@@ -169,6 +169,7 @@ class Capabilities(TypedDict, total=False):
     token_probs: bool  # stream(token_probs=True) records each token's probability and alternatives
     prefill: bool  # prefill() reads a prompt ahead into the cache
     images: bool  # messages may carry images (vision.IMAGES_KEY): a vision model loaded with its projector
+    response_format: bool  # stream(response_format=…) holds replies to JSON or a JSON schema (core/structured.py)
     gpu_offload: bool  # a GPU device can take layers
     llama_cpp_python: str  # the in-process engine's library version
     rpc: bool  # the model is split over RPC hosts
@@ -182,7 +183,8 @@ class Engine(Protocol):
     only `request_stop`-style cancellation (a threading.Event) crosses threads.
 
     Optional: an engine whose capabilities() lists "modes" (GenerationMode values) accepts `mode=` in stream();
-    one with capabilities()["token_probs"] True accepts `token_probs=True`. Callers pass them only then."""
+    one with capabilities()["token_probs"] True accepts `token_probs=True`; one with capabilities()["response_format"]
+    True accepts `response_format=` (a structured.ResponseFormat). Callers pass them only then."""
 
     @property
     def info(self) -> ModelInfo | None: ...

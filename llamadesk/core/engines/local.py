@@ -18,7 +18,7 @@ import psutil
 
 import llamadesk.core.engines.vision as vision
 from llamadesk import __version__
-from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc
+from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc, structured
 from llamadesk.core.engines.api import (
     GPU_LAYERS_ALL,
     GPU_LAYERS_AUTO,
@@ -45,6 +45,7 @@ from llamadesk.core.engines.local_stream import Outcome, common_prefix, marker_t
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
+from llamadesk.core.structured import ResponseFormat
 from llamadesk.core.templates import TemplateRenderer, choose_template
 from llamadesk.core.token_probs import receipt_field as token_probs_field
 from llamadesk.core.tools.spec import without_texts
@@ -93,6 +94,7 @@ class LlamaCppEngine:
             "token_probs": True,
             "prefill": True,
             "images": self._vision is not None,
+            "response_format": True,
         }
 
     # -- loading ---------------------------------------------------------------------------------
@@ -344,12 +346,14 @@ class LlamaCppEngine:
         *,
         mode: GenerationMode | str = GenerationMode.CHAT,
         token_probs: bool = False,
+        response_format: ResponseFormat | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
     ) -> Iterator[StreamEvent]:
         """Yields Token events, then one Done. `mode`: a chat reply, the continuation of the last (unfinished) reply,
         or raw-text completion; `token_probs` records each token's probability and its top alternatives;
-        `tools` (OpenAI-style function definitions) are offered to the model through its chat template
-        (core/tools/prompt.py), and messages may then hold calls and results."""
+        `response_format` holds the reply to JSON or a JSON schema with a llama.cpp grammar (StructuredOutputError,
+        one sentence, for a schema that cannot be used); `tools` (OpenAI-style function definitions) are offered to
+        the model through its chat template (core/tools/prompt.py), and messages may then hold calls and results."""
         mode = GenerationMode(mode)
         cancel = cancel or threading.Event()
         if vision.has_images(messages):  # engines/vision.py: the images read first, then the same token loop
@@ -358,6 +362,7 @@ class LlamaCppEngine:
         tokens = self._prompt_tokens(messages, mode, tools)
         llama = self._llama
         assert llama is not None and self._info is not None and self._renderer is not None
+        grammar = structured.llama_grammar(response_format, llama._model.vocab)
         n_ctx = llama.n_ctx()
         if len(tokens) >= n_ctx - 1:
             what = "text" if mode is GenerationMode.COMPLETION else "conversation"
@@ -380,6 +385,7 @@ class LlamaCppEngine:
                 token_probs=token_probs,
                 abort_in_decode=self._abort_in_decode,
                 shown=self._markers,
+                grammar=grammar,
             )  # fmt: skip
         finally:
             self._cancel = None
@@ -398,6 +404,8 @@ class LlamaCppEngine:
         receipt = self._receipt(params, stats, mode)
         if token_probs:
             receipt["token_probs"] = token_probs_field(outcome.records)
+        if grammar is not None and response_format is not None:
+            receipt["response_format"] = response_format.receipt()
         yield Done(stats, receipt)
         if outcome.error is not None:
             raise GenerationError(outcome.error)

@@ -101,11 +101,13 @@ def stream_tokens(
     token_probs: bool,
     abort_in_decode: Callable[[bool], None],
     shown: frozenset[int] = frozenset(),
+    grammar: Any = None,
 ) -> Iterator[Token]:
     """Generates after `tokens`; yields Token events and fills `outcome`. `strip_start` drops the leading space of
     a chat reply (SentencePiece's "▁Word"); a continued reply or raw text keeps it. `abort_in_decode(on)` turns the
     abort callback that lets Stop interrupt the prompt's evaluation on or off. `shown`: the special tokens rendered as
-    their text (marker_tokens)."""
+    their text (marker_tokens). `grammar`: a llama_cpp.LlamaGrammar every token must fit (structured.py); the
+    reply then ends when the grammar is complete, or runs into `budget` (LENGTH) before it closes."""
     import llama_cpp
 
     vocab = llama._model.vocab
@@ -131,6 +133,7 @@ def stream_tokens(
         mirostat_tau=params.mirostat_tau,
         mirostat_eta=params.mirostat_eta,
         logits_processor=llama_cpp.LogitsProcessorList([recorder]) if recorder is not None else None,
+        grammar=grammar,
     )
     try:
         if cancel.is_set():

@@ -42,12 +42,14 @@ from llamadesk.core.engines.remote_api import (
     http_error,
     list_models,
     resolve_key,
+    response_format_body,
     sampling_body,
     transport_error,
 )
 from llamadesk.core.remote import make_client
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.socket_stop import StopWatcher
+from llamadesk.core.structured import ResponseFormat
 
 __all__ = ["RemoteEngine", "RemoteError", "RemoteGenerationError", "RemoteLoadError"]
 
@@ -77,6 +79,7 @@ class RemoteEngine:
             "streaming": True,
             "stop_during_prompt": True,  # the connection is shut down
             "sampling": [*sorted(ACCEPTED.get(self._kind, OPENAI_KEYS)), "seed"],
+            "response_format": True,  # passed on as OpenAI's response_format; the server applies it
         }
 
     def load(self, options: LoadOptions, progress: LoadProgress | None = None) -> ModelInfo:
@@ -148,8 +151,11 @@ class RemoteEngine:
         return sum(len(m.get("content", "")) // 4 + 4 for m in messages) + 2
 
     def stream(
-        self, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event | None = None
-    ) -> Iterator[StreamEvent]:
+        self, messages: Sequence[Message], params: SamplingParams, cancel: threading.Event | None = None,
+        *, response_format: ResponseFormat | None = None,
+    ) -> Iterator[StreamEvent]:  # fmt: skip
+        """Streams the server's reply; `response_format` (JSON, a JSON schema) goes to the server as OpenAI's
+        `response_format`, which the server enforces (llama.cpp's server with a grammar of its own)."""
         client, endpoint, info = self._client, self._endpoint, self._info
         if client is None or endpoint is None or info is None:
             raise RemoteGenerationError("No model is loaded; choose a model first.")
@@ -164,6 +170,9 @@ class RemoteEngine:
         }
         if self._kind in USAGE_IN_STREAM:
             body["stream_options"] = {"include_usage": True}
+        if response_format is not None and not response_format.is_text:
+            response_format.check()  # a schema that cannot be used is one sentence here, before anything is sent
+            body["response_format"] = response_format_body(self._kind, response_format)
         started = time.perf_counter()
         first_at = ttft = 0.0
         chunks = 0
@@ -233,7 +242,10 @@ class RemoteEngine:
             seed=seed,
             error=error,
         )
-        yield Done(stats, self._receipt(params, stats, sampling, ignored, bool(usage)))
+        receipt = self._receipt(params, stats, sampling, ignored, bool(usage))
+        if "response_format" in body and response_format is not None:
+            receipt["response_format"] = response_format.receipt()
+        yield Done(stats, receipt)
         if error is not None:
             raise RemoteGenerationError(error)
 

@@ -14,6 +14,7 @@ from llamadesk.core.endpoints import Endpoint, check_url, get_api_key
 from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
 from llamadesk.core.remote import make_client
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.structured import ResponseFormat
 
 LIST_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 300.0  # a long prompt on a slow server; servers send SSE pings meanwhile
@@ -84,6 +85,15 @@ def _matters(name: str, params: SamplingParams) -> bool:
     if name == "repeat_last_n":
         return params.repeat_penalty != 1.0 or params.presence_penalty != 0 or params.frequency_penalty != 0
     return True
+
+
+def response_format_body(kind: str, fmt: ResponseFormat) -> dict[str, Any] | None:
+    """The `response_format` to send a server of this kind: OpenAI's shape, except llama-cpp-python's server, which
+    takes a schema as {"type": "json_object", "schema": ...} (its pydantic model refuses "json_schema")."""
+    wire = fmt.to_openai()
+    if kind == "llama-cpp-python" and wire is not None and wire["type"] == "json_schema":
+        return {"type": "json_object", "schema": wire["json_schema"]["schema"]}
+    return wire
 
 
 def sampling_body(kind: str, params: SamplingParams, seed: int) -> tuple[dict[str, Any], list[str]]:

@@ -33,7 +33,7 @@ from llamadesk.core.engines.api import (
     StreamEvent,
     Token,
 )
-from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
+from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError, StructuredOutputError
 from llamadesk.core.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ def _child_main(conn: Connection, cancel: Any, load_cancel: Any, log_level: int)
 
 # -- the parent ---------------------------------------------------------------------------------------------
 
-_ERRORS: dict[str, type[LlamaDeskError]] = {"ModelLoadError": ModelLoadError, "GenerationError": GenerationError}
+_ERRORS: dict[str, type[LlamaDeskError]] = {"ModelLoadError": ModelLoadError, "GenerationError": GenerationError,
+                                            "StructuredOutputError": StructuredOutputError}  # fmt: skip
 
 
 class ChildEngine:
@@ -279,8 +280,9 @@ class ChildEngine:
         cancel: threading.Event | None = None,
         **kwargs: Any,
     ) -> Iterator[StreamEvent]:
-        """As LlamaCppEngine.stream (mode=, token_probs= pass through). A host lost mid-reply ends the stream with
-        Done(finish_reason ERROR) and then a GenerationError, like any failed reply, and the model is unloaded."""
+        """As LlamaCppEngine.stream (mode=, token_probs=, response_format= pass through). A host lost mid-reply ends
+        the stream with Done(finish_reason ERROR) and then a GenerationError, like any failed reply, and the model is
+        unloaded."""
         if self._conn is None or self._info is None:
             raise GenerationError("No model is loaded; choose a model first.")
         cancel = cancel or threading.Event()

@@ -1,4 +1,5 @@
-"""The model manager window: Catalog, Hub, Downloads, Library and Settings tabs over one background task runner."""
+"""The model manager window: Catalog, Hub, Downloads, Library, Compare and Settings tabs over one background task
+runner."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from llamadesk.ui.models.download_manager import DownloadManager
 from llamadesk.ui.models.downloads_page import DownloadsPage, error_text, job_title
 from llamadesk.ui.models.hub_page import HubPage
 from llamadesk.ui.models.library_page import LibraryPage
+from llamadesk.ui.models.quality_page import QualityPage
 from llamadesk.ui.models.settings_page import SettingsPage
 from llamadesk.ui.workers import TaskContext, TaskRunner
 
@@ -79,12 +81,14 @@ class ModelManagerDialog(QDialog):
         self.downloads_page = DownloadsPage(self.downloads)
         self.library_page = LibraryPage(self.paths.models, self.runner)
         self.settings_page = SettingsPage(self.paths.models, self.runner, endpoint=endpoint)
+        self.quality_page = QualityPage(self.paths.models, self.runner)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.catalog_page, "Catalog")
         self.tabs.addTab(self.hub_page, "Hub")
         self.tabs.addTab(self.downloads_page, "Downloads")
         self.tabs.addTab(self.library_page, "Library")
+        self.tabs.addTab(self.quality_page, "Compare")
         self.tabs.addTab(self.settings_page, "Settings")
         self.status = QLabel()
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -113,6 +117,9 @@ class ModelManagerDialog(QDialog):
         self.downloads.jobsChanged.connect(self._update_downloads_tab)
         self.downloads.jobChanged.connect(self._job_changed)
         self.library_page.modelsChanged.connect(self.modelsChanged)
+        self.library_page.modelsChanged.connect(self.quality_page.refresh)
+        self.quality_page.modelsChanged.connect(self.library_page.refresh)
+        self.quality_page.modelsChanged.connect(self.modelsChanged)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)  # a safety net: the main window calls shutdown() itself
@@ -124,6 +131,7 @@ class ModelManagerDialog(QDialog):
         )
         self.downloads.reload()
         self.library_page.refresh()
+        self.quality_page.refresh()
 
     # -- machine ------------------------------------------------------------------------------------------------
     def _hardware_read(self, snap: hardware.HardwareSnapshot) -> None:
@@ -157,6 +165,7 @@ class ModelManagerDialog(QDialog):
     def _download_finished(self, job: DownloadJob) -> None:
         self.status.setText(f"{job_title(job)} is downloaded and verified; it is in your library now.")
         self.library_page.refresh()
+        self.quality_page.refresh()
         self.modelsChanged.emit()
 
     def _update_downloads_tab(self) -> None:
@@ -174,12 +183,13 @@ class ModelManagerDialog(QDialog):
 
     # -- closing ------------------------------------------------------------------------------------------------
     def show_tab(self, name: str) -> None:
-        """ "catalog", "hub", "downloads", "library" or "settings"."""
+        """ "catalog", "hub", "downloads", "library", "compare" or "settings"."""
         pages = {
             "catalog": self.catalog_page,
             "hub": self.hub_page,
             "downloads": self.downloads_page,
             "library": self.library_page,
+            "compare": self.quality_page,
             "settings": self.settings_page,
         }
         self.tabs.setCurrentWidget(pages[name])
@@ -190,4 +200,5 @@ class ModelManagerDialog(QDialog):
             return True
         self._closed = True
         self.downloads.shutdown()
+        self.quality_page.shutdown()
         return self.runner.shutdown()

@@ -34,6 +34,7 @@ from llamadesk.ui.models.common import (
     verdict_color,
 )
 from llamadesk.ui.models.download_manager import DownloadManager
+from llamadesk.ui.models.quality_notes import measured_note
 from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 PAGE_SIZE = 30
@@ -279,6 +280,10 @@ class HubPage(QWidget):
             incomplete = "" if group.complete else " — incomplete split"
             file_cell = QTableWidgetItem(f"{group.name}{parts}{incomplete}")
             file_cell.setToolTip("\n".join(f.path for f in group.files))
+            measured = measured_note(group.files[0].sha256 if len(group.files) == 1 else None)
+            if measured:  # the Compare tab measured this very file (same SHA-256) before
+                file_cell.setText(f"{file_cell.text()}  · measured")
+                file_cell.setToolTip(f"{file_cell.toolTip()}\n{measured}")
             set_row(self.files_table, row, quant, right_aligned(human_size(group.size)), file_cell, "")
             wanted = self._want_file or ""
             if wanted in [f.path for f in group.files] or wanted.lower() == group.quantization.lower():
