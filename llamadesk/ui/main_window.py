@@ -48,6 +48,7 @@ from llamadesk.ui.settings.server_page import ServerControl
 from llamadesk.ui.shortcuts import MenuId, build_menus
 from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.theme import ThemeManager, UiPrefs
+from llamadesk.ui.welcome import WelcomeController
 from llamadesk.ui.window_state import WindowState
 from llamadesk.ui.workers import EngineFactory, EngineHost
 
@@ -180,6 +181,10 @@ class MainWindow(QMainWindow):
             self.state, self, history=self.history, view_menu=self.menus[MenuId.VIEW], beside=self.settings_dock
         )
         self.documents.pane.usageChanged.connect(lambda *_: self.chat.refresh_context())  # the documents' share
+        self.welcome = WelcomeController(  # above an empty chat while the starter is the only model: 3 to download
+            self.state, column=self.chat_column, above=self.chat_view, picker=self.picker, chat_model=self.chat_model,
+            navigation=self.navigation, parent=self,
+        )  # fmt: skip
         self.menus[MenuId.VIEW].addAction(self.toggle_sidebar_action)
         self.panel_fit = PanelFit(  # a narrow window: the side panels give way (to their buttons) before the chat
             self, chat, [self.settings_dock, self.documents, self.navigation.search_dock, self.sidebar],
