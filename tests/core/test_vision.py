@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +15,13 @@ import pytest
 from PIL import Image
 from vision_factory import TOKENS_PER_IMAGE, write_tiny_projector, write_tiny_vision_pair
 
+from llamadesk.commands import EXIT_LOAD, EXIT_USAGE
 from llamadesk.core import library
 from llamadesk.core.engines import vision
 from llamadesk.core.engines.api import FinishReason, LoadOptions
 from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.errors import GenerationError, ModelLoadError
+from llamadesk.core.history import History
 from llamadesk.core.images import ImageStore
 from llamadesk.core.sampling import SamplingParams
 from tests.core.conftest import collect
@@ -194,3 +200,52 @@ def test_the_library_pairs_a_model_with_its_projector(pair: tuple[Path, Path], t
     lone = tmp_path / "lone.gguf"
     lone.write_bytes(b"GGUF")
     assert library.projector_for(lone) is None
+
+
+def run_chat(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LLAMADESK_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "llamadesk", "chat", *args], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+
+
+def test_cli_sends_images_with_the_projector_found_next_to_the_model(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (3000, 200), (200, 10, 10)).save(photo)
+    shot = tmp_path / "shot.png"
+    Image.new("RGB", (40, 40), (10, 10, 200)).save(shot)
+    out = run_chat("--model", str(pair[0]), "--image", str(photo), "--image", str(shot), "--max-tokens", "4",
+                   "--seed", "3", "--stats", "what are these", home=home)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "[photo.jpg: scaled down from 3,000 × 200]" in out.stderr and "Traceback" not in out.stderr
+    with History(home / "data" / "history.sqlite3") as history:
+        conv = history.list_conversations()[0]
+        reply = history.messages(conv.id)[-1]
+    receipt = reply.receipt
+    assert receipt is not None
+    assert [i["tokens"] for i in receipt["images"]] == [TOKENS_PER_IMAGE, TOKENS_PER_IMAGE]
+    assert {i["sha256"] for i in receipt["images"]} == ImageStore(home / "data" / "images").hashes()
+    assert receipt["projector"]["file"] == pair[1].name
+
+
+def test_cli_without_a_projector_or_with_another_models_is_one_sentence(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    shot = tmp_path / "shot.png"
+    Image.new("RGB", (40, 40), (10, 10, 200)).save(shot)
+    lone = tmp_path / "alone" / "text-only.gguf"
+    lone.parent.mkdir()
+    shutil.copy(pair[0], lone)
+    out = run_chat("--model", str(lone), "--image", str(shot), "--no-history", "hi", home=home)
+    assert out.returncode == EXIT_USAGE
+    assert out.stderr.strip() == (
+        "llamadesk chat: No projector (mmproj-*.gguf) sits next to text-only.gguf, so it cannot read images; "
+        "name the model's projector with --mmproj."
+    )
+    wide = write_tiny_projector(tmp_path / "mmproj-wide.gguf", text_embd=128)
+    out = run_chat("--model", str(lone), "--mmproj", str(wide), "--image", str(shot), "--no-history", "hi", home=home)
+    assert out.returncode == EXIT_LOAD
+    assert out.stderr.strip().startswith("llamadesk chat: mmproj-wide.gguf is the projector of another model")
+    out = run_chat("--model", str(pair[0]), "--image", str(tmp_path / "none.png"), "--no-history", "hi", home=home)
+    assert out.returncode == EXIT_USAGE and "none.png could not be opened" in out.stderr
