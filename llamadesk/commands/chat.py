@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 import threading
@@ -11,8 +12,9 @@ from types import FrameType
 from typing import Any
 
 from llamadesk.commands import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_LOAD, EXIT_OK, EXIT_USAGE
+from llamadesk.commands.tools import add_chat_arguments, chat_tools, check_chat_tools, start_servers
 from llamadesk.core.attachments import AttachmentError
-from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError
+from llamadesk.core.errors import InvalidSetting, LlamaDeskError, ModelLoadError, StructuredOutputError
 from llamadesk.core.sampling import MAX_SEED, RANGES, SamplingParams
 from llamadesk.paths import get_paths
 
@@ -53,6 +55,7 @@ def add_parser(sub: Any) -> None:
                       "drop-oldest or drop-middle turns (default: stop)")  # fmt: skip
     chat.add_argument("--no-history", action="store_true", help="do not record the exchange")
     chat.add_argument("--stats", action="store_true", help="print token counts, TTFT and tokens/s to stderr")
+    add_chat_arguments(chat)  # --tool, --mcp, --yes (commands/tools.py)
     chat.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
                       help="add a text file to the message, as a fenced block under its name (repeatable)")  # fmt: skip
     chat.add_argument("--docs", action="append", default=[], metavar="NAME",
@@ -62,6 +65,12 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--complete", action="store_true",
                       help="notebook mode: the model continues PROMPT as raw text, without the chat template "
                       "(saved as a notebook the window opens as one)")  # fmt: skip
+    fmt = chat.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true",
+                     help="the reply is a JSON object (held to it by a llama.cpp grammar)")  # fmt: skip
+    fmt.add_argument("--json-schema", type=Path, default=None, metavar="FILE",
+                     help="the reply is JSON valid under the JSON schema in FILE (held to it by a grammar)",
+                     )  # fmt: skip
     from llamadesk.commands import chat_images
 
     chat_images.add_arguments(chat)  # --image, --mmproj
@@ -105,6 +114,29 @@ def _sampling_from_args(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(**given, seed=args.seed)
 
 
+def response_format_from_args(args: argparse.Namespace) -> Any:
+    """--json / --json-schema FILE → a structured.ResponseFormat (None for text); StructuredOutputError (one
+    sentence) for a schema file that cannot be read or used."""
+    from llamadesk.core.errors import StructuredOutputError
+    from llamadesk.core.structured import MAX_SCHEMA_CHARS, ResponseFormat
+
+    if getattr(args, "json", False):
+        return ResponseFormat.json_object()
+    path: Path | None = getattr(args, "json_schema", None)
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_SCHEMA_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise StructuredOutputError(f"The schema file {path} could not be read ({reason}).") from None
+    try:
+        return ResponseFormat.from_schema_text(text, name=path.stem)
+    except StructuredOutputError as exc:
+        raise StructuredOutputError(f"{path.name}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from llamadesk.core.conversation.sources import FileSource
     from llamadesk.core.engines.api import LoadOptions
@@ -114,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         params = _sampling_from_args(args)
         if not CTX_RANGE[0] <= args.ctx <= CTX_RANGE[1]:
             raise InvalidSetting(f"Context length must be between {CTX_RANGE[0]} and {CTX_RANGE[1]} (got {args.ctx}).")
-    except InvalidSetting as exc:
+        response_format = response_format_from_args(args)
+    except (InvalidSetting, StructuredOutputError) as exc:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.conversation is not None and args.no_history:
@@ -123,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
     if args.complete and (args.file or args.system or args.endpoint or args.docs):
         print("llamadesk chat: --complete continues the text as written, on a local model; leave out --file, "
               "--docs, --system and --endpoint.", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    if problem := check_chat_tools(args):
+        print(f"llamadesk chat: {problem}", file=sys.stderr)
         return EXIT_USAGE
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     try:
@@ -178,15 +214,20 @@ def run(args: argparse.Namespace) -> int:
         from llamadesk.core.rpc import split_text
 
         print(f"[layers: {split_text(info.layer_split)}]", file=sys.stderr)
+    if response_format is not None and not engine.capabilities().get("response_format"):
+        engine.close()
+        print("llamadesk chat: this engine cannot hold replies to JSON; leave out --json and --json-schema.",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
 
     try:
-        return _converse(args, engine, info, prompt, params, sources)
+        return _converse(args, engine, info, prompt, params, sources, response_format)
     finally:
         engine.close()
 
 
 def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, params: SamplingParams,
-              sources: list[Any]) -> int:  # fmt: skip
+              sources: list[Any], response_format: Any = None) -> int:  # fmt: skip
     """The turn (core/conversation/turn.py): planned over the conversation's branch, streamed to stdout, saved."""
     from llamadesk.core.conversation import notebook
     from llamadesk.core.conversation.lifecycle import NEW_TITLE
@@ -200,6 +241,7 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     db = Path(":memory:") if args.no_history else get_paths().history_db
     planner = Planner(OverflowPolicy(OVERFLOW[args.overflow]), n_ctx=info.n_ctx)
     history: History | None = None
+    host = start_servers(args.mcp) if args.mcp else None  # MCP servers, for their tools (commands/tools.py)
     try:
         history = History(db)
         if args.conversation is None:
@@ -224,7 +266,10 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
                 planner.calibrate(engine.count_tokens(sampled), sampled)
             turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources,
                               source_budget=budget, prompt_sources=documents)  # fmt: skip
+        tools = chat_tools(args, history.search, host)
     except LlamaDeskError as exc:  # a full disk, a conversation that is not there, a file too large for the context
+        if host is not None:
+            host.close()
         if history is not None:
             history.close()
         print(f"llamadesk chat: {exc}", file=sys.stderr)
@@ -235,20 +280,27 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
         cancel.set()
 
+    reply: list[str] = []
+
     def show(text: str) -> None:
+        reply.append(text)
         sys.stdout.write(shown(text))
         sys.stdout.flush()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     shown = _terminal_safe if sys.stdout.isatty() else str  # a reply must not drive the user's terminal
     try:
-        done = turn.run(engine.stream, params, cancel, on_text=show)
+        stream = engine.stream if response_format is None else functools.partial(
+            engine.stream, response_format=response_format)  # fmt: skip
+        done = turn.run(stream, params, cancel, on_text=show, tools=tools)
     except LlamaDeskError as exc:
         print(f"\nllamadesk chat: {exc}", file=sys.stderr)
         return EXIT_FAIL
     finally:
         signal.signal(signal.SIGINT, previous)
         history.close()
+        if host is not None:
+            host.close()
     sys.stdout.write("\n")
     reason = done.stats.finish_reason
     _print_sources(turn.extra.get("sources", []))
@@ -264,6 +316,14 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
     if turn.writer.unsaved is not None:  # the last line: what was saved before the disk filled stays, "interrupted"
         print(f"llamadesk chat: {turn.writer.unsaved}", file=sys.stderr)
         return EXIT_FAIL
+    if response_format is not None and reason is not FinishReason.CANCELLED:
+        from llamadesk.core.structured import cut_off_sentence
+
+        problem = cut_off_sentence(params.max_tokens) if reason is FinishReason.LENGTH else \
+            response_format.check_reply("".join(reply))  # fmt: skip
+        if problem:
+            print(f"llamadesk chat: {problem}", file=sys.stderr)
+            return EXIT_FAIL
     return EXIT_INTERRUPTED if reason is FinishReason.CANCELLED else EXIT_OK
 
 
