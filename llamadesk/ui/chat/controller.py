@@ -126,7 +126,7 @@ class ChatController(QObject):
     def _after_start(self) -> None:
         self._view.follow()
         self._state.conversations_changed()
-        self._state.show_notice("Generating…")
+        self._state.show_notice("Searching your documents…" if self._session.is_retrieving else "Generating…")
         self._publish()
 
     # --- which conversation the engine works for ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -28,13 +29,30 @@ from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import UNSET
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.core.structured import ResponseFormat, cut_off_sentence, stored_format
 from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.model import ChatRow, MessageListModel
 from llamadesk.ui.chat.notebook_requests import NotebookRequests
-from llamadesk.ui.workers import EngineHost
+from llamadesk.ui.workers import EngineHost, SerialRunner, Task, TaskContext
 
 log = logging.getLogger(__name__)
 
+Sources = tuple[str, list[dict[str, Any]]]  # a prompt block and its receipt records
+
+
+def documents_block(query: str, names: list[str], budget: int, tokens_per_char: float) -> Sources:
+    """The passages of the collections `names` for `query` within `budget` tokens (core/documents/context.py).
+    Runs on the session's retrieval thread: it reads SQLite and may load an embedding model. Raises LlamaDeskError."""
+    return prompt_blocks(query, [DocumentsSource(names, skip_missing=True)], budget, tokens_per_char)
+
+
+def _release_thread_caches() -> None:
+    """On the search thread as it ends: its embedding models closed (by the thread that made them), its matrices of
+    vectors dropped."""
+    from llamadesk.core.documents import embeddings, vectors
+
+    embeddings.release_cached()
+    vectors.forget_cached()
 
 
 class ChatSession(QObject, NotebookRequests):
@@ -57,6 +75,12 @@ class ChatSession(QObject, NotebookRequests):
         self.planner = Planner()  # the context the prompts must fit (core/conversation/turn.py)
         self.record_probs = False  # ask the engine for each token's probability and alternatives
         self._records: dict[int, list[TokenProb]] = {}  # message id → token records read from its receipt
+        # Searching a conversation's documents reads SQLite and may embed the query (loading the embedding model the
+        # first time): one thread that lives as long as the session does it, so the GUI never waits and the thread's
+        # cached Embedder (an Embedder belongs to the thread that made it) serves every later question.
+        self.retrieve: Callable[[str, list[str], int, float], Sources] = documents_block
+        self._retrieval = SerialRunner(self, name="documents-search", on_exit=_release_thread_caches)
+        self._retrieving: tuple[Task[Sources], int] | None = None  # the search before a reply, its conversation
         worker = host.worker
         worker.tokens.connect(self._on_tokens)
         worker.tokenProbs.connect(self._on_probs)
@@ -65,13 +89,20 @@ class ChatSession(QObject, NotebookRequests):
 
     @property
     def is_generating(self) -> bool:
-        return self.active_request is not None
+        return self.active_request is not None or self._retrieving is not None
 
     @property
     def busy_cid(self) -> int | None:
         """The conversation the engine works for now (its reply streams, or its documents are searched for one)."""
+        if self._retrieving is not None:
+            return self._retrieving[1]
         pending = self.requests.get(self.active_request) if self.active_request is not None else None
         return pending.cid if pending is not None else None
+
+    @property
+    def is_retrieving(self) -> bool:
+        """Searching the conversation's documents before the reply is asked for."""
+        return self._retrieving is not None
 
     @property
     def policy(self) -> OverflowPolicy:
@@ -141,11 +172,11 @@ class ChatSession(QObject, NotebookRequests):
         self, cid: int, text: str, params: SamplingParams, system_prompt: str, model: str | None,
         *, parent_id: int | object | None = UNSET,
     ) -> bool:  # fmt: skip
-        """Saves your message (under `parent_id`: editing starts a new branch) and asks for the reply."""
+        """Saves your message (under `parent_id`: editing starts a new branch) and asks for the reply (after searching
+        the conversation's documents in the background, when it uses some)."""
         if self.is_generating:
             return False
         try:
-            sources = self._prompt_sources(cid, text, params)  # before saving: a collection that fails saves nothing
             kwargs: dict[str, Any] = {} if parent_id is UNSET else {"parent_id": parent_id}
             user = self.history.add_message(cid, "user", text, **kwargs)
             name_new_conversation(self.history, cid, text)
@@ -153,7 +184,7 @@ class ChatSession(QObject, NotebookRequests):
         except LlamaDeskError as exc:
             self.problem.emit("Message not sent", str(exc))
             return False
-        return self._generate(cid, user.id, params, system_prompt, sources=sources)
+        return self._generate(cid, user.id, params, system_prompt)
 
     def regenerate(self, cid: int, message_id: int, params: SamplingParams, system_prompt: str) -> bool:
         """A new alternative for a reply (or a reply to a user message), beside the ones kept."""
@@ -222,26 +253,75 @@ class ChatSession(QObject, NotebookRequests):
             self._may_refit(pending, message_id, system_prompt, open_reply=True)
         return True
 
+    def response_format(self, cid: int) -> ResponseFormat | None:
+        """The conversation's response format (ui/settings/response_format.py keeps it); None for text."""
+        try:
+            return stored_format(self.history.get_conversation(cid).sampling)
+        except LlamaDeskError:
+            return None
+
     def documents_budget(self, cid: int, max_tokens: int) -> int:
         """The tokens the conversation's documents may take in a reply's prompt (0: it uses none)."""
         if not collections_of(self.history.get_conversation(cid).sampling):
             return 0
         return prompt_source_budget(self.planner.n_ctx, max_tokens)
 
-    def _prompt_sources(self, cid: int, query: str, params: SamplingParams) -> tuple[str, list[dict[str, Any]]]:
-        """The passages of the conversation's document collections for `query`, and their receipt records
-        (core/documents/context.py); nothing when it uses none. Raises LlamaDeskError."""
+    def _search_documents(
+        self, cid: int, parent_id: int, params: SamplingParams, system_prompt: str, excluded: set[int] | None,
+        reproduces: int | None,
+    ) -> bool | None:  # fmt: skip
+        """Starts searching the conversation's collections for your message `parent_id` on the retrieval thread; the
+        reply is asked for when the passages arrive (Stop meanwhile: no reply, your message stays). None: the
+        conversation uses no collections (or the reply is not to your message), nothing was started."""
+        parent = self.history.get_message(parent_id)
         names = collections_of(self.history.get_conversation(cid).sampling)
-        if not names:
-            return "", []
+        if parent.role != "user" or not names:
+            return None
         budget = prompt_source_budget(self.planner.n_ctx, params.max_tokens)
-        block, records = prompt_blocks(query, [DocumentsSource(names, skip_missing=True)], budget,
-                                       self.planner.tokens_per_char)  # fmt: skip
-        missing = [n for r in records for n in r.get("missing", ())]
-        if missing:  # deleted since the conversation chose it: the reply goes on without it, and says so
-            gone = ", ".join(f"“{n}”" for n in missing)
-            self.notice.emit(f"The document collection {gone} no longer exists; this reply is made without it.", 10000)
-        return block, records
+        query, tpc, retrieve = parent.content, self.planner.tokens_per_char, self.retrieve
+
+        def work(_ctx: TaskContext) -> Sources:
+            return retrieve(query, names, budget, tpc)
+
+        def done(sources: Sources) -> None:
+            self._retrieved()
+            missing = [n for r in sources[1] for n in r.get("missing", ())]
+            if missing:  # deleted since the conversation chose it: the reply goes on without it, and says so
+                gone = ", ".join(f"“{n}”" for n in missing)
+                self.notice.emit(f"The document collection {gone} no longer exists; this reply is made without it.",
+                                 10000)  # fmt: skip
+            if not self._generate(cid, parent_id, params, system_prompt, excluded=excluded, reproduces=reproduces,
+                                  sources=sources):  # fmt: skip
+                self.busyChanged.emit(False)
+
+        def failed(message: str) -> None:  # your message stays; Regenerate searches again
+            self._retrieving = None
+            self.notice.emit("", 0)
+            self.busyChanged.emit(False)
+            self.problem.emit("Documents not searched", message)
+
+        task = self._retrieval.run_in_background(work, done, failed, name="documents")
+        self._retrieving = (task, cid)
+        if cid == self.shown_cid:
+            self.show(cid)  # your message, while its documents are searched
+        self.busyChanged.emit(True)
+        return True
+
+    def _retrieved(self) -> None:
+        self._retrieving = None
+        self.notice.emit("Generating…", 0)
+
+    def _cancel_retrieval(self) -> None:
+        """Stop while the documents are searched: the reply is not asked for, your message stays."""
+        if self._retrieving is None:
+            return
+        task, cid = self._retrieving
+        task.discard()  # the search finishes on its thread; what it finds is dropped
+        self._retrieving = None
+        self.busyChanged.emit(False)
+        self.notice.emit("Stopped before the reply began.", 5000)
+        if cid == self.shown_cid:
+            self.show(cid)
 
     def _generate(
         self, cid: int, parent_id: int, params: SamplingParams, system_prompt: str,
@@ -250,10 +330,10 @@ class ChatSession(QObject, NotebookRequests):
     ) -> bool:  # fmt: skip
         """A reply to the message `parent_id`; `sources`: the prompt sources made for it already (else made here)."""
         try:
-            if sources is None:
-                parent = self.history.get_message(parent_id)
-                sources = self._prompt_sources(cid, parent.content, params) if parent.role == "user" else ("", [])
-            block, records = sources
+            if sources is None and self._search_documents(cid, parent_id, params, system_prompt, excluded,
+                                                          reproduces) is not None:  # fmt: skip
+                return True  # the reply is asked for when the passages arrive
+            block, records = sources or ("", [])
             plan = self.plan(cid, system_prompt, parent_id, params.max_tokens, excluded, block=block)
             reply = self.history.begin_reply(cid, parent_id=parent_id)
         except LlamaDeskError as exc:
@@ -287,7 +367,8 @@ class ChatSession(QObject, NotebookRequests):
         self, cid: int, reply: StreamingReply, plan: Plan, params: SamplingParams, extra: dict[str, Any],
         continued: dict[str, Any] | None = None, mode: str = "chat",
     ) -> PendingReply:  # fmt: skip
-        request_id, cancel = self.host.generate(plan.messages, params, mode=mode, token_probs=self.record_probs)
+        request_id, cancel = self.host.generate(plan.messages, params, mode=mode, token_probs=self.record_probs,
+                                                response_format=self.response_format(cid))  # fmt: skip
         pending = PendingReply(cid, ReplyWriter(reply), list(plan.messages), mode, extra, continued, plan.excluded,
                                len(reply.content), cancel=cancel, params=params)  # fmt: skip
         self._records.pop(reply.message_id, None)
@@ -324,7 +405,8 @@ class ChatSession(QObject, NotebookRequests):
             return False
         self.requests.pop(request_id, None)
         new_id, pending.cancel = self.host.generate(pending.messages, pending.params, mode=pending.mode,
-                                                    token_probs=self.record_probs)  # fmt: skip
+                                                    token_probs=self.record_probs,
+                                                    response_format=self.response_format(pending.cid))  # fmt: skip
         self.requests[new_id] = pending
         self.active_request = new_id
         self._announce(pending.excluded_ids)
@@ -360,18 +442,24 @@ class ChatSession(QObject, NotebookRequests):
 
     # --- stopping --------------------------------------------------------------------------------------------
     def stop(self) -> None:
+        self._cancel_retrieval()
         if self.active_request is not None:
             self.host.stop(self.active_request)
 
     def forget_conversation(self, cid: int) -> None:
         """The conversation is being deleted: stop its reply and write nothing more into it."""
+        if self._retrieving is not None and self._retrieving[1] == cid:
+            self._cancel_retrieval()
         for request_id, pending in self.requests.items():
             if pending.cid == cid:
                 pending.deleted = True
                 self.host.stop(request_id)
 
     def abandon_all(self) -> None:
-        """At shutdown, after the worker's last signals were delivered: saves what is left as cancelled."""
+        """At shutdown, after the worker's last signals were delivered: saves what is left as cancelled; a search of
+        documents is dropped, and its thread closes its embedding models and ends."""
+        self._cancel_retrieval()
+        self._retrieval.shutdown()  # its thread closes the embedding models it loaded, then ends
         for request_id in list(self.requests):
             pending = self._end(request_id)
             if pending is not None:
@@ -429,6 +517,8 @@ class ChatSession(QObject, NotebookRequests):
         full = self._finish(pending, reason, receipt)
         self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full))
         self.replyEnded.emit(pending.cid, stats)
+        if reason is FinishReason.LENGTH and "response_format" in receipt:  # the JSON never closed
+            self.notice.emit(cut_off_sentence(pending.params.max_tokens if pending.params else None), 15000)
 
     def _on_failed(self, request_id: int, message: str) -> None:
         waiting = self.requests.get(request_id)

@@ -10,13 +10,14 @@ from llamadesk.ui.workers.engine_host import (
     live_hosts,
 )
 from llamadesk.ui.workers.queries import BackgroundQueries, live_query_runners
-from llamadesk.ui.workers.tasks import Task, TaskContext, TaskRunner
+from llamadesk.ui.workers.tasks import SerialRunner, Task, TaskContext, TaskRunner
 
 __all__ = [
     "BackgroundQueries",
     "EngineFactory",
     "EngineHost",
     "EngineWorker",
+    "SerialRunner",
     "Task",
     "TaskContext",
     "TaskRunner",

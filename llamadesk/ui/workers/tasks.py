@@ -3,8 +3,10 @@ results, errors and progress arrive on the GUI thread."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -120,8 +122,11 @@ class TaskRunner(QObject):
             else:
                 relay.done.emit(task.id, result)
 
-        self.pool.start(work)
+        self._submit(work)
         return task
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        self.pool.start(work)
 
     def active_count(self) -> int:
         """Tasks started whose result has not been delivered yet."""
@@ -167,3 +172,49 @@ class TaskRunner(QObject):
             log.error("Background tasks did not stop within %d ms", wait_ms)
         self._tasks.clear()
         return ok
+
+
+class SerialRunner(TaskRunner):
+    """Jobs one at a time, in order, on ONE Python thread that lives as long as the runner, so what a job keeps in
+    threading.local (a cached Embedder: a Llama belongs to the thread that made it) serves the next job.
+
+    A QThreadPool thread cannot do this: PySide ends a pool thread's Python state after each job (its thread-locals
+    are deleted there and then, a Llama among them) and the next job may run on another thread. `on_exit` runs on
+    the thread when the runner shuts down (to close what the jobs kept)."""
+
+    def __init__(self, parent: QObject | None = None, *, name: str = "serial-tasks",
+                 on_exit: Callable[[], object] | None = None) -> None:  # fmt: skip
+        super().__init__(parent, max_threads=1)
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._on_exit = on_exit
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (work := self._jobs.get()) is not None:
+            work()
+        if self._on_exit is not None:
+            try:
+                self._on_exit()
+            except Exception:
+                log.exception("The end of %s failed", self._thread.name)
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        self._jobs.put(work)
+
+    def shutdown(self, wait_ms: int = SHUTDOWN_WAIT_MS) -> bool:
+        """Drops the jobs not started, lets the running one end (its result is dropped), runs `on_exit`, and waits
+        for the thread to end."""
+        self._closed = True
+        for task in list(self._tasks.values()):
+            task.discard()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._jobs.get_nowait()
+        self._jobs.put(None)
+        self._thread.join(wait_ms / 1000)
+        self._tasks.clear()
+        if self._thread.is_alive():
+            log.error("%s did not stop within %d ms", self._thread.name, wait_ms)
+            return False
+        return True
