@@ -72,8 +72,11 @@ class CatalogPage(QWidget):
         self.families.setObjectName("catalogFamilies")
         self.families.setAccessibleName("Model families")
         for family in self.shown_families:
-            item = QListWidgetItem(family.list_name)
-            item.setData(SUBTITLE_ROLE, f"{family.publisher} · {family.license}")
+            item = QListWidgetItem(family.name)
+            # A base family says so first on its second line, where a narrow list does not cut it off.
+            base = "Base, not for chat · " if family.is_base_only else ""
+            item.setData(SUBTITLE_ROLE, f"{base}{family.publisher} · {family.license}")
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, family.list_name)
             item.setData(Qt.ItemDataRole.UserRole, family.id)
             item.setToolTip(f"{family.description}\nLicense: {family.license}")
             self.families.addItem(item)
@@ -103,6 +106,9 @@ class CatalogPage(QWidget):
         self.quant_help.setAccessibleName("What the quantization codes mean")
         self.quant_help.setWordWrap(True)
         self.quant_help.setTextFormat(Qt.TextFormat.PlainText)
+        small = QFont(self.quant_help.font())
+        small.setPointSizeF(max(small.pointSizeF() * 0.9, 7.0))
+        self.quant_help.setFont(small)
         self.note = QLabel(
             "≈ sizes are approximate: the exact size and checksum come from the Hub when the download starts."
         )

@@ -2,11 +2,12 @@
 
 It opens on the few controls most people touch (preset, temperature, max tokens, system prompt) and the look of
 the app; "Show all settings" opens the rest (the choice is kept in ui.ini by the settings keeper). Every control has
-an ⓘ button that shows its explanation inside the panel, wrapped to its width: a tooltip runs off the screen."""
+an information button that shows its explanation inside the panel, wrapped to its width (a tooltip runs off
+the screen)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSlider,
     QSpinBox,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -29,6 +31,7 @@ from llamadesk.core.presets import PresetStore, apply_preset
 from llamadesk.core.sampling import MAX_SEED, RANGES, SEED_HELP, Range, SamplingParams
 from llamadesk.ui.settings.general import AppearanceBox, ContextBox
 from llamadesk.ui.settings.presets_bar import CUSTOM, PresetBar
+from llamadesk.ui.settings.response_format import ResponseFormatBox
 
 __all__ = ["BASIC", "CUSTOM", "SamplingPanel", "SettingsDock"]
 N_CTX_MIN, N_CTX_MAX, N_CTX_STEP = 256, 131072, 256
@@ -47,12 +50,18 @@ MODEL_RESET_HELP = (
 
 
 class HelpToggle:
-    """An ⓘ button and the explanation it shows or hides, word-wrapped inside the panel (tooltips run off screen)."""
+    """An information button and the explanation it shows or hides, wrapped inside the panel (tooltips run off)."""
 
     def __init__(self, name: str, label: str, text: str, parent: QWidget) -> None:
         self.button = QToolButton(parent)
         self.button.setObjectName(f"help_{name}")
-        self.button.setText("ⓘ")
+        # The platform's information icon (bundled with Qt as a fallback); "?" where a style has none. Not the
+        # ⓘ character: many fonts lack it and draw an empty box.
+        icon = parent.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
+        self.button.setText("?")
+        if not icon.isNull():
+            self.button.setIcon(icon)
+            self.button.setIconSize(QSize(14, 14))
         self.button.setCheckable(True)
         self.button.setAutoRaise(True)
         self.button.setAccessibleName(f"Explain {label}")
@@ -119,7 +128,7 @@ class RangeRow:
         self.set_value(self.default)
 
     def place(self, grid: QGridLayout, line: int) -> int:
-        """Lays the row out from `line`: label, ⓘ, spin box, reset; the slider; the explanation. Returns the next."""
+        """Lays the row out from `line`: label, help, spin box, reset; the slider; the explanation. Returns the next."""
         grid.addWidget(self.label, line, 0)
         grid.addWidget(self.help.button, line, 1)
         grid.addWidget(self.spin, line, 2)
@@ -310,6 +319,8 @@ class SamplingPanel(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(10)
         layout.addWidget(prompt_box)
+        self.response_format = ResponseFormatBox(self)  # Text, JSON or a JSON schema (response_format.py)
+        layout.addWidget(self.response_format)
         layout.addWidget(sampling_box)
         layout.addWidget(self.appearance_box)
         layout.addWidget(self.show_all_button, 0, Qt.AlignmentFlag.AlignLeft)
