@@ -2,12 +2,14 @@
 
 An Embedder loads the model with `Llama(embedding=True)` and the pooling the GGUF declares (mean, CLS or last
 token: `{arch}.pooling_type`), and turns a batch of texts into L2-normalized float32 vectors of the model's
-dimension. A GGUF that declares no pooling is a chat model, one that declares `rank` a reranker: neither is an
-embedding model, and saying so in one sentence beats filling a collection with poor vectors.
+dimension; `embed_query` and `embed_documents` write the model's task prefixes first when it needs them
+(prefixes.py: nomic's "search_query: ", EmbeddingGemma's, BGE's query instruction). A GGUF that declares no pooling
+is a chat model, one that declares `rank` a reranker: neither is an embedding model, and saying so in one sentence
+beats filling a collection with poor vectors.
 
 Like every Llama, an Embedder belongs to the thread that made it. `cached_embedder` keeps the last few for the
-calling thread only (loading a model per query costs far more than the query), so a search in the GUI's pool
-and one in the CLI's main thread never share one.
+calling thread only (loading a model per query costs far more than the query), so the window's search thread
+(ui/chat/session.py) and the CLI's main thread never share one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from llamadesk.core.errors import LlamaDeskError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from llamadesk.core.documents.prefixes import Prefixes
 
 # enum llama_pooling_type
 POOLING_UNSPECIFIED, POOLING_NONE, POOLING_MEAN, POOLING_CLS, POOLING_LAST, POOLING_RANK = -1, 0, 1, 2, 3, 4
@@ -50,7 +54,7 @@ class Embedder:
         self.path = Path(path)
         self.name = self.path.name
         self.owner = threading.get_ident()
-        declared, n_ctx_train = _declared(self.path)
+        declared, n_ctx_train, self.prefixes = _declared(self.path)
         if pooling is None:
             if declared in (None, POOLING_NONE):
                 raise EmbeddingError(f"{self.name} is not an embedding model (it declares no pooling, as a chat model "
@@ -61,6 +65,8 @@ class Embedder:
         self.pooling = declared if pooling is None else pooling
         n_ctx = min(n_ctx_train or 512, MAX_CONTEXT)
         self._llm = _load(self.path, n_ctx, pooling, n_threads, n_gpu_layers)
+        # Loaded verbose (see _load); from here on quiet, or every embed() resets and prints llama.cpp's timings.
+        self._llm.verbose = False
         self.dimension = int(self._llm.n_embd())
         self.context = n_ctx
 
@@ -80,6 +86,15 @@ class Embedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.maximum(norms, 1e-12)
         return vectors
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages' vectors, each passage after the model's document prefix (prefixes.py) when it needs one."""
+        prefix = self.prefixes.document
+        return self.embed([prefix + t for t in texts] if prefix else texts)
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """A search query's vector, after the model's query prefix (prefixes.py) when it needs one."""
+        return self.embed([self.prefixes.query + query])[0]
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
@@ -123,8 +138,10 @@ def model_role(path: Path | str) -> str:
     return role
 
 
-def _declared(path: Path) -> tuple[int | None, int | None]:
-    """The pooling the GGUF declares and its training context; a file that is not a readable GGUF is one sentence."""
+def _declared(path: Path) -> tuple[int | None, int | None, Prefixes]:
+    """The pooling the GGUF declares, its training context and the prefixes it wants before queries and passages; a
+    file that is not a readable GGUF is one sentence."""
+    from llamadesk.core.documents.prefixes import prefixes_for
     from llamadesk.core.gguf_header import validate_model_file
 
     try:
@@ -132,7 +149,8 @@ def _declared(path: Path) -> tuple[int | None, int | None]:
     except LlamaDeskError as exc:
         raise EmbeddingError(str(exc)) from exc
     pooling = header.metadata.get(f"{header.architecture}.pooling_type")
-    return (int(pooling) if isinstance(pooling, int) else None), header.n_ctx_train
+    prefixes = prefixes_for(path, header.architecture, header.name)
+    return (int(pooling) if isinstance(pooling, int) else None), header.n_ctx_train, prefixes
 
 
 def _load(path: Path, n_ctx: int, pooling: int | None, n_threads: int | None, n_gpu_layers: int) -> Any:

@@ -272,7 +272,7 @@ def search_ranked(collection: Collection, query: str, limit: int = 5) -> tuple[l
         if embedder.dimension != model.dimension:
             raise EmbeddingError(f"{embedder.name} now gives vectors of {embedder.dimension} numbers, not "
                                  f"{model.dimension}; embed the collection again")  # fmt: skip
-        semantic = nearest(collection, embedder.embed([query])[0], depth)
+        semantic = nearest(collection, embedder.embed_query(query), depth)
     except EmbeddingError as exc:
         return _hits(collection, lexical[:limit]), Ranking("bm25", model.name, str(exc).rstrip("."))
     return _hits(collection, fuse([lexical, semantic], limit)), Ranking("hybrid", model.name)

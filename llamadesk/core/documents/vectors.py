@@ -67,7 +67,7 @@ def embed_missing(
         if not rows:
             break
         last = int(rows[-1][0])  # type: ignore[call-overload]
-        matrix = embedder.embed([str(r[1]) for r in rows])
+        matrix = embedder.embed_documents([str(r[1]) for r in rows])
         with collection.write() as db:
             for (passage_id, text), vector in zip(rows, matrix, strict=True):
                 cur = db.execute(
