@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from llamadesk import __version__, logsetup
-from llamadesk.commands import EXIT_FAIL, EXIT_OK, chat, docs, doctor, endpoints, history, models, rpc, serve
+from llamadesk.commands import EXIT_FAIL, EXIT_OK, chat, docs, doctor, endpoints, history, models, rpc, serve, tools
 from llamadesk.core import crashreport, probe
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.paths import get_paths
 
 COMMANDS = {"chat": chat, "models": models, "history": history, "doctor": doctor, "rpc": rpc, "serve": serve,
-            "endpoints": endpoints, "docs": docs}
+            "endpoints": endpoints, "docs": docs, "tools": tools, "mcp": tools}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke-test", action="store_true", help="show the main window, quit after 0.5 s")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
     sub = parser.add_subparsers(dest="command")
-    for module in COMMANDS.values():
+    for module in dict.fromkeys(COMMANDS.values()):  # a module may add more than one command
         module.add_parser(sub)
     return parser
 

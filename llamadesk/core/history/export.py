@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from llamadesk import __version__
+from llamadesk.core.attachments import fence_for
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history.importer import FORMAT_NAME, FORMAT_VERSION
 from llamadesk.core.history.models import FullConversation, Message
@@ -123,6 +124,26 @@ def _sources(m: Message) -> list[str]:
             if isinstance(r, dict) and r.get("kind") in ("passage", "document")]  # fmt: skip
 
 
+def _tool_calls(m: Message) -> list[tuple[str, str]]:
+    """The tools a reply called (the receipt's records): a heading line ("name {arguments} → status") and the
+    result, for Markdown and HTML; JSON keeps the receipt whole."""
+    records = (m.receipt or {}).get("tool_calls")
+    if not isinstance(records, list):
+        return []
+    calls = []
+    for r in records:
+        if isinstance(r, dict):
+            arguments = json.dumps(r.get("arguments", {}), ensure_ascii=False)
+            status = r.get("status") or ("error" if r.get("error") else "not run")
+            result = str(r.get("result", r.get("error", "")))
+            calls.append((f"{r.get('name') or 'tool'} {arguments} → {status}", result))
+    return calls
+
+
+def _tool_block(heading: str, result: str) -> str:
+    return f'<details class="tool"><summary>{_esc(heading)}</summary><pre>{_esc(result)}</pre></details>'
+
+
 def _heading(m: Message) -> str:
     label = ROLE_LABELS.get(m.role, m.role)
     status = "interrupted" if m.status == "streaming" else m.status  # as in JSON: a file cannot keep streaming
@@ -163,6 +184,11 @@ def conversation_to_markdown(full: FullConversation) -> str:
             lines += [f"*{receipt}*", ""]
         if sources := _sources(m):
             lines += ["**Sources:**", "", *(f"- {source}" for source in sources), ""]
+        for heading, result in _tool_calls(m):
+            lines += [f"**Tool call:** `{heading.replace('`', chr(39))}`", ""]
+            if result:
+                fence = fence_for(result)
+                lines += [fence, result, fence, ""]
     others = _other_branches(full)
     if others:
         lines += [f"*This conversation has {others} other branch(es); export it as JSON to keep them.*", ""]
@@ -218,6 +244,7 @@ def conversation_to_html(full: FullConversation) -> str:
             f'<div class="content">{_esc(m.content)}</div>'
             + (f'<div class="receipt">{_esc(receipt)}</div>' if receipt else "")
             + "".join(f'<div class="source">{_esc(source)}</div>' for source in _sources(m))
+            + "".join(_tool_block(heading, result) for heading, result in _tool_calls(m))
             + "</div>"
         )
     others = _other_branches(full)

@@ -24,10 +24,6 @@ MAX_FILE_BYTES = 256 * 1024  # a file read whole; beyond it the first part, with
 MAX_LISTED = 200  # entries of a folder listed
 SEARCH_HITS = 5
 
-# "calculator", "time", "history", "documents:NAME[,NAME]" and "files:DIR" (the last two name what they may read)
-BUILTIN_NAMES = ("calculator", "time", "files", "history", "documents")
-
-
 # -- calculator -------------------------------------------------------------------------------------------------
 
 
@@ -311,29 +307,47 @@ def documents_tool(collections: Sequence[str]) -> Tool:
     )
 
 
-def builtin_tools(spec: str, *, search_history: Callable[..., list[Any]] | None = None) -> list[Tool]:
-    """The tools one `--tool` names: calculator, time, files:DIR, history, documents:NAME[,NAME]. A ToolError says
-    what is wrong with the spec."""
-    kind, _, arg = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind == "calculator" and not arg:
-        return [calculator_tool()]
-    if kind == "time" and not arg:
-        return [time_tool()]
-    if kind == "files":
-        if not arg:
-            raise ToolError("Name the folder the model may read: files:DIR.")
-        folder = Path(arg).expanduser()
-        if not folder.is_dir():
-            raise ToolError(f"{arg} is not a folder.")
-        return FileReader([folder]).tools()
-    if kind == "history" and not arg:
-        if search_history is None:
-            raise ToolError("Searching the history needs the history; leave out --no-history.")
-        return [history_tool(search_history)]
-    if kind == "documents":
-        names = [n.strip() for n in arg.split(",") if n.strip()]
-        if not names:
-            raise ToolError("Name the collections the model may search: documents:NAME[,NAME].")
-        return [documents_tool(names)]
-    raise ToolError(f"Unknown tool {spec!r}; choose calculator, time, files:DIR, history or documents:NAME.")
+def builtin_tools(specs: Sequence[str], *, search_history: Callable[..., list[Any]] | None = None) -> list[Tool]:
+    """The tools `--tool` options name: calculator, time, files:DIR (repeatable: one reader for every folder),
+    history, documents:NAME[,NAME]. A ToolError says what is wrong with a spec."""
+    tools: list[Tool] = []
+    folders: list[Path] = []
+    collections: list[str] = []
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        kind = kind.strip().lower()
+        if kind == "calculator" and not arg:
+            tools.append(calculator_tool())
+        elif kind == "time" and not arg:
+            tools.append(time_tool())
+        elif kind == "files":
+            folder = Path(arg).expanduser()
+            if not arg or not folder.is_dir():
+                raise ToolError(f"{arg} is not a folder." if arg else "Name the folder the model may read: files:DIR.")
+            folders.append(folder)
+        elif kind == "history" and not arg:
+            if search_history is None:
+                raise ToolError("Searching the history needs the history; leave out --no-history.")
+            tools.append(history_tool(search_history))
+        elif kind == "documents":
+            names = [n.strip() for n in arg.split(",") if n.strip()]
+            if not names:
+                raise ToolError("Name the collections the model may search: documents:NAME[,NAME].")
+            collections += names
+        else:
+            raise ToolError(f"Unknown tool {spec!r}; choose calculator, time, files:DIR, history or documents:NAME.")
+    if folders:
+        tools += FileReader(folders).tools()
+    if collections:
+        tools.append(documents_tool(list(dict.fromkeys(collections))))
+    return tools
+
+
+# What `llamadesk tools list` shows: each built-in's --tool spec and what it does.
+BUILTIN_HELP = (
+    ("calculator", "evaluate arithmetic exactly (simpleeval, with limits on the size of numbers)"),
+    ("time", "the current local date, time and time zone"),
+    ("files:DIR", "read_file and list_files within DIR (and the other folders given), nothing outside"),
+    ("history", "search_history: search your earlier conversations"),
+    ("documents:NAME[,NAME]", "search_documents: search these document collections (llamadesk docs)"),
+)
