@@ -43,6 +43,7 @@ from llamadesk.ui.panel_fit import PanelFit, sidebar_toggle
 from llamadesk.ui.rpc_dialog import RpcHostsAction
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
+from llamadesk.ui.settings.response_format import ResponseFormatKeeper
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.settings.server_page import ServerControl
 from llamadesk.ui.shortcuts import MenuId, build_menus
@@ -167,6 +168,8 @@ class MainWindow(QMainWindow):
             self.state, panel=self.panel, settings=self.settings, settings_file=self.paths.settings_file,
             prefs=self.prefs, history=self.history, chat=self.chat, notebook=self.notebook, parent=self,
         )  # fmt: skip
+        # the panel's response format (Text, JSON, a schema) kept with each conversation, where the session reads it
+        self.response_formats = ResponseFormatKeeper(self.state, self.panel.response_format, self.history, self)
         self.prefill = PromptPrefill(  # Chat → Prepare Replies While Typing: the prompt read ahead
             self.state, session=self.session, host=self.host, picker=self.picker, chat_model=self.chat_model,
             composer=self.composer, panel=self.panel, notebook=self.notebook, prefs=self.prefs, menus=self.menus,

@@ -20,6 +20,7 @@ from llamadesk.core.conversation.notebook import MODE_KEY, NOTEBOOK, is_notebook
 from llamadesk.core.documents.context import DOCS_KEY
 from llamadesk.core.engines.api import ModelInfo
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.structured import FORMAT_KEY
 from llamadesk.core.templates import prefers_completion
 from llamadesk.ui.shortcuts import MenuId
 
@@ -146,7 +147,7 @@ class NotebookController(QObject):
                 stored = self._history.get_conversation(cid).sampling
             except LlamaDeskError:
                 stored = {}
-        kept = {DOCS_KEY: stored[DOCS_KEY]} if DOCS_KEY in stored else {}
+        kept = {k: stored[k] for k in (DOCS_KEY, FORMAT_KEY) if k in stored}  # the Documents pane's, the format's
         return {**sampling, MODE_KEY: NOTEBOOK, **kept} if self.is_notebook(cid) else {**sampling, **kept}
 
     def set_notebook(self, on: bool) -> None:
