@@ -15,6 +15,15 @@ import gguf
 import numpy as np
 from gguf_factory import write_tiny_llama
 
+# ChatML that also takes OpenAI-style content parts (a list of {"type": "text", "text": ...}), as vision models'
+# templates do: llama-cpp-python's MTMDChatHandler hands images to the template as such parts.
+VISION_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] + '\\n' }}"
+    "{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 IMAGE_SIZE = 56
 PATCH_SIZE = 14
 TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2
@@ -91,6 +100,6 @@ def write_tiny_vision_pair(folder: Path, *, name: str = "tiny-vision", n_embd: i
     """A text model and its projector side by side, named as published pairs are (`mmproj-*.gguf` next to the
     model), so the library pairs them. Returns (model, projector)."""
     folder.mkdir(parents=True, exist_ok=True)
-    model = write_tiny_llama(folder / f"{name}.gguf", n_embd=n_embd, name=name)
+    model = write_tiny_llama(folder / f"{name}.gguf", n_embd=n_embd, name=name, chat_template=VISION_TEMPLATE)
     projector = write_tiny_projector(folder / f"mmproj-{name}-f32.gguf", text_embd=n_embd)
     return model, projector
