@@ -267,6 +267,9 @@ class SidebarDelegate(QStyledItemDelegate):
 
     def _paint_busy(self, painter: QPainter, option: QStyleOptionViewItem, index: Index, activity: str) -> None:
         marker = self.busy_marker_rect(option.rect, activity, option.font)
+        widget = option.widget
+        if widget is not None:  # the row's background (selected, hovered) under the marker too
+            widget.style().drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, widget)
         title = QStyleOptionViewItem(option)
         title.rect = QRect(option.rect).adjusted(0, 0, -marker.width() - 4, 0)
         super().paint(painter, title, index)

@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         self.toggle_sidebar_action = sidebar_toggle(self.sidebar, self)  # the list, closed in a narrow window
         toolbar.addAction(self.toggle_sidebar_action)
+        toolbar.widgetForAction(self.toggle_sidebar_action).setAccessibleName("Conversations")  # its button shows ☰
         toolbar.addWidget(self.picker)
         self.toggle_settings_action = self.settings_dock.toggleViewAction()
         toolbar.addAction(self.toggle_settings_action)

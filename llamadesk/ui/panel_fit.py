@@ -120,6 +120,7 @@ def sidebar_toggle(sidebar: QWidget, parent: QObject) -> QAction:
     action.setObjectName("toggleConversations")
     action.setCheckable(True)
     action.setChecked(True)
+    action.setIconText("☰")  # the toolbar button stays small: a narrow window keeps the model picker in sight
     action.setToolTip("Show or hide the list of conversations (Ctrl+Shift+L)")
     action.setShortcut("Ctrl+Shift+L")
     action.toggled.connect(lambda on: sidebar.setVisible(on) if sidebar.isVisible() != on else None)

@@ -156,14 +156,14 @@ class CompareDialog(QDialog):
         self.fit_to_window()
 
     def fit_to_window(self) -> None:
-        """Never larger than the main window: 980 × 640 when there is room, else the window's size (the parts wrap
-        or elide rather than widen it: long model names, figures, the memory note)."""
+        """Never larger than the main window: 980 × 640 when there is room, else a little smaller than the window, so
+        that it still shows behind (the parts wrap or elide rather than widen it: model names, figures, the note)."""
         owner = self.parentWidget().window() if self.parentWidget() is not None else None
         if owner is None:
             return
         limit = owner.size()
         self.setMaximumSize(limit)
-        self.resize(min(980, limit.width()), min(640, limit.height()))
+        self.resize(min(980, int(limit.width() * 0.92)), min(640, int(limit.height() * 0.92)))
 
     def showEvent(self, event: QShowEvent) -> None:
         self.fit_to_window()  # the window may have been resized since the dialog was made
