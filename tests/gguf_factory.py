@@ -112,6 +112,7 @@ def write_tiny_llama(
     seed: int = 1234,
     name: str = "tiny-test-llama",
     pooling: int | None = None,
+    extra: dict[str, int | float] | None = None,
 ) -> Path:
     """A llama model small enough to load in milliseconds; head_dim = n_embd / n_head (keep it ≥ 32).
 
@@ -125,6 +126,8 @@ def write_tiny_llama(
 
     w = gguf.GGUFWriter(str(path), architecture)
     w.add_name(name)
+    for key, value in (extra or {}).items():  # e.g. general.sampling.temp: int32 for ints, float32 for the rest
+        (w.add_int32 if isinstance(value, int) else w.add_float32)(key, value)
     w.add_context_length(n_ctx_train)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layers)

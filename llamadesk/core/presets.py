@@ -238,10 +238,40 @@ def model_key(path: str | os.PathLike[str]) -> str:
     return Path(path).name
 
 
-def model_defaults() -> SamplingParams:
-    """What "Reset to the model's defaults" puts back: LlamaDesk's defaults (a GGUF's own sampling metadata is not
-    read yet)."""
-    return SamplingParams()
+# llama.cpp's GGUF keys for the sampling a model's publisher recommends (gguf-py's Keys.General.SAMPLING_*).
+GGUF_SAMPLING_KEYS: Final = {
+    "general.sampling.temp": "temperature", "general.sampling.top_k": "top_k", "general.sampling.top_p": "top_p",
+    "general.sampling.min_p": "min_p", "general.sampling.penalty_repeat": "repeat_penalty",
+    "general.sampling.penalty_last_n": "repeat_last_n", "general.sampling.mirostat": "mirostat_mode",
+    "general.sampling.mirostat_tau": "mirostat_tau", "general.sampling.mirostat_eta": "mirostat_eta",
+}
+
+
+def model_defaults(metadata: Mapping[str, Any] | None = None) -> SamplingParams:
+    """What "Reset to the model's defaults" puts back: LlamaDesk's defaults, with the sampling the model's file
+    recommends (general.sampling.*) where it names a value LlamaDesk accepts; a bad value is left out, not an error."""
+    values: dict[str, Any] = {}
+    for key, name in GGUF_SAMPLING_KEYS.items():
+        if metadata is None or key not in metadata:
+            continue
+        try:
+            value = RANGES[name].check(metadata[key])
+        except InvalidSetting as exc:
+            log.info("Ignoring the model's %s: %s", key, exc)
+            continue
+        values[name] = round(value, 6) if isinstance(value, float) else value  # float32 in the file
+    return SamplingParams().replace(**values)
+
+
+def model_defaults_of(path: str | os.PathLike[str]) -> SamplingParams:
+    """model_defaults() for a GGUF file, read from its header; an unreadable header gives LlamaDesk's defaults."""
+    from llamadesk.core.gguf_header import read_header  # on use: the GGUF reader pulls in numpy
+
+    try:
+        return model_defaults(read_header(path).metadata)
+    except (LlamaDeskError, OSError) as exc:
+        log.info("No sampling defaults from %s: %s", path, exc)
+        return SamplingParams()
 
 
 class ModelSettingsStore:

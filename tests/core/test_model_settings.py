@@ -38,3 +38,19 @@ def test_only_the_most_recent_models_are_kept(tmp_path: Path) -> None:
     again = ModelSettingsStore(tmp_path / "m.json")
     assert again.get("1.gguf") is None and again.get("0.gguf") == SamplingParams()
     assert again.get(f"{MAX_REMEMBERED_MODELS + 2}.gguf") is not None
+
+
+def test_the_model_defaults_are_what_its_file_recommends(tmp_path: Path) -> None:
+    from gguf_factory import write_tiny_llama
+
+    from llamadesk.core.presets import model_defaults_of
+
+    recommends = write_tiny_llama(tmp_path / "recommends.gguf", extra={
+        "general.sampling.temp": 0.6, "general.sampling.top_k": 20, "general.sampling.top_p": 0.8,
+        "general.sampling.min_p": 7.5,  # out of range: left out, not an error
+    })  # fmt: skip
+    assert model_defaults_of(recommends) == SamplingParams(temperature=0.6, top_k=20, top_p=0.8)
+    assert model_defaults_of(write_tiny_llama(tmp_path / "plain.gguf")) == SamplingParams()
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF not really")
+    assert model_defaults_of(broken) == SamplingParams()

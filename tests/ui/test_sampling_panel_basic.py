@@ -164,3 +164,18 @@ def test_reset_to_the_model_defaults_is_one_click(
     window.save_settings()
     stored = json.loads((paths.config / "model_settings.json").read_text(encoding="utf-8"))["models"]
     assert SamplingParams.from_dict(stored["tiny-chatml.gguf"]) == SamplingParams()
+
+
+def test_reset_puts_back_what_the_model_file_recommends(
+    make_window: Callable[..., MainWindow], paths: Paths, tmp_path: Path, qtbot: QtBot
+) -> None:
+    from gguf_factory import write_tiny_llama
+
+    write_tiny_llama(
+        paths.models / "recommends.gguf", extra={"general.sampling.temp": 0.3, "general.sampling.top_k": 12}
+    )
+    window = make_window()
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=LOAD_TIMEOUT_MS)
+    window.panel.rows["temperature"].spin.setValue(1.5)
+    qtbot.mouseClick(window.panel.model_reset, Qt.MouseButton.LeftButton)
+    assert window.panel.params() == SamplingParams(temperature=0.3, top_k=12)

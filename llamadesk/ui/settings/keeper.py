@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer
 
 from llamadesk.core.errors import LlamaDeskError
-from llamadesk.core.presets import ModelSettingsStore, model_defaults, model_key
+from llamadesk.core.presets import ModelSettingsStore, model_defaults_of, model_key
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.settings import AppSettings, save_settings
 
@@ -86,8 +86,12 @@ class SettingsKeeper(QObject):
         """A model was loaded: the settings last used with it come back when the chat shown is empty (a chat with
         messages keeps its own); Reset to the model's defaults now means this model."""
         key = self._loaded_key()
-        model = self.state.loaded_model
-        self.panel.set_model_defaults(model_defaults(), model.name if model is not None else key)
+        model, info = self.state.loaded_model, self.state.model_info
+        path = info.path if info is not None and info.path.is_file() else None
+        self.panel.set_model_defaults(
+            (lambda: model_defaults_of(path)) if path is not None else SamplingParams,
+            model.name if model is not None else key,
+        )
         if key is None:
             return
         remembered = self.models.get(key)

@@ -7,6 +7,8 @@ the screen)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
@@ -45,7 +47,8 @@ PRESET_HELP = (
 )
 CTX_HELP = "How many tokens the model can see at once: prompt, history and reply together."
 MODEL_RESET_HELP = (
-    "Each model remembers the settings you last used with it. This puts LlamaDesk's defaults back for the loaded model."
+    "Each model remembers the settings you last used with it. This puts back the settings its file recommends "
+    "(LlamaDesk's defaults where it recommends none) for the loaded model."
 )
 
 
@@ -175,7 +178,7 @@ class SamplingPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("samplingPanel")
         self._updating = False
-        self._model_defaults = DEFAULTS
+        self._model_defaults: Callable[[], SamplingParams] = SamplingParams
 
         prompt_box = QGroupBox("System prompt", self)
         self.system_prompt_edit = QPlainTextEdit(prompt_box)
@@ -358,16 +361,17 @@ class SamplingPanel(QWidget):
         self.showAllChanged.emit(show)
 
     # --- the model's defaults ----------------------------------------------------------------------------------
-    def set_model_defaults(self, params: SamplingParams, model_name: str | None) -> None:
-        """What "Reset to the model's defaults" puts back, for the model now loaded (None: no model)."""
-        self._model_defaults = params
+    def set_model_defaults(self, defaults: Callable[[], SamplingParams], model_name: str | None) -> None:
+        """What "Reset to the model's defaults" puts back for the model now loaded (None: no model); read when
+        the button is pressed (the model file's header may recommend values)."""
+        self._model_defaults = defaults
         self.model_reset.setToolTip(
             f"{MODEL_RESET_HELP.replace('the loaded model', model_name)}" if model_name else MODEL_RESET_HELP
         )
 
     def reset_to_model_defaults(self) -> None:
         """One click: every sampling value back to the model's defaults, as if you had set each one."""
-        self.set_params(self._model_defaults)
+        self.set_params(self._model_defaults())
         self.paramsChanged.emit(self.params())
 
     # --- values ----------------------------------------------------------------------------------------------
