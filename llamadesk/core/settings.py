@@ -34,6 +34,8 @@ class AppSettings:
     type_v: str = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    prompt_cache_mb: int = 4096  # saved prompt states on disk (core/engines/prompt_cache.py); 0 turns them off
+    prompt_lookup: bool = False  # speculative decoding by prompt lookup (measured in bench/bench_cache.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -48,6 +50,8 @@ class AppSettings:
             "type_v": self.type_v,
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
+            "prompt_cache_mb": self.prompt_cache_mb,
+            "prompt_lookup": self.prompt_lookup,
         }
 
     def _sanitized(self) -> AppSettings:
@@ -62,6 +66,8 @@ class AppSettings:
             "type_v": lambda v: v in KV_CACHE_TYPES,
             "use_mmap": lambda v: isinstance(v, bool),
             "use_mlock": lambda v: isinstance(v, bool),
+            "prompt_cache_mb": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "prompt_lookup": lambda v: isinstance(v, bool),
         }
         bad = {name: getattr(default, name) for name, ok in checks.items() if not ok(getattr(self, name))}
         if bad:

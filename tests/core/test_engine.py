@@ -102,7 +102,8 @@ def test_stop_interrupts_long_prompt_evaluation(tmp_path: Path) -> None:
         _, full = run(eng, long_prompt, SamplingParams(max_tokens=1, seed=1))
         full_eval = time.perf_counter() - started
         eng.unload()
-        eng.load(LoadOptions(model, n_ctx=8192, n_threads=2))  # fresh KV cache: the whole prompt again
+        # fresh KV cache: the whole prompt again (no saved prompt state either)
+        eng.load(LoadOptions(model, n_ctx=8192, n_threads=2, prompt_cache_mb=0))
         cancel = threading.Event()
         timer = threading.Timer(full_eval / 5, cancel.set)
         started = time.perf_counter()

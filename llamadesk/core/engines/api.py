@@ -55,6 +55,8 @@ class LoadOptions:
     rpc_servers: tuple[str, ...] = ()  # "host:port" of llama.cpp rpc-servers to split the layers over (core/rpc.py)
     mmproj: Path | None = None  # a vision model's projector (mmproj-*.gguf): messages may then carry images (vision.py)
     mmproj_gpu: bool = True  # the projector on the GPU when there is one (its own setting: it is small but slow on CPU)
+    prompt_cache_mb: float = 4096  # saved prompt states on disk (engines/prompt_cache.py), all models together; 0: off
+    prompt_lookup: bool = False  # speculative decoding by prompt lookup (local_load.PromptLookup)
 
     def check(self) -> None:
         """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""

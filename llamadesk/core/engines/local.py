@@ -19,6 +19,7 @@ import psutil
 import llamadesk.core.engines.vision as vision
 from llamadesk import __version__
 from llamadesk.core import fileinfo, hardware, llama_log, probe, rpc, structured
+from llamadesk.core.engines import prompt_cache
 from llamadesk.core.engines.api import (
     GPU_LAYERS_ALL,
     GPU_LAYERS_AUTO,
@@ -37,9 +38,11 @@ from llamadesk.core.engines.local_load import (
     GGML_TYPES,
     LoadFailed,
     ParamsHook,
+    draft_for,
     llama_log_lines,
     load_failure_sentence,
     register_rpc,
+    speculation_field,
 )
 from llamadesk.core.engines.local_stream import Outcome, common_prefix, marker_tokens, stream_tokens
 from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
@@ -75,6 +78,7 @@ class LlamaCppEngine:
         self._markers: frozenset[int] = frozenset()  # special tokens the stream shows as text (harmony's markers)
         self._controls = ControlTexts(())  # the control tokens' texts: a message holding one is tokenized apart
         self._vision: vision.Projector | None = None  # a vision model's projector: messages may carry images
+        self._prompt_cache: prompt_cache.PromptCache | None = None  # saved prompt states (warm reopen, switching)
 
     @property
     def info(self) -> ModelInfo | None:
@@ -195,6 +199,7 @@ class LlamaCppEngine:
             layer_split=placement.layer_split() if options.rpc_servers else {},
             projector=self._vision.path.name if self._vision else "",
         )
+        self._prompt_cache = prompt_cache.for_engine(self._info, llama, options.prompt_cache_mb)
         log.info("Loaded %s in %.2f s (template %s)", path.name, self._info.load_seconds, template.name)
         if self._info.offload_note:
             log.info("%s", self._info.offload_note)
@@ -225,6 +230,7 @@ class LlamaCppEngine:
                     type_v=GGML_TYPES[options.type_v],
                     use_mmap=options.use_mmap,
                     use_mlock=options.use_mlock,
+                    draft_model=draft_for(options),
                     verbose=True,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -252,6 +258,9 @@ class LlamaCppEngine:
         if self._vision is not None:  # before its model
             self._vision.close()
             self._vision = None
+        if self._prompt_cache is not None:
+            self._prompt_cache.close(self._llama)  # the last prompt's state is kept for the next time
+            self._prompt_cache = None
         if self._llama is not None:
             self._llama.close()
         self._llama = None
@@ -314,6 +323,7 @@ class LlamaCppEngine:
         assert llama is not None
         if cancel.is_set() or not tokens or len(tokens) >= llama.n_ctx() - 1:
             return 0
+        self._restore_prompt(tokens)
         cached = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
         if cached == len(tokens) == llama.n_tokens:
             return 0
@@ -337,6 +347,11 @@ class LlamaCppEngine:
         callback = self._abort_cb if on else self._no_abort
         if callback is not None and self._llama is not None:
             llama_cpp.llama_set_abort_callback(self._llama.ctx, callback, None)
+
+    def _restore_prompt(self, tokens: list[int]) -> None:
+        """A saved state that holds more of the prompt than the KV cache does is loaded first (prompt_cache.py)."""
+        if self._prompt_cache is not None and self._llama is not None:
+            self._prompt_cache.restore(self._llama, tokens)
 
     def stream(
         self,
@@ -370,6 +385,7 @@ class LlamaCppEngine:
                 f"The {what} ({len(tokens)} tokens) no longer fits the model's context of {n_ctx} tokens; "
                 "start a new chat or load the model with a larger context."
             )
+        self._restore_prompt(tokens)
         cached = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
         seed = params.seed if params.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         llama.set_seed(seed)
@@ -404,9 +420,13 @@ class LlamaCppEngine:
         receipt = self._receipt(params, stats, mode)
         if token_probs:
             receipt["token_probs"] = token_probs_field(outcome.records)
+        receipt.update(speculation_field(llama, len(tokens), generated))
+        receipt.update(prompt_cache.receipt_field(self._prompt_cache))
         if grammar is not None and response_format is not None:
             receipt["response_format"] = response_format.receipt()
         yield Done(stats, receipt)
+        if self._prompt_cache is not None:
+            self._prompt_cache.save(llama)  # this conversation's state, for when it is continued after another
         if outcome.error is not None:
             raise GenerationError(outcome.error)
 

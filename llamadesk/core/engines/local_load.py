@@ -136,3 +136,55 @@ def load_failure_sentence(path: Path, reason: str | None, options: LoadOptions) 
     if text:
         return f"{path.name} could not be loaded: {text}."
     return f"{path.name} could not be loaded; see the log for llama.cpp's reason."
+
+
+class PromptLookup:
+    """Speculative decoding by prompt lookup: llama-cpp-python's LlamaPromptLookupDecoding drafts the tokens that
+    followed the last n-gram where it appeared earlier in the context, and Llama.generate verifies them in one batch
+    (a draft is kept only as far as it equals what the sampler picks, so the output is the same). The library does not
+    report how many drafted tokens were accepted: this wrapper counts them, each draft against the tokens that came
+    after it (the next draft's input, or at the end the reply's tokens)."""
+
+    def __init__(self, max_ngram_size: int = 3, num_pred_tokens: int = 10) -> None:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        self._lookup = LlamaPromptLookupDecoding(max_ngram_size=max_ngram_size, num_pred_tokens=num_pred_tokens)
+        self.drafted = self.accepted = 0
+        self._pending: tuple[int, Any] | None = None  # (position of the draft's first token, the draft)
+
+    def __call__(self, input_ids: Any, /, **kwargs: Any) -> Any:
+        self._settle(input_ids)
+        draft = self._lookup(input_ids)
+        if len(draft):
+            self._pending = (len(input_ids), draft.copy())
+            self.drafted += len(draft)
+        return draft
+
+    def _settle(self, truth: Any) -> None:
+        if self._pending is None:
+            return
+        start, draft = self._pending
+        self._pending = None
+        seen = truth[start : start + len(draft)]
+        for a, b in zip(seen, draft, strict=False):
+            if a != b:
+                break
+            self.accepted += 1
+
+    def take(self, llama: Any, n_prompt: int, n_generated: int) -> dict[str, Any]:
+        """The receipt's "speculation" field for the reply that just ended; the counts start again at zero."""
+        self._settle(llama.input_ids[: min(n_prompt + n_generated, int(llama.n_tokens))])
+        field = {"method": "prompt lookup", "drafted": self.drafted, "accepted": self.accepted}
+        self.drafted = self.accepted = 0
+        return field
+
+
+def draft_for(options: LoadOptions) -> PromptLookup | None:
+    """The draft model Llama() gets for these load options (None: no speculative decoding)."""
+    return PromptLookup() if options.prompt_lookup else None
+
+
+def speculation_field(llama: Any, n_prompt: int, n_generated: int) -> dict[str, Any]:
+    """{"speculation": {...drafted, accepted}} for a reply's receipt when the model drafts; else {}."""
+    draft = getattr(llama, "draft_model", None)
+    return {"speculation": draft.take(llama, n_prompt, n_generated)} if isinstance(draft, PromptLookup) else {}
