@@ -201,7 +201,7 @@ class McpHost:
 
     def state(self, name: str) -> ServerState:
         server = self._server(name)
-        if server.stderr is not None and server.state.status == FAILED:
+        if server.stderr is not None:  # what a stdio server last wrote to stderr (its logs, a traceback)
             return replace(server.state, stderr_tail=server.stderr.text())
         return server.state
 
@@ -355,7 +355,7 @@ class McpHost:
     def _fail(self, server: _Server, sentence: str) -> None:
         """Marks a server failed and stops it (its process is ended by the SDK's transport)."""
         if server.state.status != FAILED:
-            self._set(server, status=FAILED, error=sentence)
+            self._set(server, status=FAILED, error=sentence, tools=())
         stop = server.stop
         if stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(stop.set)
