@@ -123,7 +123,14 @@ def _view(qtbot: QtBot, rows: list[ChatRow], size: tuple[int, int] = (600, 400))
 
 def test_hover_leaves_with_the_mouse(qtbot: QtBot) -> None:
     view = _view(qtbot, [ChatRow(1, "user", "hello"), ChatRow(2, "assistant", "hi there"), ChatRow(3, "user", "ok")])
-    plain = view.viewport().grab().toImage()
+    shots = [view.viewport().grab().toImage()]
+
+    def steady() -> bool:  # the first layout and paint are done: two grabs in a row are the same
+        shots.append(view.viewport().grab().toImage())
+        return shots[-1] == shots[-2]
+
+    qtbot.waitUntil(steady)
+    plain = shots[-1]
     index = view.model().index(0, 0)
     center = view.visualRect(index).center()
     qtbot.mouseMove(view.viewport(), center)
