@@ -100,3 +100,21 @@ def test_esc_takes_back_a_queued_reply(endless_window: MainWindow, history: Hist
     window.stop_generation()
     qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
     assert [m.content for m in history.all_messages(second)] == ["Queued, then taken back"]  # your message stays
+
+
+def test_a_queued_message_in_a_chat_moved_to_the_trash_gets_no_reply(
+    endless_window: MainWindow, history: History, qtbot: QtBot
+) -> None:
+    window = endless_window
+    window.send("Write a long story")
+    window.new_chat_action.trigger()
+    second = window.current_cid
+    assert second is not None
+    window.composer.edit.setPlainText("Never mind")
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.sidebar.activity(second) == QUEUED
+    window.sidebar.trash(second)
+    window.stop_generation()
+    qtbot.waitUntil(lambda: not window.is_generating and window.chat.queue == [], timeout=REPLY_TIMEOUT_MS)
+    assert not window.is_generating  # nothing was started for the trashed chat
+    assert [m.role for m in history.all_messages(second)] == ["user"]

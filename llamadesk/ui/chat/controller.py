@@ -205,6 +205,16 @@ class ChatController(QObject):
         if not self.queue or self._session.busy_cid is not None or not self._model_ready():
             return
         item = self.queue.pop(0)
+        try:
+            trashed = self._history.get_conversation(item.cid).deleted_at is not None
+        except LlamaDeskError:
+            trashed = True  # deleted for good meanwhile
+        if trashed:  # moved to the trash while its message waited: no reply is written into it
+            self._publish()
+            self.update_composer()
+            if self.queue:
+                QTimer.singleShot(0, self._start_queued)
+            return
         started = self._session.regenerate(item.cid, item.message_id, item.params, item.system_prompt)
         if started:
             if item.cid == st.current_cid:
