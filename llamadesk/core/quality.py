@@ -99,16 +99,18 @@ class _Model:
     vocab_hash: str
 
 
-def _inspect(path: Path) -> _Model:
+def _inspect(path: Path, *, vocabulary: bool = True) -> _Model:
+    """The header; with `vocabulary`, a digest of every token too (parsing a 150k-token vocabulary takes seconds, so
+    a single file, which has nothing to be compared with, skips it)."""
     from llamadesk.core.errors import ModelLoadError
     from llamadesk.core.gguf_header import read_header, validate_model_file
 
     try:
         validate_model_file(path)
-        header = read_header(path, max_string_array_items=1 << 22)
+        header = read_header(path, max_string_array_items=1 << 22 if vocabulary else 0)
     except ModelLoadError as exc:
         raise QualityError(str(exc)) from exc
-    tokens = header.arrays.get("tokenizer.ggml.tokens") or []
+    tokens = (header.arrays.get("tokenizer.ggml.tokens") or []) if vocabulary else []
     digest = hashlib.sha256("\0".join(map(str, tokens)).encode("utf-8", "surrogatepass")).hexdigest()
     params = header.parameter_count or 1
     return _Model(path, header, header.tensor_data_size * 8 / params, digest)
@@ -138,10 +140,13 @@ def compare(
     paths: Sequence[Path], text: str, *, n_ctx: int | None = None, threads: int | None = None,
     progress: Progress | None = None, cancel: threading.Event | None = None, work_dir: Path | None = None,
     keep: bool = True,
+    speed: bool = True,
 ) -> Comparison:
     """Scores every file on `text` in chunks of n_ctx tokens (the second half of each chunk), the most precise file
     first: its log-probabilities go to a temporary file, and each other file is compared with them.
-    n_ctx None: 512, or less (down to 128) when the text is shorter. `keep`: store the results per SHA-256."""
+    n_ctx None: 512, or less (down to 128) when the text is shorter. `keep`: store the results per SHA-256.
+    `speed`: also time GEN_TOKENS single-token decodes (gen_tps); without it gen_tps is 0 and the run does what
+    `llama-perplexity` does, no more (bench/bench_quality.py times the two against each other)."""
     from llamadesk.core import fileinfo
     from llamadesk.paths import get_paths
 
@@ -152,7 +157,7 @@ def compare(
     resolved = [Path(p).expanduser() for p in paths]
     if len({p.resolve() for p in resolved}) != len(resolved):
         raise QualityError("The same file is named twice; name each file once.")
-    models = [_inspect(p) for p in resolved]
+    models = [_inspect(p, vocabulary=len(resolved) > 1) for p in resolved]
     check_same_model(models)
     models.sort(key=lambda m: -m.bpw)  # the most precise file is the reference
     shas = {m.path: fileinfo.sha256_cached(m.path) for m in models}
@@ -176,7 +181,7 @@ def compare(
                      f"{DEFAULT_CTX}.")
     n_vocab = int(models[0].header.n_vocab)
     with tempfile.TemporaryDirectory(prefix="quality-", dir=work_dir) as tmp, \
-            contextlib.closing(_ReferenceStore(Path(tmp), plan, n_vocab)) as ref_store:
+            contextlib.closing(_ReferenceStore(Path(tmp), plan, n_vocab, needed=len(models) > 1)) as ref_store:
         for i, model in enumerate(models):
             report(i, "loading")
             with _Scorer(model.path, plan.n_ctx, threads) as scorer:
@@ -184,7 +189,7 @@ def compare(
                     raise QualityError(f"{model.path.name} reads the text into other tokens than "
                                        f"{models[0].path.name}; they are not the same model.")
                 measured = _score_file(scorer, plan, ref_store, is_reference=(i == 0),
-                                       report=functools.partial(report, i))
+                                       report=functools.partial(report, i), speed=speed)
             results.append(FileResult(
                 path=str(model.path), name=model.path.name, type=model.header.quantization,
                 size_bytes=model.path.stat().st_size, bits_per_weight=round(model.bpw, 2), sha256=shas[model.path],
@@ -260,11 +265,14 @@ class _ReferenceStore:
     time with plain reads: big models × long texts do not fit in memory (151,936 tokens of vocabulary × 255 scored
     per chunk is 155 MB a chunk), and unlike a memory map the page cache does not count as this process's memory."""
 
-    def __init__(self, folder: Path, plan: _Plan, n_vocab: int) -> None:
+    def __init__(self, folder: Path, plan: _Plan, n_vocab: int, *, needed: bool = True) -> None:
         from llamadesk.core.download_queue import DiskFullError, check_free_space
 
         self.shape = (plan.scored_per_chunk, n_vocab)
         self.chunk_bytes = 4 * math.prod(self.shape)
+        self._file: Any = None
+        if not needed:  # one file alone: nothing will be compared with it, so nothing is written
+            return
         try:
             check_free_space(folder, self.chunk_bytes * plan.n_chunks, "the reference's log-probabilities")
         except DiskFullError as exc:
@@ -273,6 +281,8 @@ class _ReferenceStore:
         self._file = open(self.path, "w+b")  # noqa: SIM115 - closed by close()
 
     def write(self, chunk: int, logp: Any) -> None:
+        if self._file is None:
+            return
         self._file.seek(chunk * self.chunk_bytes)
         self._file.write(logp.astype("float32", copy=False).tobytes())
 
@@ -284,11 +294,12 @@ class _ReferenceStore:
         return np.frombuffer(data, dtype=np.float32).reshape(self.shape)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _score_file(scorer: _Scorer, plan: _Plan, ref_store: _ReferenceStore, *, is_reference: bool,
-                report: Callable[[str, int, int], None]) -> dict[str, Any]:
+                report: Callable[[str, int, int], None], speed: bool = True) -> dict[str, Any]:
     import numpy as np
 
     memory = scorer.memory
@@ -318,8 +329,10 @@ def _score_file(scorer: _Scorer, plan: _Plan, ref_store: _ReferenceStore, *, is_
             ref = ref_store.read(c)
             kld_parts.append((np.exp(ref) * (ref - logp)).sum(axis=1, dtype=np.float64))
             same_top += int((ref.argmax(axis=1) == logp.argmax(axis=1)).sum())
-    report("generating", plan.n_chunks, plan.n_chunks)
-    gen_tps = scorer.generation_speed(plan.tokens[:GEN_TOKENS + 1])
+    gen_tps = 0.0
+    if speed:
+        report("generating", plan.n_chunks, plan.n_chunks)
+        gen_tps = scorer.generation_speed(plan.tokens[:GEN_TOKENS + 1])
     memory.sample()
     kld = np.concatenate(kld_parts) if kld_parts else None
     return {
