@@ -41,11 +41,14 @@ def test_a_reply_quotes_the_conversations_documents(
     assert meter.documents > 0
     # The meter shows its figures when the engine has counted the conversation: wait for that state.
     qtbot.waitUntil(lambda: f"documents ≤ {meter.documents}" in meter.label.text(), timeout=REPLY_TIMEOUT_MS)
+    # The documents are searched in the background first (test_documents_retrieval.py); then the reply is asked for:
+    # its prompt is read when it is (the reply may end before a poll would see it).
+    session, prompts = window.session, []
+    session.busyChanged.connect(lambda busy: busy and session.active_request is not None and prompts.append(
+        session.requests[session.active_request].messages[-1]["content"]))  # fmt: skip
     window.send("How many gigawatts does the flux capacitor need?")
-    # The documents are searched in the background first (test_documents_retrieval.py); then the reply is asked for.
-    qtbot.waitUntil(lambda: window.session.active_request is not None, timeout=REPLY_TIMEOUT_MS)
-    pending = window.session.requests[window.session.active_request]  # type: ignore[index]
-    prompt = pending.messages[-1]["content"]
+    qtbot.waitUntil(lambda: bool(prompts), timeout=REPLY_TIMEOUT_MS)
+    prompt = prompts[0]
     assert prompt.startswith("How many gigawatts") and "[1] " in prompt and "1.21 gigawatts" in prompt
     qtbot.waitUntil(lambda: not window.is_generating, timeout=REPLY_TIMEOUT_MS)
     user, reply = history.messages(cid)

@@ -20,7 +20,7 @@ from llamadesk.core.errors import LlamaDeskError
 from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
-from llamadesk.ui.chat.source_viewer import SourceViewer
+from llamadesk.ui.chat.source_viewer import SourceViewer, open_in_system_viewer
 from llamadesk.ui.conversation_list import QUEUED, WRITING
 from llamadesk.ui.shortcuts import MenuId
 
@@ -354,7 +354,7 @@ class ChatController(QObject):
         """A citation [n] of a reply: the file it quoted, at the passage."""
         row = self._model.row_of(message_id)
         record = next((r for r in (row.sources if row else ()) if r.get("n") == n), None)
-        if record is None:
+        if record is None or open_in_system_viewer(record):  # a PDF or DOCX: its own viewer, at the page
             return None
         viewer = SourceViewer(record, self._parent)
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

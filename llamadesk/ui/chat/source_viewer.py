@@ -1,8 +1,14 @@
 """A citation opened: the file a reply quoted, shown at the passage ([n] in the reply, a source in its receipt).
 
 The text is read again from the file (it may have changed since), in the background, and the passage's lines (or its
-page, for a PDF) are shown selected. Any file can also be opened in the system's own viewer (a PDF or DOCX, where
-the page and the layout matter).
+page, for a PDF) are shown selected. Any file can also be opened in the system's own viewer.
+
+A laid-out document (PDF, DOCX, ODT, EPUB) opens in the system's viewer straight away, where the page and the layout
+are shown as written; a PDF at the cited page through the URL fragment `#page=N` (RFC 8118). Who honours it: the
+PDF viewers of web browsers (Firefox's pdf.js, Chromium's, Chrome's and Edge's) when the desktop hands them the URL.
+The usual desktop route loses it: xdg-open strips the fragment of a file: URL, and on Windows Qt opens the local path,
+so Evince, Okular, macOS Preview or Acrobat reached that way open the document at its first page (the citation's page
+is in the reply's receipt and in this dialog). When no application opens the file, its text is shown here instead.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from llamadesk.core.documents.extract import extract
 from llamadesk.core.documents.text import Section
 from llamadesk.ui.workers import TaskRunner
 
+SYSTEM_VIEWER_SUFFIXES = frozenset({".pdf", ".docx", ".odt", ".epub"})  # laid out: shown best by their own viewer
 MAX_SHOWN_CHARS = 2_000_000  # a huge log shows its start; the passage is found within it or said to be further on
 
 
@@ -29,6 +36,25 @@ def shown_text(sections: list[Section], page: int | None, line: int) -> tuple[st
         return ("\n\n".join(s.text for s in on_page) if on_page else "", 1)
     text = "\n\n".join(s.text for s in sections) if len(sections) > 1 else (sections[0].text if sections else "")
     return text[:MAX_SHOWN_CHARS], line
+
+
+def system_url(record: dict[str, Any]) -> QUrl:
+    """The file's URL for the system viewer; a PDF's with `#page=N` when the passage is on page N."""
+    path = Path(str(record.get("path", "")))
+    url = QUrl.fromLocalFile(str(path))
+    page = record.get("page")
+    if path.suffix.lower() == ".pdf" and isinstance(page, int) and page > 0:
+        url.setFragment(f"page={page}")
+    return url
+
+
+def open_in_system_viewer(record: dict[str, Any]) -> bool:
+    """Opens a cited PDF, DOCX, ODT or EPUB in the system's viewer (at the page where it can); False when the file is
+    of another kind, is gone, or no application took it (the caller shows the text in the app instead)."""
+    path = Path(str(record.get("path", "")))
+    if path.suffix.lower() not in SYSTEM_VIEWER_SUFFIXES or not path.is_file():
+        return False
+    return QDesktopServices.openUrl(system_url(record))
 
 
 class SourceViewer(QDialog):
@@ -68,7 +94,7 @@ class SourceViewer(QDialog):
         )  # fmt: skip
 
     def open_externally(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.path)))
+        QDesktopServices.openUrl(system_url(self.record))
 
     def _show(self, result: tuple[str, int]) -> None:
         text, line = result

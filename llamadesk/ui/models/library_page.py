@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llamadesk.core.documents.embeddings import model_role
 from llamadesk.core.library import (
     DiskUsage,
     FoundModel,
@@ -38,6 +39,12 @@ IMPORT_MODES = (
     ("Move into the models folder", "move"),
     ("Use where it is (no copy)", "in_place"),
 )
+
+
+ROLE_TIPS = {
+    "embedding": "An embedding model, not a chat model: choose it in Documents → Search by meaning",
+    "reranking": "A reranking model, not a chat model: it cannot chat",
+}
 
 
 class LibraryPage(QWidget):
@@ -121,9 +128,13 @@ class LibraryPage(QWidget):
     # -- the models folder --------------------------------------------------------------------------------------
     def refresh(self) -> None:
         models_dir = self.models_dir
+        self.roles: dict[Path, str] = getattr(self, "roles", {})  # path → "chat", "embedding" or "reranking"
 
         def work(_ctx: TaskContext) -> tuple[list[LocalModel], DiskUsage]:
-            return list_local_models(models_dir), disk_usage(models_dir)
+            models = list_local_models(models_dir)
+            for m in models:  # each GGUF's header read here, off the GUI thread (remembered by size and mtime)
+                self.roles[m.path] = model_role(m.path)
+            return models, disk_usage(models_dir)
 
         self.runner.run_in_background(work, self._show_models, self.message.show_error, name="list models")
 
@@ -148,6 +159,9 @@ class LibraryPage(QWidget):
                 QTableWidgetItem(location),
             )
             cells[4].setToolTip(str(m.path))
+            if self.roles.get(m.path) in ("embedding", "reranking"):  # not a chat model: for Documents' search
+                cells[0].setText(f"{m.name} · {self.roles[m.path]}")
+                cells[0].setToolTip(ROLE_TIPS[self.roles[m.path]])
             for col, item in enumerate(cells):
                 self.table.setItem(row, col, item)
             if keep is not None and m.path == keep.path:
