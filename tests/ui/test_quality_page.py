@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakehub import FakeHub
 from gguf_factory import write_tiny_llama
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
@@ -223,3 +224,37 @@ def test_the_library_list_marks_checked_files_and_keeps_them_across_refresh(
     page.refresh()
     qtbot.waitUntil(lambda: page.runner.active_count() == 0, timeout=WAIT_MS)
     assert page.checked_paths() == [second]
+
+
+def test_the_hub_marks_the_files_measured_here_by_their_sha256(
+    qtbot: QtBot, paths: Paths, fake_hub: FakeHub, tmp_path: Path, text_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llamadesk.core.quantize import quantize
+    from llamadesk.ui.models import ModelManagerDialog
+
+    f32 = write_tiny_llama(tmp_path / "tiny-F32.gguf")
+    q8 = quantize(f32, "Q8_0", tmp_path / "tiny-Q8_0.gguf").path
+    q4 = quantize(f32, "Q4_0", tmp_path / "tiny-Q4_0.gguf").path
+    measured = quality.compare([f32, q8], text_file.read_text(encoding="utf-8"), n_ctx=N_CTX)  # kept by SHA-256
+    repo = "tester/Tiny-GGUF"
+    fake_hub.add_repo(repo)
+    for path in (q8, q4):
+        fake_hub.add_file(repo, path.name, path.read_bytes())
+
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # "Found in other apps" never reads the real home
+    dialog = ModelManagerDialog(paths, endpoint=fake_hub.url)
+    qtbot.addWidget(dialog)
+    try:
+        assert dialog.tabs.tabText(dialog.tabs.indexOf(dialog.quality_page)) == "Compare"
+        dialog.show_tab("compare")
+        page = dialog.hub_page
+        page.open_repo(repo)
+        qtbot.waitUntil(lambda: page.files_table.rowCount() == 2, timeout=WAIT_MS)
+        cells = {page.groups[r].quantization: page.files_table.item(r, 2) for r in range(2)}
+        q8_result = next(f for f in measured.files if f.type == "Q8_0")
+        assert cells["Q8_0"].text().endswith("  · measured")
+        assert f"Measured here: {q8_result.top1:.1%} of F32's top tokens" in cells["Q8_0"].toolTip()
+        assert "measured" not in cells["Q4_0"].text()  # never compared: nothing shown
+    finally:
+        assert dialog.shutdown()
+        dialog.close()
