@@ -105,6 +105,18 @@ def check_history(exe: Path, home: Path, model: Path | None) -> str:
     return listed[0]
 
 
+def check_prompt_cache(exe: Path, home: Path, model: Path | None) -> str:
+    """The chat just held left its prompt state on disk; `models cache clear` deletes it."""
+    before = _run(exe, home, "models", "cache", "info").stdout.strip()
+    if not before or before.startswith("0 "):
+        raise CheckFailed(f"the chat should have saved a prompt state: {before!r}")
+    _run(exe, home, "models", "cache", "clear")
+    after = _run(exe, home, "models", "cache", "info").stdout.strip()
+    if not after.startswith("0 prompt states"):
+        raise CheckFailed(f"models cache clear left {after!r}")
+    return before.splitlines()[0]
+
+
 def check_serve(exe: Path, home: Path, model: Path | None) -> str:
     import openai
 
@@ -196,6 +208,37 @@ def check_quantize(exe: Path, home: Path, _model: Path | None) -> str:
     return f"Q8_0 made ({quant.stat().st_size} B); KLD {q8['kld']:.3f}, top-1 {q8['top1']:.0%} against F32"
 
 
+def check_chat_image(exe: Path, home: Path, _model: Path | None) -> str:
+    """chat --image on a generated vision pair (tests/vision_factory.py: a tiny llama and a LLaVA-style projector,
+    random weights): libmtmd loads from the bundle, Pillow reads a JPEG with EXIF (orientation, GPS) and a WebP, the
+    projector is found beside the model, and the receipt records each image's hash and tokens."""
+    root = Path(__file__).resolve().parents[2]
+    sys.path[:0] = [str(root), str(root / "tests")]
+    from PIL import Image
+
+    from llamadesk.core.history import History
+    from tests.vision_factory import TOKENS_PER_IMAGE, write_tiny_vision_pair
+
+    model, projector = write_tiny_vision_pair(home / "vision")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8825)[1] = "N"
+    photo, shot = home / "photo.jpg", home / "shot.webp"
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(photo, exif=exif.tobytes())
+    Image.new("RGB", (40, 40), (30, 30, 200)).save(shot)
+    result = _run(exe, home, "chat", "--model", str(model), "--image", str(photo), "--image", str(shot),
+                  "--max-tokens", "4", "--seed", "1", "What are these?")  # fmt: skip
+    if "[photo.jpg: location removed]" not in result.stderr:
+        raise CheckFailed(f"chat --image should say the photo's location was removed:\n{result.stderr[-2000:]}")
+    with History(home / "data" / "history.sqlite3") as history:
+        conv = next(c for c in history.list_conversations() if c.model == model.name)
+        receipt = history.messages(conv.id)[-1].receipt or {}
+    tokens = [i.get("tokens") for i in receipt.get("images", [])]
+    if tokens != [TOKENS_PER_IMAGE, TOKENS_PER_IMAGE] or receipt.get("projector", {}).get("file") != projector.name:
+        raise CheckFailed(f"the reply's receipt should list two images of {TOKENS_PER_IMAGE} tokens: {receipt!r}")
+    return f"2 images of {TOKENS_PER_IMAGE} tokens through {projector.name}"
+
+
 def check_single_instance(exe: Path, home: Path, _model: Path | None) -> str:
     from PySide6.QtCore import QCoreApplication
 
@@ -227,10 +270,12 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("doctor --json", check_doctor, False),
     ("chat", check_chat, True),
     ("history list", check_history, True),
+    ("models cache info + clear", check_prompt_cache, True),
     ("serve + openai client", check_serve, True),
     ("docs add + search (PDF, DOCX)", check_documents, False),
     ("chat --docs", check_chat_documents, True),
     ("models quantize + compare", check_quantize, False),
+    ("chat --image (generated vision pair)", check_chat_image, False),
     ("single instance", check_single_instance, False),
 ]
 
