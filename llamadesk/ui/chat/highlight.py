@@ -91,9 +91,13 @@ class HighlightMixin:
 def query_spans(doc: QTextDocument, query: str) -> list[tuple[int, int]]:
     """Where the words `query` matches sit in `doc` (search rules, last word as a prefix), as document positions
     (UTF-16 units, like QTextCursor's)."""
+    return text_spans(doc.toPlainText(), query) if query else []
+
+
+def text_spans(text: str, query: str) -> list[tuple[int, int]]:
+    """`query_spans` of a document whose plain text is `text`."""
     if not query:
         return []
-    text = doc.toPlainText()
     spans = match_spans(text, query, prefix=True)
     if spans and max(text) > "\uffff":  # characters outside the BMP take two UTF-16 units in the document
         astral = [i for i, ch in enumerate(text) if ch > "\uffff"]

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from llamadesk.core.markdown import parse_copy_href, warm_up
 from llamadesk.core.token_probs import TokenProb
 from llamadesk.ui.chat.delegate import PAD_V, ROW_GAP, MessageDelegate
-from llamadesk.ui.chat.highlight import query_spans
+from llamadesk.ui.chat.highlight import query_spans, text_spans
 from llamadesk.ui.chat.menu import message_menu
 from llamadesk.ui.chat.message_actions import MessageActions
 from llamadesk.ui.chat.model import ChatRow, KeyRole, MessageListModel, RowRole, reasoning_view
@@ -130,10 +130,7 @@ class ChatView(MessageActions, QTableView):
     def hit_count(self, message_id: int, query: str) -> int:
         """How many words `query` highlights in a message as shown (the find bar counts these, not messages)."""
         row = self._chat_model.row_of(message_id)
-        if row is None:
-            return 0
-        doc = self.delegate.document(row, self.delegate.text_width(self.delegate.row_width()))[0]
-        return len(query_spans(doc, query.strip()))
+        return 0 if row is None else len(text_spans(self.delegate.plain_text(row), query.strip()))
 
     def show_hit(self, message_id: int, n: int) -> None:
         """Marks the `n`th highlighted word of a message as the current hit (n < 0: none) and brings it into view:
