@@ -91,7 +91,8 @@ class ImagesEngine:
         return out
 
     def stream(self, messages: Sequence[dict[str, str]], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return self._engine.stream(self._with_images(messages), *args, **kwargs)  # type: ignore[no-any-return]
+        events: Iterator[Any] = self._engine.stream(self._with_images(messages), *args, **kwargs)
+        return events
 
     def count_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         return int(self._engine.count_tokens(self._with_images(messages)))
