@@ -258,3 +258,44 @@ def test_the_hub_marks_the_files_measured_here_by_their_sha256(
     finally:
         assert dialog.shutdown()
         dialog.close()
+
+
+def test_the_catalog_marks_a_downloaded_quant_once_it_was_measured(
+    qtbot: QtBot, paths: Paths, fake_hub: FakeHub, tmp_path: Path, text_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped catalog records no hashes: the one its finished download verified is used."""
+    from llamadesk.ui.models import ModelManagerDialog
+
+    repo, name = "bartowski/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+    fake_hub.add_repo(repo)
+    fake_hub.add_file(repo, name, write_tiny_llama(tmp_path / "tiny-F32.gguf").read_bytes())  # F32 under that name
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    dialog = ModelManagerDialog(paths, endpoint=fake_hub.url)
+    qtbot.addWidget(dialog)
+    try:
+        page = dialog.catalog_page
+        page.select("smollm2", "135m", "Q4_K_M")
+        with qtbot.waitSignal(dialog.modelsChanged, timeout=WAIT_MS):
+            page.download_button.click()
+        downloaded = paths.models / repo / name
+        row = [q.name for q, _ in page._fits].index("Q4_K_M")
+        assert "measured" not in page.table.item(row, 0).text()
+
+        compare_page = dialog.quality_page
+        qtbot.waitUntil(lambda: downloaded in {f.path for f in compare_page.files}, timeout=WAIT_MS)
+        copy = write_tiny_llama(paths.models / "tiny-again-F32.gguf")  # the same generated model again
+        compare_page.refresh()
+        qtbot.waitUntil(lambda: copy in {f.path for f in compare_page.files}, timeout=WAIT_MS)
+        compare_page.set_checked([downloaded, copy])
+        compare_page.set_text_file(text_file)
+        compare_page.ctx_spin.setValue(N_CTX)
+        with qtbot.waitSignal(compare_page.comparisonFinished, timeout=WAIT_MS):
+            compare_page.compare_button.click()
+
+        page.select("smollm2", "360m")
+        page.select("smollm2", "135m", "Q4_K_M")  # the table is filled again
+        item = page.table.item(row, 0)
+        assert item.text().endswith("  · measured") and "Measured here" in item.toolTip()
+    finally:
+        assert dialog.shutdown()
+        dialog.close()

@@ -34,7 +34,7 @@ from llamadesk.ui.models.common import (
     verdict_color,
 )
 from llamadesk.ui.models.download_manager import DownloadManager
-from llamadesk.ui.models.quality_notes import measured_note
+from llamadesk.ui.models.quality_notes import catalog_sha256, measured_note
 
 COLUMNS = ("Quantization", "File size", "Fit", "Largest context", "")
 STATUS_WORDS = {
@@ -232,7 +232,7 @@ class CatalogPage(QWidget):
             if quant.name == best:
                 name.setFont(bold)
                 name.setToolTip(f"{explain(quant.name)}; it runs on this machine")
-            measured = measured_note(quant.sha256[0] if len(quant.files) == 1 else None)
+            measured = measured_note(catalog_sha256(quant, self.manager.jobs()))
             if measured:  # the Compare tab measured this very file (same SHA-256) before
                 name.setText(f"{name.text()}  · measured")
                 name.setToolTip(f"{name.toolTip()}\n{measured}".strip())

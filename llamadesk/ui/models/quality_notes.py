@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from llamadesk.core import quality
+from llamadesk.core.catalog import Quantization
+from llamadesk.core.download_queue import DownloadJob, State
 
 
 def measured_note(sha256: str | None) -> str:
@@ -27,3 +31,16 @@ def measured_note(sha256: str | None) -> str:
         return ""
     more = f" ({len(results)} measurements; the newest)" if len(results) > 1 else ""
     return f"{head}{speed}{more}."
+
+
+def catalog_sha256(quant: Quantization, jobs: Iterable[DownloadJob]) -> str | None:
+    """The SHA-256 of a catalog quantization: as the catalog records it, else as its finished download verified it
+    (the catalog ships without hashes; a file you downloaded has one). None for a split model."""
+    if len(quant.files) != 1:
+        return None
+    if quant.sha256 and quant.sha256[0]:
+        return quant.sha256[0]
+    for job in jobs:
+        if job.repo_id.lower() == quant.repo.lower() and job.filename == quant.files[0] and job.state is State.DONE:
+            return job.sha256
+    return None
