@@ -83,7 +83,11 @@ def make_server():  # type: ignore[no-untyped-def]
 
 
 def serve_http() -> None:
+    import logging
+
     import uvicorn
+
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # no line per session on the harness's stderr
 
     server = make_server()
     app = server.streamable_http_app()

@@ -28,11 +28,12 @@ KEEP_PLUGINS: dict[str, set[str] | None] = {
 # that LlamaDesk itself imports, at start-up or on first use, may be here: tests/packaging/test_bundle_imports.py
 # runs llamadesk.import_sweep and fails on any module of this list that it finds imported.
 # (The one-window hand-over needs PySide6.QtNetwork, the local server uvicorn, and Linux's keyring backend
-# secretstorage needs cryptography: all three were once on this list, and the bundle did not start or serve.)
+# secretstorage needs cryptography: all three were once on this list, and the bundle did not start or serve.
+# sse_starlette was too: the MCP host's `import mcp` loads the SDK's server side, which imports it.)
 EXCLUDES = [
     "tkinter", "_tkinter", "pytest", "_pytest", "hypothesis", "IPython", "matplotlib", "pandas", "scipy",
     "hf_xet", "sentencepiece", "setuptools", "pkg_resources", "pip", "distutils", "pydoc_data",
-    "llama_cpp.server", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings",
+    "llama_cpp.server", "fastapi", "starlette_context", "pydantic_settings",
     "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtOpenGL", "PySide6.QtDBus",
     "PySide6.QtPrintSupport", "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtConcurrent",
 ]  # fmt: skip
