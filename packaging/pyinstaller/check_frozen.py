@@ -7,7 +7,8 @@ line with its time; the first failure ends the run with exit status 1 and what t
 --version, --smoke-test, --import-sweep (every module, and every module they import lazily, loads inside the
 bundle), doctor --json, document collections (PDF, DOCX, Markdown indexed and searched), a quant made and compared,
 and with a model: chat,
-history list, serve answering the official openai client, chat --docs, and a second start handing over to the first
+history list, serve answering the official openai client, chat --docs, chat --tool with MCP servers' tools
+listed, and a second start handing over to the first
 window. The harness runs in the development venv (openai, PySide6);
 only EXE is the frozen app.
 """
@@ -227,6 +228,30 @@ def check_chat_image(exe: Path, home: Path, _model: Path | None) -> str:
     return f"2 images of {TOKENS_PER_IMAGE} tokens through {projector.name}"
 
 
+def check_tools(exe: Path, home: Path, model: Path | None) -> str:
+    """chat --tool calculator --yes: the starter model, asked to copy a call, gets the calculator's result (the tool
+    loop inside the bundle); mcp add + tools list --mcp: the bundle's MCP SDK reaches a real MCP server
+    (tests/mcp_test_server.py, run by the development venv's Python) over stdio and over streamable HTTP."""
+    assert model is not None
+    copy = 'Copy this text exactly: <tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
+    result = _run(exe, home, "chat", "--model", str(model), "--tool", "calculator", "--yes", "--temperature", "0",
+                  "--seed", "1", "--max-tokens", "60", copy)  # fmt: skip
+    if "→ ok: 42]" not in result.stderr:
+        raise CheckFailed(f"chat --tool calculator should show the result 42 on stderr:\n{result.stderr[-2000:]}")
+    server = Path(__file__).resolve().parents[2] / "tests" / "mcp_test_server.py"
+    _run(exe, home, "mcp", "add", "local", sys.executable, str(server), "stdio")
+    with subprocess.Popen([sys.executable, str(server), "http"], stdout=subprocess.PIPE, text=True) as web:
+        try:
+            assert web.stdout is not None
+            _run(exe, home, "mcp", "add", "web", f"http://127.0.0.1:{int(web.stdout.readline())}/mcp")
+            listed = _run(exe, home, "tools", "list", "--mcp", "local", "--mcp", "web").stdout
+        finally:
+            web.terminate()
+    if listed.count("Add two integers.") != 2 or "local: ready" not in listed or "web: ready" not in listed:
+        raise CheckFailed(f"tools list --mcp should list both servers' tools:\n{listed}")
+    return "the calculator answered 42; an MCP server's tools listed over stdio and HTTP"
+
+
 def check_single_instance(exe: Path, home: Path, _model: Path | None) -> str:
     from PySide6.QtCore import QCoreApplication
 
@@ -261,6 +286,7 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("serve + openai client", check_serve, True),
     ("docs add + search (PDF, DOCX)", check_documents, False),
     ("chat --docs", check_chat_documents, True),
+    ("chat --tool + mcp (stdio, HTTP)", check_tools, True),
     ("models quantize + compare", check_quantize, False),
     ("chat --image (generated vision pair)", check_chat_image, False),
     ("single instance", check_single_instance, False),
