@@ -63,6 +63,8 @@ def add_parser(sub: Any) -> None:
     qz.add_argument("--type", required=True, help="the target type: Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...")
     qz.add_argument("-o", "--output", type=Path, help="the new file (default: the models folder's quantized/)")
     qz.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
+    pc = msub.add_parser("cache", help="saved prompt states (warm reopen): where, how big; clear them")
+    pc.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
 
 
 def size_text(n: int | None) -> str:
@@ -85,12 +87,25 @@ def run(args: argparse.Namespace) -> int:
     handlers = {
         "list": _list, "starter": _starter, "catalog": _catalog, "search": _search, "files": _files, "info": _info,
         "download": _download, "import": _import, "rm": _rm, "discover": _discover, "downloads": _downloads,
-        "login": _login, "logout": _logout, "compare": _compare, "quantize": _quantize,
+        "login": _login, "logout": _logout, "compare": _compare, "quantize": _quantize, "cache": _cache,
     }
     try:
         return handlers[args.models_command](args)
     except BadNameError as exc:  # a malformed REPO:FILE on the command line is a usage error
         return _error(str(exc), EXIT_USAGE)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """`models cache [info|clear]`: the prompt states saved for conversations (core/engines/prompt_cache.py)."""
+    from llamadesk.core.engines import prompt_cache
+
+    if args.action == "clear":
+        print(f"Cleared the prompt cache: {size_text(prompt_cache.clear())} freed.")
+        return EXIT_OK
+    info = prompt_cache.describe()
+    print(f"{info['states']} prompt states, {size_text(info['bytes'])}, for {info['models']} model settings")
+    print(f"folder: {info['folder']}")
+    return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:

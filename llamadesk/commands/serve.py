@@ -36,6 +36,8 @@ def add_parser(sub: Any) -> None:
         "--rpc", nargs="?", const="", default=None, metavar="HOST:PORT,...",
         help="split the model over llama.cpp rpc-server hosts: these, or the saved list (llamadesk rpc list)",
     )  # fmt: skip
+    serve.add_argument("--prompt-cache", type=float, default=4096, metavar="MB",
+                       help="disk for saved prompt states: alternating clients are not re-read (0: off)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = backend.start(
             LoadOptions(Path(args.model), n_ctx=args.ctx, n_threads=args.threads,
-                        n_gpu_layers=default_gpu_layers(args.gpu_layers, hosts), rpc_servers=hosts)
+                        n_gpu_layers=default_gpu_layers(args.gpu_layers, hosts), rpc_servers=hosts,
+                        prompt_cache_mb=max(args.prompt_cache, 0))
         )  # fmt: skip
     except ModelLoadError as exc:
         print(f"llamadesk serve: {exc}", file=sys.stderr)

@@ -274,7 +274,8 @@ def test_prompt_lookup_gives_the_same_output_at_temperature_0(tiny_model: Path) 
     plain = _engine(tiny_model, prompt_cache_mb=0)
     spec = _engine(tiny_model, prompt_cache_mb=0, prompt_lookup=True)
     try:
-        for messages in (REWRITE, A1, B1):
+        long = [{"role": "user", "content": "the model answer is the reply to the question . " * 15}]
+        for messages in (REWRITE, A1, B1, long):  # `long`: more than a batch (512 tokens) of prompt
             expected, ref = _turn(plain, messages, greedy)
             text, done = _turn(spec, messages, greedy)
             assert text == expected

@@ -29,12 +29,12 @@ def test_the_box_shows_and_gives_back_every_setting(qtbot: QtBot, n_gpu_layers: 
     box.set_layer_count(30)
     stored = AppSettings(
         n_threads=3, n_gpu_layers=n_gpu_layers, flash_attn="on", type_k="q8_0", type_v="q4_0",
-        use_mmap=False, use_mlock=True,
+        use_mmap=False, use_mlock=True, prompt_lookup=True,
     )  # fmt: skip
     box.set_values(stored)
     assert box.values() == {
         "n_threads": 3, "n_gpu_layers": n_gpu_layers, "flash_attn": "on", "type_k": "q8_0", "type_v": "q4_0",
-        "use_mmap": False, "use_mlock": True,
+        "use_mmap": False, "use_mlock": True, "prompt_lookup": True,
     }  # fmt: skip
     assert box.gpu_spin.isEnabled() is (n_gpu_layers > 0)  # the number matters only in manual mode
     assert box.problem() == ""

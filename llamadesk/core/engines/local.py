@@ -231,6 +231,9 @@ class LlamaCppEngine:
                     use_mmap=options.use_mmap,
                     use_mlock=options.use_mlock,
                     draft_model=draft_for(options),
+                    # a draft is checked against every position's logits; without logits_all the library keeps
+                    # only n_batch rows of them and fails on a longer prompt
+                    logits_all=options.prompt_lookup,
                     verbose=True,
                 )
         except (ValueError, RuntimeError, OSError) as exc:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QLocale, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 MANUAL = 1  # the GPU-mode combo's data for "a number of layers" (auto, all and none are their n_gpu_layers)
 UNKNOWN_LAYERS = 128  # the slider's end before a model's layer count is known
 Preview = Callable[[dict[str, Any]], str]  # the box's values → a sentence on where the layers would go
-FIELDS = ("n_threads", "n_gpu_layers", "flash_attn", "type_k", "type_v", "use_mmap", "use_mlock")
+FIELDS = ("n_threads", "n_gpu_layers", "flash_attn", "type_k", "type_v", "use_mmap", "use_mlock", "prompt_lookup")
 
 GPU_MODES = (
     ("Auto", GPU_LAYERS_AUTO, "As many layers as fit in free GPU memory, with the KV cache at the chosen context."),
@@ -134,6 +135,20 @@ class AdvancedModelBox(QGroupBox):
             "Stop the system from swapping the model out. Needs enough free RAM (and on Linux a high enough "
             "memlock limit); otherwise llama.cpp warns and goes on."
         )
+        self.lookup_check = QCheckBox("Speculative decoding: prompt lookup", self)
+        self.lookup_check.setObjectName("promptLookup")
+        self.lookup_check.setToolTip(
+            "Guess the next words from earlier text in the conversation and check the guesses in one step: faster "
+            "when a reply repeats its prompt (edits, code rewrites), the same output, more memory for long contexts."
+        )
+        self.cache_button = QPushButton(self)
+        self.cache_button.setObjectName("clearPromptCache")
+        self.cache_button.setToolTip(
+            "Conversations' saved prompts, so that reopening or switching to one does not read it again. "
+            "Clearing them loses nothing else."
+        )
+        self.cache_button.clicked.connect(self.clear_prompt_cache)
+        self._show_cache_size()
         self.problem_label = _small(QLabel(self))
         self.problem_label.setObjectName("advancedProblem")
         self.problem_label.setAccessibleName("Problem with these settings")
@@ -154,6 +169,8 @@ class AdvancedModelBox(QGroupBox):
         form.addRow("V cache", self.type_v)
         form.addRow(self.mmap_check)
         form.addRow(self.mlock_check)
+        form.addRow(self.lookup_check)
+        form.addRow("Prompt cache", self.cache_button)
         form.addRow(self.problem_label)
         self.setTabOrder(self.gpu_mode, self.gpu_slider)
         self.setTabOrder(self.gpu_slider, self.gpu_spin)
@@ -166,7 +183,7 @@ class AdvancedModelBox(QGroupBox):
             combo.currentIndexChanged.connect(self._emit)
         for signal in (self.gpu_spin.valueChanged, self.threads_spin.valueChanged):
             signal.connect(self._emit)
-        for check in (self.mmap_check, self.mlock_check):
+        for check in (self.mmap_check, self.mlock_check, self.lookup_check):
             check.toggled.connect(self._emit)
         self.set_layer_count(None)
         self._on_mode()
@@ -205,9 +222,23 @@ class AdvancedModelBox(QGroupBox):
             self.type_v.setCurrentIndex(max(0, self.type_v.findData(settings.type_v)))
             self.mmap_check.setChecked(settings.use_mmap)
             self.mlock_check.setChecked(settings.use_mlock)
+            self.lookup_check.setChecked(settings.prompt_lookup)
         finally:
             self.blockSignals(False)
         self._on_mode()
+
+    def _show_cache_size(self) -> None:
+        from llamadesk.core.engines import prompt_cache
+
+        size = QLocale().formattedDataSize(prompt_cache.disk_usage())
+        self.cache_button.setText(f"Clear prompt cache ({size})")
+
+    def clear_prompt_cache(self) -> None:
+        """Deletes the saved prompt states at once (not on OK: nothing to undo)."""
+        from llamadesk.core.engines import prompt_cache
+
+        prompt_cache.clear()
+        self._show_cache_size()
 
     def n_gpu_layers(self) -> int:
         mode = int(self.gpu_mode.currentData())
@@ -223,6 +254,7 @@ class AdvancedModelBox(QGroupBox):
             "type_v": str(self.type_v.currentData()),
             "use_mmap": self.mmap_check.isChecked(),
             "use_mlock": self.mlock_check.isChecked(),
+            "prompt_lookup": self.lookup_check.isChecked(),
         }
 
     def problem(self) -> str:

@@ -124,8 +124,9 @@ class AdvancedSettings(QObject):
     def apply(self, values: dict[str, Any]) -> bool:
         """Stores the values; when they differ from the loaded model's, offers to reload it now."""
         settings = self.settings
-        changed = any(getattr(settings, name) != values[name] for name in FIELDS)
-        for name in FIELDS:
+        given = [name for name in FIELDS if name in values]  # a caller may set only some of them
+        changed = any(getattr(settings, name) != values[name] for name in given)
+        for name in given:
             setattr(settings, name, values[name])
         self.save_settings()
         if changed:
