@@ -106,6 +106,18 @@ def check_history(exe: Path, home: Path, model: Path | None) -> str:
     return listed[0]
 
 
+def check_prompt_cache(exe: Path, home: Path, model: Path | None) -> str:
+    """The chat just held left its prompt state on disk; `models cache clear` deletes it."""
+    before = _run(exe, home, "models", "cache", "info").stdout.strip()
+    if not before or before.startswith("0 "):
+        raise CheckFailed(f"the chat should have saved a prompt state: {before!r}")
+    _run(exe, home, "models", "cache", "clear")
+    after = _run(exe, home, "models", "cache", "info").stdout.strip()
+    if not after.startswith("0 prompt states"):
+        raise CheckFailed(f"models cache clear left {after!r}")
+    return before.splitlines()[0]
+
+
 def check_serve(exe: Path, home: Path, model: Path | None) -> str:
     import openai
 
@@ -283,6 +295,7 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("doctor --json", check_doctor, False),
     ("chat", check_chat, True),
     ("history list", check_history, True),
+    ("models cache info + clear", check_prompt_cache, True),
     ("serve + openai client", check_serve, True),
     ("docs add + search (PDF, DOCX)", check_documents, False),
     ("chat --docs", check_chat_documents, True),
