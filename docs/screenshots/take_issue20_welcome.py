@@ -1,5 +1,5 @@
-"""Before-and-after screenshots for issue 20 (first launch, settings, catalog, an offline download), at 1280×800 and
-800×600, of whichever LlamaDesk is importable (run it once from a checkout before the change, once after):
+"""Before-and-after screenshots for issue 20 (first launch, settings, catalog, an offline download and search),
+at 1280×800 and 800×600, of whichever LlamaDesk is importable (run it from a checkout before the change, and after):
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/take_issue20_welcome.py after
     PYTHONPATH=/tmp/before xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python \
@@ -86,6 +86,8 @@ def main(argv: list[str]) -> int:
 
     for width, height in SIZES:
         window.resize(width, height)
+        settle()  # a narrow window folds its side panels away; then it can be as narrow as asked
+        window.resize(width, height)
         save(window, "first-launch")
     panel = window.panel
     window.resize(1280, 800)
@@ -115,6 +117,14 @@ def main(argv: list[str]) -> int:
     save(manager, "download-failed-catalog")
     manager.show_tab("downloads")
     save(manager, "download-failed")
+    hub_page = manager.hub_page
+    manager.show_tab("hub")
+    hub_page.search_box.setText("qwen")
+    started = time.monotonic()
+    hub_page.search()
+    wait_until(lambda: hub_page.search_button.isEnabled() and hub_page.message.is_error)
+    print(f"the offline search answered in {time.monotonic() - started:.1f} s")
+    save(manager, "hub-offline")
     manager.close()
     window.close()
     app.processEvents()

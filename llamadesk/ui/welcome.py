@@ -87,6 +87,7 @@ class WelcomePage(QFrame):
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item is not None and (widget := item.widget()) is not None:
+                widget.hide()  # at once: deleteLater waits for the event loop, and the old row would show till then
                 widget.deleteLater()
         self.picks, self.buttons = list(picks), []
         bold = QFont(self.font())
