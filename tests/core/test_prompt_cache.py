@@ -260,6 +260,20 @@ def test_clear_deletes_every_state(tiny_model: Path) -> None:
     assert prompt_cache.describe() == {**prompt_cache.describe(), "states": 0, "bytes": 0}
 
 
+def test_the_cli_tells_the_size_and_clears(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llamadesk import cli
+
+    engine = _engine(tiny_model)
+    _turn(engine, A1)
+    engine.close()
+    assert cli.main(["models", "cache", "info"]) == 0
+    assert capsys.readouterr().out.startswith("1 prompt states, ")
+    assert cli.main(["models", "cache", "clear"]) == 0
+    assert "freed" in capsys.readouterr().out and not _states()
+    assert cli.main(["models", "cache"]) == 0
+    assert capsys.readouterr().out.startswith("0 prompt states, 0 B")
+
+
 REWRITE: list[Message] = [
     {
         "role": "user",
