@@ -200,12 +200,12 @@ class FileReader:
             fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
             raise ToolError(f"{path} cannot be read ({exc.strerror}).") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise ToolError(f"{path} is a folder; list it with list_files." if stat.S_ISDIR(info.st_mode) else
+                            f"{path} is not a regular file.")  # fmt: skip
         with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if stat.S_ISDIR(info.st_mode):
-                raise ToolError(f"{path} is a folder; list it with list_files.")
-            if not stat.S_ISREG(info.st_mode):
-                raise ToolError(f"{path} is not a regular file.")
             data = f.read(MAX_FILE_BYTES + 1)
         if b"\x00" in data[:8192]:
             raise ToolError(f"{path} is not a text file.")
@@ -214,7 +214,7 @@ class FileReader:
             text += f"\n[… only the first {MAX_FILE_BYTES // 1024} KiB of {info.st_size:,} bytes were read]"
         return text
 
-    def list(self, path: str = ".") -> str:
+    def list_folder(self, path: str = ".") -> str:
         if path in ("", ".") and len(self.roots) > 1:
             return "\n".join(str(r) + "/" for r in self.roots)
         target = self._resolve(path or ".")
@@ -238,7 +238,7 @@ class FileReader:
                  lambda args: self.read(args.get("path", ""))),
             Tool("list_files", f"List the files of a folder the user shared ({where}).",
                  {"type": "object", "properties": {"path": path}},
-                 lambda args: self.list(args.get("path", "."))),
+                 lambda args: self.list_folder(args.get("path", "."))),
         ]  # fmt: skip
 
 

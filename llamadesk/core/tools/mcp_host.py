@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -360,6 +361,9 @@ class McpHost:
         if stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(stop.set)
 
+    def _call_sync(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
+        return self.call(name, tool, arguments)
+
     def tools(self, name: str) -> list[Tool]:
         """The ready server's tools as ToolBox tools (source "mcp:NAME")."""
         server = self._server(name)
@@ -368,7 +372,7 @@ class McpHost:
                 t.name,
                 t.description,
                 t.parameters,
-                lambda args, tool=t.name: self.call(name, tool, args),
+                functools.partial(self._call_sync, name, t.name),
                 source=f"mcp:{name}",
             )
             for t in server.state.tools

@@ -78,8 +78,8 @@ def test_files_are_read_and_listed_within_the_folder(shared: Path) -> None:
     assert reader.read("notes.txt") == "the shared notes\n"
     assert reader.read("sub/deep.md") == "# deep\n"
     assert reader.read(str(shared / "notes.txt")) == "the shared notes\n"  # absolute, inside
-    assert reader.list(".").splitlines() == ["notes.txt", "sub/"]
-    assert reader.list("sub") == "deep.md"
+    assert reader.list_folder(".").splitlines() == ["notes.txt", "sub/"]
+    assert reader.list_folder("sub") == "deep.md"
 
 
 @pytest.mark.parametrize("path", ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", "SECRET"])
