@@ -17,6 +17,7 @@ from llamadesk.bundled import list_models
 from llamadesk.core import rpc
 from llamadesk.core.endpoints import Endpoint, EndpointStore, remote_options
 from llamadesk.core.engines.api import GPU_LAYERS_ALL, LoadOptions, ModelInfo
+from llamadesk.core.hub import quantization_of
 from llamadesk.core.library import LocalModel
 from llamadesk.core.sampling import RANGES
 from llamadesk.ui.model_choice import (
@@ -328,6 +329,9 @@ class ModelPicker(QWidget):
             tip = f"{choice.remote_model or 'The first model it offers'} on {ep.url} ({ep.kind} server)"
         else:
             label = f"{model.name} · {human_size(model.size_bytes)}"
+            quant = quantization_of(model.path.name)
+            if quant != "unknown" and quant.lower() not in model.name.lower():  # a catalog name does not say it
+                label = f"{model.name} · {quant} · {human_size(model.size_bytes)}"
             if choice.kind == "rpc":
                 label += f" · RPC cluster ({len(choice.hosts)} host{'s' if len(choice.hosts) != 1 else ''})"
                 tip = f"{model.path}\nSplit over {', '.join(choice.hosts)}"

@@ -41,7 +41,7 @@ def test_compare_runs_a_then_b_and_keeps_the_history_as_it_was(
         qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
     for side in (a, b):
         assert side.stats is not None and side.stats.generated_tokens > 0
-        assert "tok/s" in side.figures.text() and "TTFT" in side.figures.text()
+        assert "tokens/s" in side.figures.text() and "first token after" in side.figures.text()
         assert side.text.toPlainText()
     assert [m.id for m in history.all_messages(window.current_cid)] == before  # type: ignore[arg-type]
     dialog.close()
@@ -75,7 +75,7 @@ def test_compare_two_models_runs_b_in_a_second_engine_closed_with_the_dialog(
         qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
     assert a.stats is not None and b.stats is not None
     assert a.figures.text().startswith(loaded) and b.figures.text().startswith(other_name)
-    assert "tok/s" in b.figures.text() and "TTFT" in b.figures.text()
+    assert "tokens/s" in b.figures.text() and "first token after" in b.figures.text()
     assert dialog.other_host is not None and len(live_hosts()) == 2
     assert window.model_info is not None and window.model_info.file_name == loaded  # A's model stays loaded
 

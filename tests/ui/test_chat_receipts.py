@@ -11,6 +11,8 @@ from PySide6.QtGui import QHelpEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.conversation.lifecycle import FINISH_WORDS
+from llamadesk.core.engines.api import FinishReason
 from llamadesk.core.history import History
 from llamadesk.core.token_probs import TokenProb, records_from_receipt
 from llamadesk.paths import Paths
@@ -61,7 +63,7 @@ def test_the_receipt_shows_model_sampling_seed_template_and_figures(
     assert dialog.value("Seed") == f"{receipt['seed']} (random)"
     assert dialog.value("Mode") == "chat"
     assert dialog.value("Generated tokens") == str(receipt["generated_tokens"])
-    assert dialog.value("Finish reason") in ("stop", "length")
+    assert dialog.value("How it ended") in (FINISH_WORDS[FinishReason.STOP], FINISH_WORDS[FinishReason.LENGTH])
     assert dialog.value("Time to first token").endswith(("ms", "s"))  # type: ignore[union-attr]
     assert dialog.value("Speed").endswith("tokens/s")  # type: ignore[union-attr]
     assert dialog.value("System prompt") == "Be brief." and receipt["system_prompt"] == "Be brief."

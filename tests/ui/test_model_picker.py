@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolBar
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.library import SIDECAR_SUFFIX
 from llamadesk.ui.main_window import MainWindow
 
 from .conftest import LOAD_TIMEOUT_MS
@@ -133,3 +134,20 @@ def test_the_mouse_wheel_over_the_list_chooses_nothing(
         QApplication.sendEvent(combo, wheel)
     assert combo.currentIndex() == before and loads == []
     assert window.navigation.model_manager is None or not window.navigation.model_manager.isVisible()
+
+
+def test_each_entry_says_name_quantization_and_size(
+    make_window: Callable[..., MainWindow], models_dir: Path, qtbot: QtBot
+) -> None:
+    shutil.copy(models_dir / "tiny-chatml.gguf", models_dir / "Tiny-Chat-Q4_K_M.gguf")
+    shutil.copy(models_dir / "tiny-chatml.gguf", models_dir / "tiny-named-Q8_0.gguf")
+    (models_dir / f"tiny-named-Q8_0.gguf{SIDECAR_SUFFIX}").write_text('{"display_name": "Tiny Named"}')
+    window = make_window(auto_load=False)
+    combo = window.picker.combo
+    labels = [combo.itemText(i) for i in range(combo.count())]
+    quantized = next(label for label in labels if label.startswith("Tiny-Chat"))
+    assert quantized.count("Q4_K_M") == 1  # said once: the name already holds it
+    named = next(label for label in labels if label.startswith("Tiny Named"))
+    assert named.startswith("Tiny Named · Q8_0 · ")  # a catalog's name does not say it: the picker does
+    plain = next(label for label in labels if label.startswith("tiny-chatml"))
+    assert "unknown" not in plain and plain.split(" · ")[-1].endswith("B")  # a name with no code: name · size

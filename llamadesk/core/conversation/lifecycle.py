@@ -17,7 +17,15 @@ from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S
 from llamadesk.core.token_probs import TOP_K, TokenProb, receipt_field, records_from_receipt
 
 __all__ = [
-    "NEW_TITLE", "ReplyWriter", "merge_continuation", "name_new_conversation", "shifted", "status_for", "title_for",
+    "FINISH_WORDS",
+    "NEW_TITLE",
+    "ReplyWriter",
+    "finish_words",
+    "merge_continuation",
+    "name_new_conversation",
+    "shifted",
+    "status_for",
+    "title_for",
 ]
 
 
@@ -28,6 +36,25 @@ def status_for(reason: FinishReason) -> str:
     if reason is FinishReason.ERROR:
         return "error"
     return "complete"
+
+
+# How each finish reason reads to a person (the receipt, the A/B dialog): "stop" and "length" are the engine's words.
+FINISH_WORDS = {
+    FinishReason.STOP: "the model ended its reply",
+    FinishReason.LENGTH: "reached the max tokens limit (or the context's end)",
+    FinishReason.CANCELLED: "stopped by you",
+    FinishReason.ERROR: "failed",
+}
+
+
+def finish_words(reason: str | FinishReason | None) -> str:
+    """A finish reason in plain words; an unknown value is shown as it is, a missing one as —."""
+    if reason is None:
+        return "—"
+    try:
+        return FINISH_WORDS[FinishReason(reason)]
+    except ValueError:
+        return str(reason)
 
 
 def title_for(first_text: str, fallback: str = NEW_TITLE) -> str:

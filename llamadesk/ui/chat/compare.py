@@ -1,4 +1,4 @@
-"""A/B compare: one prompt, two settings or two models, side by side with tokens/s and TTFT.
+"""A/B compare: one prompt, two settings or two models, side by side with tokens/s and the time to the first token.
 
 A runs on the loaded model. B runs on it too, or on another local model loaded into a second engine (its own
 EngineHost and thread) for as long as the dialog is open: it is shut down when the dialog closes. The two run one
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.core import fit, hardware
+from llamadesk.core.conversation.lifecycle import finish_words
 from llamadesk.core.engines.api import GenerationStats, LoadOptions, Message, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.gguf_header import read_header
@@ -328,8 +329,9 @@ class CompareDialog(QDialog):
         self._show(side)
         model = str(receipt.get("model_file", ""))
         side.figures.setText(
-            f"{model + ' · ' if model else ''}{stats.generated_tokens} tokens · {stats.tokens_per_s:.1f} tok/s"
-            f" · TTFT {stats.ttft_s * 1000:.0f} ms · seed {stats.seed} · {stats.finish_reason.value}"
+            f"{model + ' · ' if model else ''}{stats.generated_tokens} tokens · {stats.tokens_per_s:.1f} tokens/s"
+            f" · first token after {stats.ttft_s * 1000:.0f} ms · seed {stats.seed}"
+            f" · {finish_words(stats.finish_reason)}"
         )
         self._next()
 

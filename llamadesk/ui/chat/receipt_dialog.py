@@ -19,10 +19,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llamadesk.core.conversation.lifecycle import finish_words
 from llamadesk.core.sampling import RANGES
 
 MODE_NAMES = {"chat": "chat", "continue": "continued reply", "completion": "notebook (raw text)"}
-POLICY_NAMES = {"stop": "stop", "drop_oldest": "drop the oldest turns", "drop_middle": "drop the middle"}
+# The overflow policy in plain words: what happens when the chat no longer fits the model's context.
+POLICY_NAMES = {
+    "stop": "stop and say so",
+    "drop_oldest": "leave out the oldest turns",
+    "drop_middle": "leave out the middle turns",
+}
 
 
 def _number(value: Any, unit: str = "", digits: int = 2) -> str:
@@ -73,7 +79,7 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
     knobs = [(rng.label, _sampling_value(sampling.get(name))) for name, rng in RANGES.items()]
     knobs.append(("Seed", _seed(receipt, sampling)))
     result = [
-        ("Finish reason", str(receipt.get("finish_reason", "—"))),
+        ("How it ended", finish_words(receipt.get("finish_reason"))),
         ("Prompt tokens", _number(receipt.get("prompt_tokens"))),
         ("Reused from cache", _number(receipt.get("cached_tokens"))),
         ("Generated tokens", _number(receipt.get("generated_tokens"))),
@@ -93,7 +99,7 @@ def receipt_sections(receipt: dict[str, Any]) -> list[tuple[str, list[tuple[str,
     excluded = receipt.get("excluded_count") or 0
     prompt = [
         ("System prompt", str(receipt.get("system_prompt", "—")) or "(none)"),
-        ("Overflow policy", POLICY_NAMES.get(str(receipt.get("context_policy")), "—")),
+        ("When the chat outgrows the context", POLICY_NAMES.get(str(receipt.get("context_policy")), "—")),
         ("Left out of the prompt", f"{excluded} message(s)" if excluded else "nothing"),
     ]
     if receipt.get("error"):
