@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +36,7 @@ START_TIMEOUT_S = 30.0  # to start, initialize and list the tools (npx may downl
 CALL_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 STDERR_TAIL_BYTES = 4096
+CANCEL_POLL_S = 0.1  # how soon a call waiting on a server sees Stop (threading.Event has no callback to wait on)
 MAX_TOOLS = 128  # a server listing more is cut here (each tool costs prompt tokens)
 MAX_PAGES = 10
 CONNECTION_CLOSED = -32000  # the JSON-RPC error code of the SDK's "Connection closed" (mcp_types.jsonrpc)
@@ -315,19 +317,28 @@ class McpHost:
 
     # -- calls -------------------------------------------------------------------------------------------------
 
-    def call(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
+    def call(self, name: str, tool: str, arguments: dict[str, Any], cancel: threading.Event | None = None) -> str:
         """Calls a tool of a ready server and waits for its text; ToolError with one sentence when it cannot (the
-        server is not ready, the call timed out, the server broke: then it is marked failed and stopped)."""
+        server is not ready, the call timed out, the server broke: then it is marked failed and stopped). `cancel`
+        set (the reply's Stop) gives the call up: the SDK tells the server, which stays ready."""
         server = self._server(name)
         if server.state.status != READY or server.session is None:
             raise ToolError(server.state.error or f"The MCP server {name} is not running.")
         future = self._submit(self._call(server, tool, arguments))
-        try:
-            return str(future.result(self.call_timeout + STOP_TIMEOUT_S))
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            self._fail(server, f"The MCP server {name} did not answer within {self.call_timeout:g} s.")
-            raise ToolError(server.state.error) from None
+        deadline = time.monotonic() + self.call_timeout + STOP_TIMEOUT_S
+        while True:  # the host's own timeout ends the call in its loop; this wait only looks at Stop meanwhile
+            try:
+                return str(future.result(CANCEL_POLL_S if cancel is not None else None))
+            except concurrent.futures.TimeoutError:
+                if cancel is not None and cancel.is_set():
+                    future.cancel()
+                    raise ToolError(f"The call of {tool} was stopped.") from None
+                if time.monotonic() > deadline:
+                    future.cancel()
+                    self._fail(server, f"The MCP server {name} did not answer within {self.call_timeout:g} s.")
+                    raise ToolError(server.state.error) from None
+            except concurrent.futures.CancelledError:
+                raise ToolError(f"The call of {tool} was stopped.") from None
 
     async def _call(self, server: _Server, tool: str, arguments: dict[str, Any]) -> str:
         import anyio
@@ -361,9 +372,6 @@ class McpHost:
         if stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(stop.set)
 
-    def _call_sync(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
-        return self.call(name, tool, arguments)
-
     def tools(self, name: str) -> list[Tool]:
         """The ready server's tools as ToolBox tools (source "mcp:NAME")."""
         server = self._server(name)
@@ -372,8 +380,9 @@ class McpHost:
                 t.name,
                 t.description,
                 t.parameters,
-                functools.partial(self._call_sync, name, t.name),
+                functools.partial(self.call, name, t.name),
                 source=f"mcp:{name}",
+                takes_cancel=True,
             )
             for t in server.state.tools
         ]

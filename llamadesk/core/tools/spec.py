@@ -10,6 +10,7 @@ the turn goes on.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
-    run: Callable[[dict[str, Any]], str] = field(compare=False, repr=False)
+    run: Callable[..., str] = field(compare=False, repr=False)
     source: str = "builtin"
+    takes_cancel: bool = False  # run(arguments, cancel): a call that can wait long (MCP) gives up when Stop is set
 
     def definition(self) -> dict[str, Any]:
         """The OpenAI-style function definition chat templates take as `tools`."""
@@ -141,9 +143,9 @@ class ToolBox:
     def definitions(self) -> list[dict[str, Any]]:
         return [t.definition() for t in self._tools.values()]
 
-    def run(self, call: ToolCall) -> ToolResult:
+    def run(self, call: ToolCall, cancel: threading.Event | None = None) -> ToolResult:
         """Runs one call (already approved) and never raises: a call that cannot run, a tool that fails or
-        raises, each gives one sentence as the result."""
+        raises, each gives one sentence as the result. `cancel` (the reply's Stop) ends a long call early."""
         started = time.perf_counter()
         if not call.ok:
             return ToolResult(call.name, call.arguments, call.error, "error")
@@ -155,7 +157,7 @@ class ToolBox:
         if problem := missing_arguments(tool.parameters, call.arguments):
             return ToolResult(call.name, call.arguments, problem, "error")
         try:
-            text = tool.run(dict(call.arguments))
+            text = tool.run(dict(call.arguments), cancel) if tool.takes_cancel else tool.run(dict(call.arguments))
             status = "ok"
         except ToolError as exc:
             text, status = str(exc), "error"

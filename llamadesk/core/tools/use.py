@@ -58,7 +58,7 @@ class ToolUse:
             elif tool is not None and not self.approval.allows(call, tool):
                 result = ToolResult(call.name, call.arguments, DENIED, "denied")
             else:
-                result = self.box.run(call)
+                result = self.box.run(call, cancel)
             results.append(result)
             self._emit(ToolEvent("result", n, call, result))
         return results

@@ -157,3 +157,15 @@ def test_the_host_is_called_from_any_thread_and_closes() -> None:
     assert host.state("good").status == "stopped"
     with pytest.raises(ToolError, match="not running"):
         host.call("good", "add", {"a": 1, "b": 1})
+
+
+def test_stop_gives_up_a_waiting_call_and_the_server_stays_ready() -> None:
+    with good_host(stdio("good")) as host:
+        assert host.wait("good").status == READY
+        box = ToolBox(host.tools("good"))
+        stop = threading.Event()
+        stop.set()  # the user pressed Stop: before or after the call began, it must not wait for an answer
+        result = box.run(ToolCall("hang", {}), stop)
+        assert result.status == "error" and result.text == "The call of hang was stopped."
+        assert host.state("good").status == READY
+        assert box.run(ToolCall("add", {"a": 1, "b": 2})).text == "3"  # the server goes on answering
