@@ -63,6 +63,9 @@ def add_parser(sub: Any) -> None:
     qz.add_argument("--type", required=True, help="the target type: Q4_K_M, Q5_K_M, Q8_0, Q4_0, ...")
     qz.add_argument("-o", "--output", type=Path, help="the new file (default: the models folder's quantized/)")
     qz.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
+    qz.add_argument("--imatrix", nargs="?", const="", default=None, metavar="TEXT",
+                    help="compute an importance matrix first, as llama-imatrix does, on TEXT (a file or a text that "
+                         "comes with LlamaDesk; default: the default evaluation text); IQ1/IQ2 types need one")
     pc = msub.add_parser("cache", help="saved prompt states (warm reopen): where, how big; clear them")
     pc.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
 
@@ -458,6 +461,11 @@ def _quantize(args: argparse.Namespace) -> int:
         tensors = f", tensor {p.tensors_done}/{p.tensors_total}" if p.tensors_total else ""
         line = (f"{p.stage}: {size_text(p.bytes_written)} of ≈{size_text(p.estimate)} ({p.fraction:.0%}{tensors}), "
                 f"{p.elapsed:.0f} s")
+        if p.stage == "imatrix":
+            line = f"importance matrix: window {p.tensors_done}/{p.tensors_total}, {p.elapsed:.0f} s"
+            if not tty and p.tensors_done == last[0]:
+                return
+            last[0] = p.tensors_done
         if tty:
             sys.stderr.write(f"\r{line}\033[K")
             sys.stderr.flush()
@@ -465,9 +473,10 @@ def _quantize(args: argparse.Namespace) -> int:
             last[0] = int(p.fraction * 10)
             print(line, file=sys.stderr, flush=True)
 
+    imatrix_text = _eval_text(args.imatrix or None)[0] if args.imatrix is not None else None
     try:
         result = quantize.quantize(args.source, args.type, args.output, models_dir=paths.models, progress=show,
-                                   threads=args.threads)
+                                   threads=args.threads, imatrix_text=imatrix_text)
     except KeyboardInterrupt:
         print("\nStopped; the partial file was removed.", file=sys.stderr)
         return EXIT_INTERRUPTED

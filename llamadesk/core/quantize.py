@@ -31,7 +31,7 @@ BITS_PER_WEIGHT: dict[str, float] = {
     "IQ2_XXS": 2.06, "TQ2_0": 2.06, "IQ1_M": 1.75, "TQ1_0": 1.69, "IQ1_S": 1.56,
 }
 SOURCE_TYPES = ("F32", "F16", "BF16", "Q8_0")  # precise enough to quantize from
-# llama.cpp refuses these without an importance matrix, which this increment does not compute yet.
+# llama.cpp refuses these without an importance matrix (quantize(imatrix_text=...) computes one: core/imatrix.py).
 NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"})
 PARTIAL_SUFFIX = ".quantizing"  # not .gguf: the library never lists a half-written quant
 POLL_S = 0.1
@@ -50,7 +50,7 @@ class QuantizeCancelled(QuantizeError):
 
 @dataclass(frozen=True)
 class QuantizeProgress:
-    stage: str  # "checking", "quantizing", "hashing", "done"
+    stage: str  # "checking", "imatrix" (tensors_done/total: windows of the text), "quantizing", "hashing", "done"
     elapsed: float  # seconds since the start
     bytes_written: int  # the output file so far
     estimate: int  # the output's expected size
@@ -87,16 +87,16 @@ def available_types() -> dict[str, int]:
     return types
 
 
-def resolve_type(name: str) -> tuple[str, int]:
+def resolve_type(name: str, *, imatrix: bool = False) -> tuple[str, int]:
     """The canonical name and llama_ftype of a target type; an unknown one is a sentence naming the known ones."""
     types = available_types()
     wanted = name.strip().upper()
     if wanted not in types:
         known = ", ".join(t for t in BITS_PER_WEIGHT if t in types)
         raise QuantizeError(f"This llama.cpp cannot quantize to '{name}'; choose one of {known}.")
-    if wanted in NEEDS_IMATRIX:
-        raise QuantizeError(f"{wanted} needs an importance matrix, which LlamaDesk does not compute yet; "
-                            "choose Q3_K_S or a larger type.")
+    if wanted in NEEDS_IMATRIX and not imatrix:
+        raise QuantizeError(f"{wanted} needs an importance matrix; ask for one (--imatrix) or choose Q3_K_S or a "
+                            "larger type.")
     return wanted, types[wanted]
 
 
@@ -136,17 +136,19 @@ def _check_source(source: Path) -> tuple[Any, str]:
 def quantize(
     source: Path, type_name: str, output: Path | None = None, *, models_dir: Path | None = None,
     progress: Progress | None = None, cancel: threading.Event | None = None, threads: int = 0,
+    imatrix_text: str | None = None,
 ) -> QuantizeResult:
     """Writes `source` quantized to `type_name` at `output` (default: the models folder's quantized/ folder) and
     registers it in the library. Raises QuantizeError (QuantizeCancelled on `cancel`) with one sentence; the
-    partial file never outlives a failure, a cancel or a Ctrl+C."""
+    partial file never outlives a failure, a cancel or a Ctrl+C. `imatrix_text`: compute an importance matrix on
+    this text first (as llama-imatrix does, in the same child process) and quantize with it."""
     from llamadesk.core.download_queue import DiskFullError, check_free_space
     from llamadesk.paths import get_paths
 
     started = time.monotonic()
     source = Path(source).expanduser()
     models_dir = models_dir or get_paths().models
-    name, ftype = resolve_type(type_name)
+    name, ftype = resolve_type(type_name, imatrix=imatrix_text is not None)
     header, source_type = _check_source(source)
     if BITS_PER_WEIGHT.get(name, 8.5) >= BITS_PER_WEIGHT[source_type]:
         raise QuantizeError(f"{source.name} is {source_type}; {name} would not be smaller, so choose a smaller type.")
@@ -172,7 +174,8 @@ def quantize(
         raise QuantizeError(str(exc)) from exc
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     try:
-        _run_child(source, partial, ftype, source_type == "Q8_0", threads, report, cancel)
+        imatrix_chunks = _run_child(source, partial, ftype, source_type == "Q8_0", threads, report, cancel,
+                                    imatrix_text)
         report("hashing", partial.stat().st_size)
         from llamadesk.core import fileinfo
 
@@ -187,12 +190,18 @@ def quantize(
         from llamadesk.core import fileinfo
 
         fileinfo.remember(get_paths().cache / "sha256.json", fileinfo.file_version_key(target), digest)
-    _register(target, source, source_type, name, digest, models_dir)
+    imatrix_note = None
+    if imatrix_text is not None:
+        import hashlib
+
+        imatrix_note = {"chunks": imatrix_chunks, "text_sha256": hashlib.sha256(imatrix_text.encode()).hexdigest()}
+    _register(target, source, source_type, name, digest, models_dir, imatrix_note)
     report("done", size)
     return QuantizeResult(target, name, source, source_type, size, time.monotonic() - started, digest)
 
 
-def _register(target: Path, source: Path, source_type: str, name: str, digest: str, models_dir: Path) -> None:
+def _register(target: Path, source: Path, source_type: str, name: str, digest: str, models_dir: Path,
+              imatrix_note: dict[str, Any] | None = None) -> None:
     """The sidecar records where the quant came from; outside the models folder it is also used in place."""
     from llamadesk.core import library
 
@@ -207,6 +216,8 @@ def _register(target: Path, source: Path, source_type: str, name: str, digest: s
         "quantized_from": {"path": str(source.resolve()), "type": source_type, "sha256": notes.get("sha256"),
                            "source": notes.get("source")},
     }
+    if imatrix_note is not None:
+        record["imatrix"] = imatrix_note  # computed by LlamaDesk on a text (its SHA-256) of that many windows
     try:
         library.write_sidecar(target, record)
         if not target.resolve().is_relative_to(models_dir.resolve()):
@@ -219,9 +230,11 @@ def _register(target: Path, source: Path, source_type: str, name: str, digest: s
 _TENSOR_LINE = re.compile(r"\[\s*(\d+)/\s*(\d+)\]")
 
 
-def _child_main(conn: Connection, source: str, partial: str, ftype: int, requantize: bool, threads: int) -> None:
-    """Runs llama_model_quantize; sends ("tensor", i, n) as llama.cpp logs each tensor, then ("ok",) or
-    ("error", llama.cpp's last error line)."""
+def _child_main(conn: Connection, source: str, partial: str, ftype: int, requantize: bool, threads: int,
+                imatrix_text: str | None = None) -> None:
+    """Runs llama_model_quantize; sends ("imatrix", i, n) per window while computing an importance matrix,
+    ("tensor", i, n) as llama.cpp logs each tensor, then ("ok", windows) or ("error", llama.cpp's last error line
+    or the importance matrix's sentence)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle: it kills this child
@@ -245,23 +258,39 @@ def _child_main(conn: Connection, source: str, partial: str, ftype: int, requant
     params.ftype = ftype
     params.nthread = threads
     params.allow_requantize = requantize
+    chunks, keep = 0, None
+    if imatrix_text is not None:
+        from llamadesk.core import imatrix
+
+        try:
+            matrix, chunks = imatrix.compute(Path(source), imatrix_text, threads=threads,
+                                             progress=lambda i, n: conn.send(("imatrix", i, n)))
+        except imatrix.ImatrixError as exc:
+            conn.send(("refused", str(exc)))
+            conn.close()
+            return
+        params.imatrix, keep = imatrix.as_params(matrix)
+        mark = llama_log.mark()
     code = llama_cpp.llama_model_quantize(source.encode(), partial.encode(), params)
+    del keep  # the importance matrix is read during the call only
     if code == 0:
-        conn.send(("ok",))
+        conn.send(("ok", chunks))
     else:
         conn.send(("error", llama_log.reason_since(mark) or ""))
     conn.close()
 
 
 def _run_child(source: Path, partial: Path, ftype: int, requantize: bool, threads: int,
-               report: Callable[..., None], cancel: threading.Event | None) -> None:
+               report: Callable[..., None], cancel: threading.Event | None, imatrix_text: str | None = None) -> int:
+    """Quantizes in a child process; returns the windows the importance matrix was computed on (0: none)."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=_child_main, args=(child, str(source), str(partial), ftype, requantize, threads),
+    process = ctx.Process(target=_child_main,
+                          args=(child, str(source), str(partial), ftype, requantize, threads, imatrix_text),
                           name="llamadesk-quantize", daemon=True)
     process.start()
     child.close()
-    done, total, answer = 0, 0, None
+    done, total, answer, stage = 0, 0, None, "quantizing"
     try:
         while answer is None:
             if cancel is not None and cancel.is_set():
@@ -272,14 +301,14 @@ def _run_child(source: Path, partial: Path, ftype: int, requantize: bool, thread
                     message = parent.recv()
                 except (EOFError, OSError):
                     message = ("died",)
-                if message[0] == "tensor":
-                    done, total = message[1], message[2]
+                if message[0] in ("tensor", "imatrix"):
+                    stage, done, total = ("quantizing" if message[0] == "tensor" else "imatrix"), message[1], message[2]
                 else:
                     answer = message
             elif ready:
                 answer = ("died",)
             with contextlib.suppress(OSError):
-                report("quantizing", partial.stat().st_size if partial.exists() else 0, done, total)
+                report(stage, partial.stat().st_size if partial.exists() else 0, done, total)
     finally:
         if process.is_alive():
             process.kill()
@@ -288,7 +317,9 @@ def _run_child(source: Path, partial: Path, ftype: int, requantize: bool, thread
     if cancel is not None and cancel.is_set():  # Stop came as the child finished: the file is not kept either
         raise QuantizeCancelled(f"Quantizing {source.name} was stopped; the partial file was removed.")
     if answer[0] == "ok":
-        return
+        return int(answer[1]) if len(answer) > 1 else 0
+    if answer[0] == "refused":  # the importance matrix's own sentence
+        raise QuantizeError(answer[1])
     reason = answer[1].rstrip(".") if answer[0] == "error" else ""
     if "no space" in reason.lower() or _disk_is_full(partial):
         raise QuantizeError(f"The disk holding {partial.parent} filled up while quantizing {source.name}; the partial "

@@ -176,7 +176,14 @@ def test_quantize_dialog_refuses_a_bad_output_and_cancel_removes_the_partial_fil
     page.refresh()
     qtbot.waitUntil(lambda: len(page.files) == 2, timeout=WAIT_MS)
     dialog = make_quant(qtbot, page, "medium-F32.gguf", "IQ3_S")
-    assert dialog.type_combo.findData("F32") == -1 and dialog.type_combo.findData("IQ2_XS") == -1  # not offered
+    assert dialog.type_combo.findData("F32") == -1  # not smaller: not offered
+    dialog.set_type("IQ2_XS")
+    assert "IQ2_XS needs an importance matrix; tick it" in dialog.message.text() and not dialog.start_button.isEnabled()
+    assert dialog.imatrix_check.isEnabled() and dialog.text_path == page.text_path()
+    dialog.imatrix_check.setChecked(True)
+    assert not dialog.message.is_error and dialog.start_button.isEnabled()
+    dialog.imatrix_check.setChecked(False)
+    dialog.set_type("IQ3_S")
 
     taken = tmp_path / "taken.gguf"
     taken.write_bytes(b"x")
@@ -299,3 +306,23 @@ def test_the_catalog_marks_a_downloaded_quant_once_it_was_measured(
     finally:
         assert dialog.shutdown()
         dialog.close()
+
+
+def test_make_an_iq2_quant_with_an_importance_matrix(
+    qtbot: QtBot, page: QualityPage, paths: Paths, text_file: Path
+) -> None:
+    write_tiny_llama(paths.models / "medium-F32.gguf", n_embd=256, n_head=8, n_layers=2)
+    page.refresh()
+    qtbot.waitUntil(lambda: len(page.files) == 2, timeout=WAIT_MS)
+    page.set_text_file(text_file)
+    dialog = make_quant(qtbot, page, "medium-F32.gguf", "IQ2_XS")
+    dialog.imatrix_check.setChecked(True)
+    formats: list[str] = []
+    dialog.progress.valueChanged.connect(lambda _v: formats.append(dialog.progress.format()))
+    with qtbot.waitSignal(dialog.quantized, timeout=WAIT_MS):
+        dialog.start_button.click()
+    assert dialog.result is not None and dialog.result.type == "IQ2_XS"
+    assert any(f.startswith("importance matrix: window") for f in formats)
+    notes = library.read_sidecar(dialog.result.path)
+    assert notes["imatrix"]["chunks"] >= 1 and notes["source"].endswith("to IQ2_XS")
+    dialog.close()

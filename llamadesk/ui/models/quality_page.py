@@ -33,6 +33,7 @@ from llamadesk.ui.workers import Task, TaskContext, TaskRunner
 
 COLUMNS = ("File", "Quant", "Size", "Memory", "Perplexity", "KLD", "Top-1 %", "Prompt tok/s", "Gen tok/s")
 OWN_TEXT = "__own__"
+DEFAULT_TEXT = "en-gpl-3"  # the longest shipped text, as `llamadesk models compare` uses by default
 STAGES = {"checking": "checking", "loading": "loading", "scoring": "scoring", "generating": "timing generation"}
 
 
@@ -101,6 +102,7 @@ class QualityPage(QWidget):
         for name, path in quality.eval_texts().items():
             self.text_combo.addItem(name, str(path))
         self.text_combo.addItem("Your own text file…", OWN_TEXT)
+        self.text_combo.setCurrentIndex(max(0, self.text_combo.findText(DEFAULT_TEXT)))
         self.ctx_spin = QSpinBox()
         self.ctx_spin.setAccessibleName("Context")
         self.ctx_spin.setRange(0, 8192)
@@ -360,7 +362,9 @@ class QualityPage(QWidget):
         chosen = self.current_file()
         if chosen is None:
             return
-        dialog = QuantizeDialog(chosen.path, chosen.type, self.models_dir, self.runner, self)
+        dialog = QuantizeDialog(
+            chosen.path, chosen.type, self.models_dir, self.runner, self, text_path=self.text_path()
+        )
         dialog.quantized.connect(self._quantized)
         self._quantize_dialog = dialog
         dialog.show()

@@ -1,5 +1,6 @@
-"""Make a quant…: a target type, an output path, the free space against the expected size, then llama.cpp's quantizer
-in a child process (core/quantize.py) with progress and Cancel; the new file joins the library with its source."""
+"""Make a quant…: a target type, an output path, the free space against the expected size, optionally an importance
+matrix computed on the Compare tab's text, then llama.cpp's quantizer in a child process (core/quantize.py) with
+progress and Cancel; the new file joins the library with its source."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -45,9 +47,7 @@ def _read_source(source: Path, source_type: str) -> SourceInfo:
     known = quant.available_types()
     limit = quant.BITS_PER_WEIGHT.get(source_type.upper(), 32.0)
     estimates = {
-        t: quant.estimate_size(header, t)
-        for t, bits in quant.BITS_PER_WEIGHT.items()
-        if t in known and t not in quant.NEEDS_IMATRIX and bits < limit
+        t: quant.estimate_size(header, t) for t, bits in quant.BITS_PER_WEIGHT.items() if t in known and bits < limit
     }
     return SourceInfo(estimates)
 
@@ -69,9 +69,17 @@ class QuantizeDialog(QDialog):
     quantized = Signal(object)
 
     def __init__(
-        self, source: Path, source_type: str, models_dir: Path, runner: TaskRunner, parent: QWidget | None = None
+        self,
+        source: Path,
+        source_type: str,
+        models_dir: Path,
+        runner: TaskRunner,
+        parent: QWidget | None = None,
+        *,
+        text_path: Path | None = None,
     ) -> None:
         super().__init__(parent)
+        self.text_path = text_path
         self.setWindowTitle(f"Make a quant of {source.name}")
         self.source, self.source_type, self.models_dir, self.runner = source, source_type, models_dir, runner
         self.info: SourceInfo | None = None
@@ -85,6 +93,14 @@ class QuantizeDialog(QDialog):
         self.output_edit = QLineEdit()
         self.output_edit.setAccessibleName("Output file")
         self.browse_button = QPushButton("Browse…")
+        self.imatrix_check = QCheckBox(
+            f"Importance matrix, computed on {text_path.name}" if text_path else "Importance matrix (choose a text)"
+        )
+        self.imatrix_check.setEnabled(text_path is not None)
+        self.imatrix_check.setToolTip(
+            "Evaluates the model on the text first, as llama-imatrix does, and weighs the rounding with it: "
+            "IQ1/IQ2 types need one, every type gains a little; it takes about as long as measuring the text"
+        )
         self.space_label = QLabel("Reading the source…")
         self.space_label.setWordWrap(True)
         self.progress = QProgressBar()
@@ -106,6 +122,7 @@ class QuantizeDialog(QDialog):
         form.addRow("Source:", QLabel(f"{source.name} ({source_type})"))
         form.addRow("Type:", self.type_combo)
         form.addRow("Output:", output_row)
+        form.addRow("", self.imatrix_check)
         form.addRow("", self.space_label)
         buttons = QHBoxLayout()
         buttons.addWidget(self.progress, 1)
@@ -120,6 +137,7 @@ class QuantizeDialog(QDialog):
 
         self.type_combo.currentIndexChanged.connect(self._type_changed)
         self.output_edit.textEdited.connect(self._output_typed)
+        self.imatrix_check.toggled.connect(lambda _on: self._check_space())
         self.browse_button.clicked.connect(self.ask_output)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
@@ -190,6 +208,8 @@ class QuantizeDialog(QDialog):
             problem = "The output must be a file name ending in .gguf."
         elif target.exists():
             problem = f"{target.name} already exists; choose another name."
+        elif self.type_name() in quant.NEEDS_IMATRIX and not self.imatrix_check.isChecked():
+            problem = f"{self.type_name()} needs an importance matrix; tick it, or choose Q3_K_S or a larger type."
         elif free is not None and free < needed:
             problem = (
                 f"Not enough free space: the quant needs about {human_size(needed)} and {target.parent} has "
@@ -209,10 +229,20 @@ class QuantizeDialog(QDialog):
         if not self._check_space() or self._task is not None:
             return
         source, type_name, target, models_dir = self.source, self.type_name(), self.output_path(), self.models_dir
+        text_path = self.text_path if self.imatrix_check.isChecked() else None
 
         def work(ctx: TaskContext) -> QuantizeResult:
+            from llamadesk.core.quality import read_text
+
+            text = read_text(text_path) if text_path is not None else None
             return quant.quantize(
-                source, type_name, target, models_dir=models_dir, progress=ctx.progress, cancel=ctx.cancel
+                source,
+                type_name,
+                target,
+                models_dir=models_dir,
+                progress=ctx.progress,
+                cancel=ctx.cancel,
+                imatrix_text=text,
             )
 
         self.message.show_note(f"Quantizing {source.name} to {type_name}…")
@@ -233,7 +263,10 @@ class QuantizeDialog(QDialog):
 
     def _progress(self, p: QuantizeProgress) -> None:
         self.progress.setValue(int(1000 * p.fraction))
-        if p.stage == "quantizing" and p.tensors_total:
+        if p.stage == "imatrix" and p.tensors_total:
+            self.progress.setValue(int(1000 * p.tensors_done / p.tensors_total))
+            self.progress.setFormat(f"importance matrix: window {p.tensors_done} of {p.tensors_total}")
+        elif p.stage == "quantizing" and p.tensors_total:
             self.progress.setFormat(f"tensor {p.tensors_done} of {p.tensors_total} · {human_size(p.bytes_written)}")
         elif p.stage == "hashing":
             self.progress.setFormat("checking the new file…")
@@ -243,7 +276,7 @@ class QuantizeDialog(QDialog):
         self.progress.setFormat("%p%")
         self.cancel_button.setVisible(running)
         self.cancel_button.setEnabled(running)
-        for w in (self.type_combo, self.output_edit, self.browse_button):
+        for w in (self.type_combo, self.output_edit, self.browse_button, self.imatrix_check):
             w.setEnabled(not running)
         self.start_button.setEnabled(not running)
         if not running:
