@@ -206,7 +206,12 @@ def check_quantize(exe: Path, home: Path, _model: Path | None) -> str:
     q8 = next((f for f in report.get("files", []) if f.get("type") == "Q8_0"), None)
     if q8 is None or not 0 < float(q8.get("kld", 0)) < 1 or not 0 < float(q8.get("top1", 0)) <= 1:
         raise CheckFailed(f"models compare gave no sound Q8_0 figures: {q8!r}")
-    return f"Q8_0 made ({quant.stat().st_size} B); KLD {q8['kld']:.3f}, top-1 {q8['top1']:.0%} against F32"
+    weighed = home / "tiny-Q4_0-imatrix.gguf"  # the importance matrix: llama.cpp's eval callback inside the bundle
+    _run(exe, home, "models", "quantize", str(source), "--type", "Q4_0", "--imatrix", "en-cc0-1.0", "-o", str(weighed))
+    if not weighed.is_file():
+        raise CheckFailed(f"models quantize --imatrix made no Q4_0 file at {weighed}")
+    return (f"Q8_0 made ({quant.stat().st_size} B); KLD {q8['kld']:.3f}, top-1 {q8['top1']:.0%} against F32; "
+            f"Q4_0 with an importance matrix made")
 
 
 def check_chat_image(exe: Path, home: Path, _model: Path | None) -> str:
