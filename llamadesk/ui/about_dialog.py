@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMenu, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from llamadesk.paths import Paths
+from llamadesk.ui.icons import icon
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class AboutAction(QObject):
         self.dialog: AboutDialog | None = None
         self.action = QAction("About LlamaDesk / System…", parent)
         self.action.setObjectName("aboutAction")
+        self.action.setIcon(icon("about"))
         self.action.setMenuRole(QAction.MenuRole.AboutRole)
         self.action.setStatusTip("Versions, llama.cpp backends, devices, memory and folders")
         self.action.triggered.connect(self.open)

@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QMainWindow, QMenu
 
 from llamadesk.ui.export_dialog import HistoryTransfer
+from llamadesk.ui.icons import icon
 from llamadesk.ui.shortcuts import MenuId
 from llamadesk.ui.title_suggester import TitleSuggester
 from llamadesk.ui.workers import BackgroundQueries
@@ -46,9 +47,9 @@ class HistoryActions(QObject):
         self.transfer = HistoryTransfer(history, queries, window, sidebar.selected_ids)
         self.titles = TitleSuggester(history, host, self)
 
-        self.export_action = QAction("Export…", window)
+        self.export_action = QAction(icon("export"), "Export…", window)
         self.export_action.setStatusTip("Save the selected conversations, or all, as Markdown, HTML or JSON")
-        self.import_action = QAction("Import…", window)
+        self.import_action = QAction(icon("open"), "Import…", window)
         self.import_action.setStatusTip("Add the conversations of a LlamaDesk JSON export")
         self.log_folder_action = QAction("Open log folder", window)
         self.log_folder_action.setStatusTip("Show LlamaDesk's log files (to attach to a bug report)")

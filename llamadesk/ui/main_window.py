@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSplitter,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +37,7 @@ from llamadesk.ui.chat.view import ChatView
 from llamadesk.ui.documents.pane import DocumentsDock
 from llamadesk.ui.endpoints_dialog import EndpointsAction
 from llamadesk.ui.file_drop import FileDrop
+from llamadesk.ui.icons import icon
 from llamadesk.ui.idle_gc import IdleCollector
 from llamadesk.ui.model_picker import ModelPicker
 from llamadesk.ui.navigation import Navigation
@@ -127,6 +129,10 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(self.picker)
         self.toggle_settings_action = self.settings_dock.toggleViewAction()
         toolbar.addAction(self.toggle_settings_action)
+        self.toggle_settings_action.setIcon(icon("settings"))  # in the menu; the toolbar button keeps its word too
+        settings_button = toolbar.widgetForAction(self.toggle_settings_action)
+        if isinstance(settings_button, QToolButton):
+            settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.addToolBar(toolbar)
 
         self.window_actions = build_menus(self, self.toggle_settings_action)

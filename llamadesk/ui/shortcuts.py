@@ -9,6 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QMenu
 
+from llamadesk.ui.icons import icon
+
 
 class MenuId(str, Enum):
     """The menu bar's menus, addressed by id: features add their actions to `window.menus[MenuId.VIEW]`."""
@@ -63,6 +65,8 @@ def build_menus(window: QMainWindow, settings_toggle: QAction) -> WindowActions:
         stop=QShortcut(QKeySequence(Qt.Key.Key_Escape), window),
     )
     actions.larger_text.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
+    for name in ("new_chat", "quit", "find", "regenerate"):
+        getattr(actions, name).setIcon(icon(name))
     bar = window.menuBar()
     actions.menus = {menu_id: bar.addMenu(menu_id.value) for menu_id in MenuId}
     file_menu = actions.menus[MenuId.FILE]
