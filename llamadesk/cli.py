@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # a frozen build runs the RPC engine child (core/engines/rpc_child.py) here
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [probe.PROBE_FLAG] and len(argv) == 2:  # the child side of probe.probe_model()
-        return probe.child_main(argv[1])
+    if argv[:1] == [probe.PROBE_FLAG] and len(argv) in (2, 3):  # the child side of probe.probe_model()
+        return probe.child_main(*argv[1:])
     if argv == ["--import-sweep"]:  # packaging's check that the frozen app has every module (import_sweep.py)
         from llamadesk import import_sweep
 

@@ -39,9 +39,11 @@ def write_tiny_projector(
     image_size: int = IMAGE_SIZE,
     patch_size: int = PATCH_SIZE,
     seed: int = 4321,
+    patch_kernel: int | None = None,
 ) -> Path:
     """A projector for a text model of embedding width `text_embd` (write_tiny_llama's n_embd): another width makes
-    a projector that does not match its model (llama.cpp refuses it when the pair is loaded)."""
+    a projector that does not match its model (llama.cpp refuses it when the pair is loaded). `patch_kernel` other
+    than `patch_size` writes a malformed projector: its graph fails a GGML_ASSERT, which aborts the process."""
     rng = np.random.default_rng(seed)
     n_ff = n_embd * 2
     n_patches = (image_size // patch_size) ** 2
@@ -70,7 +72,8 @@ def write_tiny_projector(
         return np.ones(n, dtype=np.float32)
 
     # numpy shapes are ggml's ne reversed: a [in, out] ggml matrix is (out, in) here
-    w.add_tensor("v.patch_embd.weight", tensor(n_embd, 3, patch_size, patch_size))
+    kernel = patch_kernel or patch_size
+    w.add_tensor("v.patch_embd.weight", tensor(n_embd, 3, kernel, kernel))
     w.add_tensor("v.patch_embd.bias", tensor(n_embd))
     w.add_tensor("v.position_embd.weight", tensor(n_patches, n_embd))
     for i in range(n_layers):

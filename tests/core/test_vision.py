@@ -248,3 +248,14 @@ def test_cli_without_a_projector_or_with_another_models_is_one_sentence(
     assert out.stderr.strip().startswith("llamadesk chat: mmproj-wide.gguf is the projector of another model")
     out = run_chat("--model", str(pair[0]), "--image", str(tmp_path / "none.png"), "--no-history", "hi", home=home)
     assert out.returncode == EXIT_USAGE and "none.png could not be opened" in out.stderr
+
+
+def test_a_malformed_projector_is_refused_without_taking_the_app_down(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    # Its patch kernel does not fit its patch size: llama.cpp's graph fails a GGML_ASSERT and abort()s. The probe's
+    # child process runs the projector's warm-up first, so it is that child that stops, not this process.
+    broken = write_tiny_projector(tmp_path / "mmproj-broken.gguf", patch_kernel=28)
+    eng = LlamaCppEngine()
+    with pytest.raises(ModelLoadError, match=r"^mmproj-broken\.gguf is malformed: llama\.cpp stopped while reading it"):
+        eng.load(LoadOptions(pair[0], n_ctx=512, n_threads=1, mmproj=broken))
+    assert eng.info is None
+    eng.close()

@@ -114,7 +114,7 @@ class LlamaCppEngine:
         header = validate_model_file(path)  # raises ModelLoadError with a sentence for broken files
         # Some malformed files make llama.cpp abort the whole process: read the vocabulary in a child first
         # (once per file version; remembered in the cache folder).
-        probe.probe_model(path)
+        probe.probe_model(path, projector=options.mmproj)  # a projector too: read against the model
         self.unload()
         llama_log.install()
         ParamsHook.install()

@@ -130,31 +130,17 @@ class Projector:
     def load(cls, options: LoadOptions, llama: Any, n_threads: int) -> Projector:
         """Loads `options.mmproj` for the Llama just loaded; a file that is not a projector, or one made for another
         model (its embeddings' width differs), is a ModelLoadError with one sentence."""
-        import llama_cpp
-        import llama_cpp.mtmd_cpp as mtmd_cpp
 
         assert options.mmproj is not None
         path = Path(options.mmproj)
         if not path.is_file():
             raise ModelLoadError(f"The projector {path.name} does not exist; choose the mmproj file of this model.")
-        llama_log.install_mtmd()
         projector = cls(None, path, "")
-        params = mtmd_cpp.mtmd_context_params_default()
-        params.use_gpu = options.mmproj_gpu
-        params.print_timings = False
-        params.n_threads = n_threads
-        params.warmup = False  # the first image pays it; a load stays quick
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        params = _context_params(n_threads, options.mmproj_gpu, warmup=False)  # the first image pays the warm-up
         params.cb_eval = projector._eval_callback()
-        params.cb_eval_user_data = None
-        lines: list[str] = []
-        with llama_log_lines(lines, logging.WARNING):
-            ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), llama.model, params)
-        if not ctx:
-            raise ModelLoadError(_load_sentence(path, lines))
-        if not mtmd_cpp.mtmd_support_vision(ctx):
-            mtmd_cpp.mtmd_free(ctx)
-            raise ModelLoadError(f"{path.name} is a projector for sound, not images; choose the model's vision mmproj.")
+        ctx, sentence = _init(path, llama, params)
+        if sentence is not None:
+            raise ModelLoadError(sentence)
         projector._ctx = ctx
         projector.sha256 = fileinfo.sha256_cached(path)
         log.info("Projector %s loaded", path.name)
@@ -275,6 +261,46 @@ class Projector:
             abort_in_decode(False)
             self.cancel = None
         return True
+
+
+def _context_params(n_threads: int, use_gpu: bool, *, warmup: bool) -> Any:
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    params = mtmd_cpp.mtmd_context_params_default()
+    params.use_gpu = use_gpu
+    params.print_timings = False
+    params.n_threads = n_threads
+    params.warmup = warmup
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+    return params
+
+
+def _init(path: Path, llama: Any, params: Any) -> tuple[Any, str | None]:
+    """libmtmd's context for `path` against the loaded model, or (None, the sentence why not)."""
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    llama_log.install_mtmd()
+    lines: list[str] = []
+    with llama_log_lines(lines, logging.WARNING):
+        ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), llama.model, params)
+    if not ctx:
+        return None, _load_sentence(path, lines)
+    if not mtmd_cpp.mtmd_support_vision(ctx):
+        mtmd_cpp.mtmd_free(ctx)
+        return None, f"{path.name} is a projector for sound, not images; choose the model's vision mmproj."
+    return ctx, None
+
+
+def probe_projector(path: Path, llama: Any) -> str | None:
+    """For core/probe.py's child process: loads the projector against `llama` (vocabulary and parameters only) and
+    runs its warm-up graph on the CPU, where a malformed file would abort; the sentence when it cannot be used."""
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    ctx, sentence = _init(path, llama, _context_params(1, False, warmup=True))
+    if ctx:
+        mtmd_cpp.mtmd_free(ctx)
+    return sentence
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
