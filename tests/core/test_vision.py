@@ -82,7 +82,8 @@ def test_the_prompt_grows_by_the_images_tokens(engine: LlamaCppEngine) -> None:
     assert two - engine.count_tokens([with_image]) >= TOKENS_PER_IMAGE
 
     _, done = collect(engine.stream([with_image], GREEDY))
-    assert done.stats.prompt_tokens == engine.count_tokens([with_image])
+    assert done.stats.prompt_tokens == engine.count_tokens([with_image])  # counted from the image's shape, remembered
+    assert engine._vision is not None and red in engine._vision._shapes
     assert done.receipt["images"] == [{"sha256": red, "tokens": TOKENS_PER_IMAGE, "encode_s": pytest.approx(
         done.receipt["images"][0]["encode_s"]), "cached": False}]  # fmt: skip
     assert done.receipt["projector"]["file"].startswith("mmproj-")

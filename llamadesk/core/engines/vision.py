@@ -124,6 +124,9 @@ class Projector:
         self._eval_cb: Any = None  # kept alive as long as the context: libmtmd calls it
         self._nodes = 0
         self.encoding = False  # an image is being encoded now (read by tests to press Stop at that moment)
+        # per image hash, what it adds to a prompt: token ids, or (n_pos, n_tokens) for the image itself; lets
+        # count_tokens (the planner and the meter ask often) skip decoding and preprocessing the image again
+        self._shapes: dict[str, list[list[int] | tuple[int, int]]] = {}
         self.nodes_seen = 0  # graph nodes the scheduler offered during the last encoding
 
     @classmethod
@@ -190,17 +193,39 @@ class Projector:
         prompt._owned.append(chunks)
         if result != 0:
             raise GenerationError(f"The vision model could not prepare the image (libmtmd error {result}).")
+        shape: list[list[int] | tuple[int, int]] = []
         for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)):
             chunk = mtmd_cpp.mtmd_input_chunks_get(chunks, i)
             if mtmd_cpp.mtmd_input_chunk_get_type(chunk) == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_TEXT:
                 n = ctypes.c_size_t()
                 ids = mtmd_cpp.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                prompt.ids += [ids[j] for j in range(n.value)]
+                shape.append([ids[j] for j in range(n.value)])
             else:
                 n_pos = mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk)
                 n_tokens = mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)
+                shape.append((n_pos, n_tokens))
                 prompt.images.append(ImageSpan(sha256, len(prompt.ids), n_pos, n_tokens, chunk))
-                prompt.ids += [placeholder_id(sha256)] * n_pos
+            self._add_shape(sha256, shape[-1], prompt, with_span=False)
+        self._shapes[sha256] = shape
+
+    def counted(self, sha256: str, prompt: VisionPrompt) -> bool:
+        """Appends an image already seen to `prompt` for counting only (no chunk to evaluate); False if not seen."""
+        shape = self._shapes.get(sha256)
+        if shape is None:
+            return False
+        for part in shape:
+            self._add_shape(sha256, part, prompt, with_span=True)
+        return True
+
+    @staticmethod
+    def _add_shape(sha256: str, part: list[int] | tuple[int, int], prompt: VisionPrompt, *, with_span: bool) -> None:
+        if isinstance(part, list):
+            prompt.ids += part
+            return
+        n_pos, n_tokens = part
+        if with_span:
+            prompt.images.append(ImageSpan(sha256, len(prompt.ids), n_pos, n_tokens, None))
+        prompt.ids += [placeholder_id(sha256)] * n_pos
 
     def evaluate(self, llama: Any, prompt: VisionPrompt, cancel: threading.Event, abort_in_decode: Any) -> bool:
         """Reads the prompt into the context up to the end of its last image (what the cache already holds is kept;
@@ -333,8 +358,11 @@ def _load_sentence(path: Path, lines: Sequence[str]) -> str:
 # module is part of that engine (local.LlamaCppEngine, typed Any here: local.py imports this module), kept apart.
 
 
-def build_prompt(engine: Any, messages: Sequence[Message], mode: GenerationMode) -> VisionPrompt:
-    """The prompt of `messages` with their images (read from the ImageStore and preprocessed)."""
+def build_prompt(
+    engine: Any, messages: Sequence[Message], mode: GenerationMode, *, count_only: bool = False
+) -> VisionPrompt:
+    """The prompt of `messages` with their images (read from the ImageStore and preprocessed). `count_only`: for its
+    length alone; images seen before are not read again (their spans then have no chunk to evaluate)."""
     from llamadesk.core.images import ImageError, ImageStore, rgb_pixels
 
     projector = engine._vision
@@ -371,6 +399,10 @@ def build_prompt(engine: Any, messages: Sequence[Message], mode: GenerationMode)
                     sha = next(pending, None)
                     if sha is None:  # the template repeated a message: its images go once
                         continue
+                    if count_only and projector.counted(sha, prompt):
+                        if piece:
+                            prompt.ids += llama.tokenize(piece.encode("utf-8"), add_bos=False, special=not is_message)
+                        continue
                     try:
                         pixels = rgb_pixels(store.read(sha))
                     except ImageError as exc:
@@ -388,7 +420,7 @@ def build_prompt(engine: Any, messages: Sequence[Message], mode: GenerationMode)
 
 
 def count_tokens(engine: Any, messages: Sequence[Message]) -> int:
-    prompt = build_prompt(engine, messages, GenerationMode.CHAT)
+    prompt = build_prompt(engine, messages, GenerationMode.CHAT, count_only=True)
     try:
         return prompt.n_context
     finally:
