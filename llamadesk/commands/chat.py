@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     options = remote or LoadOptions(
         Path(args.model), n_ctx=args.ctx, n_threads=args.threads, chat_template=args.template,
         n_gpu_layers=default_gpu_layers(args.gpu_layers, rpc_servers), rpc_servers=rpc_servers,
-        mmproj=images.projector,
+        mmproj=images.projector, mmproj_gpu=images.projector_gpu,
     )  # fmt: skip
     engine = make_engine(engine_kind(options))  # RPC in a child process: llama.cpp abort()s one that loses a host
     try:

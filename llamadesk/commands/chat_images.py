@@ -22,6 +22,8 @@ def add_arguments(chat: Any) -> None:
                       )  # fmt: skip
     chat.add_argument("--mmproj", type=Path, default=None, metavar="PATH",
                       help="the vision model's projector (mmproj-*.gguf)")  # fmt: skip
+    chat.add_argument("--mmproj-cpu", action="store_true",
+                      help="keep the projector on the CPU (by default: on the GPU when there is one)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class ChatImages:
     hashes: tuple[str, ...] = ()
     projector: Path | None = None
     notes: tuple[str, ...] = field(default=())  # what normalizing changed, per image, for stderr
+    projector_gpu: bool = True
 
 
 def prepare(args: argparse.Namespace) -> ChatImages:
@@ -61,7 +64,7 @@ def prepare(args: argparse.Namespace) -> ChatImages:
         hashes.append(image.sha256)
         if image.notes:
             notes.append(f"{path.name}: {', '.join(image.notes)}")
-    return ChatImages(tuple(hashes), projector, tuple(notes))
+    return ChatImages(tuple(hashes), projector, tuple(notes), not getattr(args, "mmproj_cpu", False))
 
 
 def show_notes(images: ChatImages) -> None:
