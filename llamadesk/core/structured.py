@@ -462,16 +462,15 @@ def _fixed(grammar: str) -> str:
     return "\n".join(lines)
 
 
-def llama_grammar(fmt: ResponseFormat | None, vocab: Any) -> Any:
-    """The llama_cpp.LlamaGrammar for `fmt` (None for text), checked against the loaded model's vocabulary first:
-    llama-cpp-python adds a grammar sampler without looking whether llama.cpp could build it, and a NULL sampler in
-    the chain crashes the process at the first token."""
+def llama_grammar(fmt: ResponseFormat | None, vocab: Any) -> str | None:
+    """The GBNF text for `fmt` (None for text), checked against the loaded model's vocabulary first: a grammar
+    llama.cpp cannot build is a NULL sampler, and llama-cpp-python would add it to its chain without looking (the
+    process then crashes at the first token)."""
     if fmt is None or fmt.is_text:
         return None
     text = fmt.grammar_text()
     assert text is not None
     import llama_cpp
-    from llama_cpp.llama_grammar import LlamaGrammar
 
     sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
     if not sampler:
@@ -479,4 +478,4 @@ def llama_grammar(fmt: ResponseFormat | None, vocab: Any) -> Any:
             "llama.cpp could not build a grammar from this response format (the log says why); simplify the schema."
         )
     llama_cpp.llama_sampler_free(sampler)
-    return LlamaGrammar.from_string(text, verbose=False)
+    return text

@@ -7,7 +7,8 @@ line with its time; the first failure ends the run with exit status 1 and what t
 --version, --smoke-test, --import-sweep (every module, and every module they import lazily, loads inside the
 bundle), doctor --json, document collections (PDF, DOCX, Markdown indexed and searched), a quant made and compared,
 and with a model: chat,
-history list, serve answering the official openai client, chat --docs, chat --tool with MCP servers' tools
+history list, chat --json-schema (the reply validates),
+serve answering the official openai client, chat --docs, chat --tool with MCP servers' tools
 listed, and a second start handing over to the first
 window. The harness runs in the development venv (openai, PySide6);
 only EXE is the frozen app.
@@ -97,6 +98,35 @@ def check_chat(exe: Path, home: Path, model: Path | None) -> str:
     if "4" not in answer:
         raise CheckFailed(f"the starter model's answer has no 4: {answer!r}")
     return answer
+
+
+def check_chat_json_schema(exe: Path, home: Path, model: Path | None) -> str:
+    """chat --json-schema: the bundled model's reply, held by a llama.cpp grammar, validates (jsonschema in the
+    harness); a recursive schema is one line, exit 2 (jsonschema's meta-schemas must be in the bundle for both)."""
+    import jsonschema
+
+    assert model is not None
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}, "unit": {"enum": ["apples", "pears"]},
+              "note": {"type": "string", "maxLength": 40}}, "required": ["answer", "unit", "note"]}  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="llamadesk-schema-"))
+    try:
+        good, bad = folder / "answer.json", folder / "loop.json"
+        good.write_text(json.dumps(schema), encoding="utf-8")
+        bad.write_text(json.dumps({"$defs": {"n": {"properties": {"n": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}))
+        reply = _run(exe, home, "chat", "--model", str(model), "--json-schema", str(good), "--temperature", "0",
+                     "--no-history", "I have 2 apples and buy 2 more. How many apples?").stdout.strip()  # fmt: skip
+        try:
+            jsonschema.validate(json.loads(reply), schema)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            raise CheckFailed(f"the reply does not validate ({exc}): {reply!r}") from None
+        refused = subprocess.run([str(exe), "chat", "--model", str(model), "--json-schema", str(bad), "hi"],
+                                 env=_env(home), capture_output=True, text=True, timeout=START_TIMEOUT_S)  # fmt: skip
+        lines = refused.stderr.strip().splitlines()
+        if refused.returncode != 2 or len(lines) != 1 or "recursive" not in lines[0]:
+            raise CheckFailed(f"a recursive schema should be one line, exit 2: {refused.returncode} {refused.stderr!r}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return reply
 
 
 def check_history(exe: Path, home: Path, model: Path | None) -> str:
@@ -300,6 +330,7 @@ CHECKS: list[tuple[str, Callable[[Path, Path, Path | None], str], bool]] = [  # 
     ("doctor --json", check_doctor, False),
     ("chat", check_chat, True),
     ("history list", check_history, True),
+    ("chat --json-schema", check_chat_json_schema, True),
     ("models cache info + clear", check_prompt_cache, True),
     ("serve + openai client", check_serve, True),
     ("docs add + search (PDF, DOCX)", check_documents, False),

@@ -236,3 +236,19 @@ def test_the_remote_engine_passes_the_format_to_the_server(llama_server: Any) ->
                                   response_format=ResponseFormat(FormatKind.SCHEMA, '{"enum": 3}')))  # fmt: skip
     finally:
         engine.close()
+
+
+def test_rejection_first_sampling_holds_with_token_probs_and_leaves_the_library_alone(loaded: LlamaCppEngine) -> None:
+    """grammar_sampler.py draws without the grammar first; the grammar still holds, token probabilities still come,
+    and llama-cpp-python's own sampler builder is back in place after the stream (free replies are untouched)."""
+    fmt = ResponseFormat.from_schema(PERSON)
+    llama = loaded._llama
+    for seed in (21, 22):
+        params = SamplingParams(seed=seed, temperature=1.2, max_tokens=600)
+        text, done = collect(loaded.stream(HI, params, token_probs=True, response_format=fmt))
+        jsonschema.validate(json.loads(text), PERSON)
+        assert done.receipt["token_probs"]
+        assert "_init_sampler" not in vars(llama)
+    first, _ = collect(loaded.stream(HI, SamplingParams(seed=5, max_tokens=12)))
+    again, _ = collect(loaded.stream(HI, SamplingParams(seed=5, max_tokens=12)))
+    assert first == again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llamadesk.core import llama_log
+from llamadesk.core.engines import grammar_sampler
 from llamadesk.core.engines.api import FinishReason, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, TopKRecorder
@@ -101,13 +103,14 @@ def stream_tokens(
     token_probs: bool,
     abort_in_decode: Callable[[bool], None],
     shown: frozenset[int] = frozenset(),
-    grammar: Any = None,
+    grammar: str | None = None,
 ) -> Iterator[Token]:
     """Generates after `tokens`; yields Token events and fills `outcome`. `strip_start` drops the leading space of
     a chat reply (SentencePiece's "▁Word"); a continued reply or raw text keeps it. `abort_in_decode(on)` turns the
     abort callback that lets Stop interrupt the prompt's evaluation on or off. `shown`: the special tokens rendered as
-    their text (marker_tokens). `grammar`: a llama_cpp.LlamaGrammar every token must fit (structured.py); the
-    reply then ends when the grammar is complete, or runs into `budget` (LENGTH) before it closes."""
+    their text (marker_tokens). `grammar`: GBNF text every token must fit (structured.llama_grammar), sampled the
+    rejection-first way (grammar_sampler.py); the reply then ends when the grammar is complete, or runs into
+    `budget` (LENGTH) before it closes."""
     import llama_cpp
 
     vocab = llama._model.vocab
@@ -119,6 +122,9 @@ def stream_tokens(
     skipped = 0  # leading whitespace dropped from a chat reply
     at_start = strip_start
     abort_in_decode(True)  # for the prompt's evaluation
+    held = contextlib.ExitStack()
+    if grammar is not None:
+        held.enter_context(grammar_sampler.installed(llama, grammar))
     gen = llama.generate(
         tokens,
         top_k=params.top_k,
@@ -133,7 +139,6 @@ def stream_tokens(
         mirostat_tau=params.mirostat_tau,
         mirostat_eta=params.mirostat_eta,
         logits_processor=llama_cpp.LogitsProcessorList([recorder]) if recorder is not None else None,
-        grammar=grammar,
     )
     try:
         if cancel.is_set():
@@ -181,6 +186,7 @@ def stream_tokens(
             outcome.error = f"Generation failed: {llama_log.reason_since(0) or exc}."
     finally:
         gen.close()
+        held.close()
         outcome.ended = time.perf_counter()
     if outcome.reason is not FinishReason.STOP:
         tail = stop_text.flush() + decoder.decode(b"", final=True)
