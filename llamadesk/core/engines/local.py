@@ -45,7 +45,13 @@ from llamadesk.core.engines.local_load import (
     speculation_field,
 )
 from llamadesk.core.engines.local_stream import Outcome, common_prefix, marker_tokens, stream_tokens
-from llamadesk.core.errors import GenerationError, InvalidSetting, ModelLoadError, TemplateError
+from llamadesk.core.errors import (
+    GenerationError,
+    InvalidSetting,
+    ModelLoadError,
+    StructuredOutputError,
+    TemplateError,
+)
 from llamadesk.core.gguf_header import validate_model_file
 from llamadesk.core.sampling import MAX_SEED, SamplingParams
 from llamadesk.core.structured import ResponseFormat
@@ -375,6 +381,9 @@ class LlamaCppEngine:
         mode = GenerationMode(mode)
         cancel = cancel or threading.Event()
         if vision.has_images(messages):  # engines/vision.py: the images read first, then the same token loop
+            if response_format is not None and not response_format.is_text:  # its loop takes no grammar yet
+                raise StructuredOutputError("A reply about images cannot be held to JSON yet; choose Text as the "
+                                            "response format, or send the message without its images.")  # fmt: skip
             yield from vision.stream(self, messages, params, cancel, mode=mode, token_probs=token_probs)
             return
         tokens = self._prompt_tokens(messages, mode, tools)
