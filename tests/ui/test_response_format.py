@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import jsonschema
+import openai
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -133,3 +135,27 @@ def test_a_cut_off_reply_and_an_unusable_schema_are_sentences(
     assert failed.status == "error" and "maxLength" in json.dumps(failed.receipt or {}) + failed.content
     assert any("maxLength" in n for n in notices)
     assert window.isVisible()
+
+
+@pytest.mark.usefixtures("memory_keyring")
+def test_the_windows_own_server_takes_response_format(window: MainWindow, qtbot: QtBot) -> None:
+    """The app's server on the window's EngineHost (ui/server_bridge.py) passes the request's schema to the engine;
+    the panel's own format (text here) does not leak into it."""
+    from tests.ui.test_server_bridge import in_thread, turn_on
+
+    client = openai.OpenAI(base_url=turn_on(window), api_key="gui-key", max_retries=0, timeout=60)
+    wire = {"type": "json_schema", "json_schema": {"name": "review", "schema": SCHEMA}}
+    for stream in (False, True):
+
+        def ask(stream: bool = stream) -> str:
+            made = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Review."}],
+                                                  max_tokens=300, seed=7, stream=stream,
+                                                  response_format=wire)  # type: ignore[call-overload]  # fmt: skip
+            if not stream:
+                return made.choices[0].message.content or ""
+            return "".join(c.choices[0].delta.content or "" for c in made if c.choices)
+
+        jsonschema.validate(json.loads(in_thread(qtbot, ask)), SCHEMA)
+    plain = in_thread(qtbot, lambda: client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=6, seed=1))  # fmt: skip
+    assert plain.choices[0].message.content is not None
