@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections import Counter
@@ -88,7 +89,8 @@ def bench_valid(model: Path, threads: int, n: int) -> dict[str, Any]:
     fmt = ResponseFormat.from_schema(PERSON, name="person")
     validator = jsonschema.Draft202012Validator(PERSON)
     engine = _engine(model, threads)
-    valid, reasons, failures, tokens = 0, Counter(), [], []
+    valid, failures, tokens = 0, [], []
+    reasons: Counter[str] = Counter()
     started = time.perf_counter()
     try:
         for i in range(n):
@@ -178,7 +180,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from llamadesk.core.engines.local import default_threads
 
     model = model_path(args)
-    threads = default_threads()
+    # LLAMADESK_BENCH_THREADS: on a machine shared with other work, one thread keeps llama.cpp's workers from
+    # waiting on each other for whole scheduler slices (both sides of each ratio run with the same count)
+    threads = int(os.environ.get("LLAMADESK_BENCH_THREADS") or default_threads())
     quick = bool(getattr(args, "quick", False))
     context = {"model": model.name, "machine": machine()}
     records = []

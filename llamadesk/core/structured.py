@@ -203,8 +203,10 @@ class ResponseFormat:
             return None
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return f"The reply is not complete JSON ({exc.msg} at character {exc.pos})."
+        except RecursionError:
+            return "The reply nests too deep to be read as JSON."
         if self.kind is FormatKind.JSON:
             return None if isinstance(value, dict) else "The reply is JSON but not an object."
         import jsonschema
@@ -238,7 +240,7 @@ def _canonical(text: str) -> str:
         schema = json.loads(text)
     except RecursionError:
         raise StructuredOutputError(f"The JSON schema nests deeper than {MAX_DEPTH} levels.") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise StructuredOutputError(f"The JSON schema is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
     if not isinstance(schema, (dict, bool)):
         raise StructuredOutputError('A JSON schema must be a JSON object, like {"type": "object", ...}.')
@@ -261,7 +263,7 @@ def _check_size(schema: Any) -> None:
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
-def _short(text: str, limit: int = 160) -> str:
+def _short(text: object, limit: int = 160) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

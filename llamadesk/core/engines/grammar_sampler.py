@@ -56,7 +56,7 @@ class GrammarFirstRejection:
 
     def _accepted(self, token: int) -> bool:
         one = self._one
-        one[0].id, one[0].logit, one[0].p = token, 1.0, 0.0
+        one[0] = self._c.llama_token_data(id=token, logit=1.0, p=0.0)
         array = self._c.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
         self._c.llama_sampler_apply(self.grammar, ctypes.byref(array))
         return not math.isinf(one[0].logit)
