@@ -14,6 +14,9 @@ Embedding (docs_embed_*): our Embedder against raw llama-cpp-python `Llama.embed
 the same context settings and the same batch of passages, alternated; the median of the pairwise ratios (goal ≥
 0.95x). The model: LLAMADESK_BENCH_EMBED_MODEL (a GGUF embedding model) if set, else the starter model (SmolLM2-135M,
 a chat model) pooled by mean, since no embedding model can be downloaded on the machines this runs on.
+
+Retrieval quality (docs_recall_*): bench/docs_quality.py, recall@5 of its question set over the Python standard
+library's modules, BM25 and hybrid.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from llamadesk.core.documents.index import index_collection
 from llamadesk.core.documents.search import fts_query, search
 
 SEED = 11
-BENCHMARKS = ("docs_index", "docs_query", "docs_size", "docs_rss", "docs_embed")
+BENCHMARKS = ("docs_index", "docs_query", "docs_size", "docs_rss", "docs_embed", "docs_recall", "docs_index_100k")
 GOALS = {"index_s": 60.0, "query_p95_ms": 50.0, "rss_growth_mb": 200.0, "embed_ratio": 0.95}
 EMBED_MODEL_ENV = "LLAMADESK_BENCH_EMBED_MODEL"
 SOURCES = ("/usr/share/common-licenses", "/usr/share/doc", sys.base_prefix)
@@ -153,12 +156,19 @@ def run(args: argparse.Namespace | Sequence[str] | None = None) -> list[dict[str
         files, mb, n_queries = files // 10, mb / 10, 30
     only = getattr(args, "only", None)
     results: list[dict[str, Any]] = []
-    if not only or any(not group.startswith("docs_embed") for group in only):
+    if not only or any(not group.startswith(("docs_embed", "docs_recall", "docs_index_100k")) for group in only):
         with tempfile.TemporaryDirectory(prefix="llamadesk-bench-docs-") as tmp:
             results = _measure(Path(tmp), files, int(mb * 1e6), n_queries)
     if not only or any("docs_embed".startswith(group) or group.startswith("docs_embed") for group in only):
         quick = getattr(args, "quick", False)
-        results += _embedding(int(getattr(args, "embed_batch", 4 if quick else 16)), 2 if quick else 3)
+        results += _embedding(int(getattr(args, "embed_batch", 4 if quick else 16)), 2 if quick else 8)
+    if not only or any(group.startswith("docs_recall") or "docs_recall".startswith(group) for group in only):
+        from bench.docs_quality import run as recall
+
+        results += recall()
+    if not only or any(group.startswith("docs_index_100k") or "docs_index_100k".startswith(group) for group in only):
+        with tempfile.TemporaryDirectory(prefix="llamadesk-bench-100k-") as tmp:
+            results += _hundred_k(Path(tmp), 10_000 if getattr(args, "quick", False) else 100_000)
     only = getattr(args, "only", None)
     if only:
         results = [r for r in results if any(r["name"].startswith(group) for group in only)]
@@ -213,6 +223,31 @@ def _measure(tmp: Path, files: int, total_bytes: int, n_queries: int) -> list[di
     return results
 
 
+def _hundred_k(tmp: Path, files: int) -> list[dict[str, Any]]:
+    """A folder of `files` tiny files (100 per folder) indexed to the end: that it completes, and in how long (the
+    test tests/ui/test_documents_100k.py checks the same folder in the window, cancelled, untimed)."""
+    root = tmp / "tiny"
+    for folder in range(files // 100):
+        path = root / f"d{folder:04}"
+        path.mkdir(parents=True)
+        for i in range(100):
+            (path / f"n{i:03}.txt").write_text(f"note {folder} {i} on topic {folder * 100 + i}\n", encoding="utf-8")
+    collection = store.create_collection("tiny", tmp / "collections")
+    collection.add_roots([root])
+    with PeakRss() as rss:
+        start, cpu = time.perf_counter(), time.process_time()
+        report = index_collection(collection)
+        seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    assert report.read == files and not report.cancelled, report
+    start = time.perf_counter()
+    again = index_collection(collection)
+    unchanged_s = time.perf_counter() - start
+    collection.close()
+    return [figure("docs_index_100k_s", seconds, "s", None, files=files, cpu_s=round(cpu_s, 2),
+                   files_per_s=round(files / seconds), rss_growth_mb=round((rss.peak - rss.base) / 1e6, 1)),
+            figure("docs_index_100k_unchanged_s", unchanged_s, "s", None, unchanged=again.unchanged)]  # fmt: skip
+
+
 def _embed_model() -> tuple[Path, int | None, str]:
     """The model to embed with, the pooling to force (None: its own), and what it is."""
     from llamadesk.core.documents.embeddings import POOLING_MEAN
@@ -246,17 +281,27 @@ def _embedding(batch_size: int, pairs: int) -> list[dict[str, Any]]:
                               verbose=True)  # fmt: skip
     raw.verbose = False
     ratios, our_rates, raw_rates = [], [], []
+
+    def rate(fn: Any) -> float:
+        t = time.perf_counter()
+        fn()
+        return len(batch) / (time.perf_counter() - t)
+
     try:
         ours.embed(batch[:1])
         raw.embed(batch[:1], normalize=True)  # both warmed up
-        for _ in range(pairs):
-            t = time.perf_counter()
-            ours.embed(batch)
-            our_rates.append(len(batch) / (time.perf_counter() - t))
-            t = time.perf_counter()
-            raw.embed(batch, normalize=True)
-            raw_rates.append(len(batch) / (time.perf_counter() - t))
-            ratios.append(our_rates[-1] / raw_rates[-1])
+        for i in range(pairs):
+            # A-B then B-A: whichever runs second in a pair meets warmer caches (or a busier machine), so the order
+            # alternates and the median of the pairwise ratios is reported.
+            if i % 2 == 0:
+                a = rate(lambda: ours.embed(batch))
+                b = rate(lambda: raw.embed(batch, normalize=True))
+            else:
+                b = rate(lambda: raw.embed(batch, normalize=True))
+                a = rate(lambda: ours.embed(batch))
+            our_rates.append(a)
+            raw_rates.append(b)
+            ratios.append(a / b)
     finally:
         ours.close()
         raw.close()
