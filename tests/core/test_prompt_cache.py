@@ -77,6 +77,31 @@ def test_switching_back_restores_the_state_and_replies_the_same(tiny_model: Path
     assert done.receipt["prompt_state"]["from"] == "ram"
 
 
+def _until_done(engine: LlamaCppEngine, messages: list[Message]) -> tuple[str, Done]:
+    """Reads a stream as the server does: it stops at Done and closes the stream (the code after Done never runs)."""
+    text = []
+    events = engine.stream(messages, PARAMS)
+    for event in events:
+        if isinstance(event, Done):
+            events.close()
+            return "".join(text), event
+        text.append(event.text)
+    raise AssertionError("no Done")
+
+
+def test_a_reader_that_stops_at_done_still_gets_its_state_back(tiny_model: Path, reference: tuple) -> None:
+    a2, expected, ref_done = reference
+    engine = _engine(tiny_model)
+    try:
+        _until_done(engine, A1)
+        _until_done(engine, B1)  # A's state is kept when B's prompt takes the KV cache
+        text, done = _until_done(engine, a2)
+    finally:
+        engine.close()
+    assert text == expected
+    assert done.receipt["prompt_state"]["restored_tokens"] == ref_done.stats.cached_tokens
+
+
 def test_reopening_after_a_reload_restores_from_disk(tiny_model: Path, reference: tuple) -> None:
     a2, expected, ref_done = reference
     engine = _engine(tiny_model)

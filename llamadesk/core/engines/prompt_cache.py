@@ -272,6 +272,10 @@ class PromptCache:
             return 0
         n_now = int(llama.n_tokens)
         current = _common(np.asarray(llama.input_ids[:n_now], dtype=np.int32), tokens)
+        if n_now - current >= MIN_GAIN:
+            # This prompt overwrites another conversation's state: keep that first (like a server's slot), also for
+            # callers that stop reading a stream at its Done and so never reach the save after it.
+            self.save(llama)
         started = time.perf_counter()
         while True:
             entry, common = self.best(tokens)
