@@ -417,18 +417,8 @@ class LlamaCppEngine:
             )  # fmt: skip
         finally:
             self._cancel = None
-        generated, first_at, ended = outcome.generated, outcome.first_at, outcome.ended
-        stats = GenerationStats(
-            prompt_tokens=len(tokens),
-            cached_tokens=cached,
-            generated_tokens=generated,
-            ttft_s=outcome.ttft,
-            tokens_per_s=(generated - 1) / (ended - first_at) if generated > 1 and ended > first_at else 0.0,
-            total_s=ended - outcome.started,
-            finish_reason=outcome.reason,
-            seed=seed,
-            error=outcome.error,
-        )
+        generated = outcome.generated
+        stats = outcome.stats(prompt_tokens=len(tokens), cached_tokens=cached, seed=seed)
         receipt = self._receipt(params, stats, mode)
         if token_probs:
             receipt["token_probs"] = token_probs_field(outcome.records)

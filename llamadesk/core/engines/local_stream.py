@@ -12,7 +12,7 @@ from typing import Any
 
 from llamadesk.core import llama_log
 from llamadesk.core.engines import grammar_sampler
-from llamadesk.core.engines.api import FinishReason, Token
+from llamadesk.core.engines.api import FinishReason, GenerationStats, Token
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.token_probs import TokenProb, TopKRecorder
 
@@ -79,6 +79,21 @@ class Outcome:
     reason: FinishReason = FinishReason.LENGTH
     error: str | None = None
     records: list[TokenProb] = field(default_factory=list)
+
+    def stats(self, *, prompt_tokens: int, cached_tokens: int, seed: int) -> GenerationStats:
+        """The reply's figures once the loop has ended (text and image prompts alike)."""
+        generated, first_at, ended = self.generated, self.first_at, self.ended
+        return GenerationStats(
+            prompt_tokens=prompt_tokens,
+            cached_tokens=cached_tokens,
+            generated_tokens=generated,
+            ttft_s=self.ttft,
+            tokens_per_s=(generated - 1) / (ended - first_at) if generated > 1 and ended > first_at else 0.0,
+            total_s=ended - self.started,
+            finish_reason=self.reason,
+            seed=seed,
+            error=self.error,
+        )
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

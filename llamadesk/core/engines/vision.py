@@ -40,7 +40,6 @@ from llamadesk.core.engines.api import (
     Done,
     FinishReason,
     GenerationMode,
-    GenerationStats,
     LoadOptions,
     Message,
     StreamEvent,
@@ -478,18 +477,7 @@ def stream(
                 outcome.ended = time.perf_counter()
         finally:
             engine._cancel = None
-        generated, first_at, ended = outcome.generated, outcome.first_at, outcome.ended
-        stats = GenerationStats(
-            prompt_tokens=prompt.n_context,
-            cached_tokens=cached,
-            generated_tokens=generated,
-            ttft_s=outcome.ttft,
-            tokens_per_s=(generated - 1) / (ended - first_at) if generated > 1 and ended > first_at else 0.0,
-            total_s=ended - outcome.started,
-            finish_reason=outcome.reason,
-            seed=seed,
-            error=outcome.error,
-        )
+        stats = outcome.stats(prompt_tokens=prompt.n_context, cached_tokens=cached, seed=seed)
         receipt = engine._receipt(params, stats, mode)
         receipt["projector"] = {"file": projector.path.name, "sha256": projector.sha256}
         receipt["images"] = [
