@@ -57,6 +57,7 @@ class LoadOptions:
     mmproj_gpu: bool = True  # the projector on the GPU when there is one (its own setting: it is small but slow on CPU)
     prompt_cache_mb: float = 4096  # saved prompt states on disk (engines/prompt_cache.py), all models together; 0: off
     prompt_lookup: bool = False  # speculative decoding by prompt lookup (local_load.PromptLookup)
+    draft_model: Path | None = None  # a small GGUF of the same vocabulary that drafts tokens (engines/draft.py)
 
     def check(self) -> None:
         """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""
@@ -72,6 +73,10 @@ class LoadOptions:
             )
         if self.n_gpu_layers < GPU_LAYERS_AUTO:
             raise InvalidSetting(f"GPU layers must be -2 (auto), -1 (all), 0 or more, not {self.n_gpu_layers}.")
+        if self.prompt_lookup and self.draft_model is not None:
+            raise InvalidSetting(
+                "Speculative decoding drafts either by prompt lookup or with a draft model; choose one."
+            )
         if self.rpc_servers and self.n_gpu_layers == 0:
             raise InvalidSetting(
                 "Splitting a model over RPC hosts needs GPU layers (all or auto): to llama.cpp the hosts are GPUs."

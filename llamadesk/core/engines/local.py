@@ -38,7 +38,11 @@ from llamadesk.core.engines.local_load import (
     GGML_TYPES,
     LoadFailed,
     ParamsHook,
+    attach_draft_model,
+    begin_reply,
+    close_draft,
     draft_for,
+    drafts,
     llama_log_lines,
     load_failure_sentence,
     register_rpc,
@@ -121,6 +125,9 @@ class LlamaCppEngine:
         # Some malformed files make llama.cpp abort the whole process: read the vocabulary in a child first
         # (once per file version; remembered in the cache folder).
         probe.probe_model(path, projector=options.mmproj)  # a projector too: read against the model
+        if options.draft_model is not None:  # the draft model is checked the same way
+            validate_model_file(options.draft_model)
+            probe.probe_model(Path(options.draft_model))
         self.unload()
         llama_log.install()
         ParamsHook.install()
@@ -160,7 +167,11 @@ class LlamaCppEngine:
                 eos_token=llama._model.token_get_text(eos) if eos >= 0 else "",
             )
             self._vision = vision.Projector.load(options, llama, n_threads) if options.mmproj else None
+            attach_draft_model(llama, options, n_threads, n_gpu)  # refused when its vocabulary differs
         except (TemplateError, ModelLoadError):
+            if self._vision is not None:
+                self._vision.close()
+                self._vision = None
             llama.close()
             raise
         self._install_abort_callback(llama)
@@ -239,7 +250,7 @@ class LlamaCppEngine:
                     draft_model=draft_for(options),
                     # a draft is checked against every position's logits; without logits_all the library keeps
                     # only n_batch rows of them and fails on a longer prompt
-                    logits_all=options.prompt_lookup,
+                    logits_all=drafts(options),
                     verbose=True,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -271,6 +282,7 @@ class LlamaCppEngine:
             self._prompt_cache.close(self._llama)  # the last prompt's state is kept for the next time
             self._prompt_cache = None
         if self._llama is not None:
+            close_draft(self._llama)
             self._llama.close()
         self._llama = None
         self._info = None
@@ -403,6 +415,7 @@ class LlamaCppEngine:
         llama.set_seed(seed)
         llama.last_n_tokens_size = params.repeat_last_n
         outcome = Outcome()
+        begin_reply(llama, messages)
         self._cancel = cancel
         try:
             yield from stream_tokens(

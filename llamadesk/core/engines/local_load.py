@@ -184,7 +184,41 @@ def draft_for(options: LoadOptions) -> PromptLookup | None:
     return PromptLookup() if options.prompt_lookup else None
 
 
+def drafts(options: LoadOptions) -> bool:
+    """Whether the main model drafts: Llama.generate then checks a draft against every position's logits."""
+    return options.prompt_lookup or options.draft_model is not None
+
+
+def attach_draft_model(llama: Any, options: LoadOptions, n_threads: int, n_gpu_layers: int) -> None:
+    """Loads LoadOptions.draft_model beside `llama` as its draft model (engines/draft.py); ModelLoadError when it
+    cannot be loaded or has another vocabulary. Its layers go where the main model's do (all, or none)."""
+    if options.draft_model is None:
+        return
+    from llamadesk.core.engines.draft import DraftModel
+
+    llama.draft_model = DraftModel.load(
+        Path(options.draft_model), llama, options.n_ctx, n_threads, -1 if n_gpu_layers else 0
+    )
+
+
+def begin_reply(llama: Any, messages: Sequence[Any]) -> None:
+    """Tells a draft model which conversation the next reply belongs to (it is switched off where it loses)."""
+    draft = getattr(llama, "draft_model", None)
+    if draft is not None and hasattr(draft, "begin"):
+        from llamadesk.core.engines.draft import conversation_key
+
+        draft.begin(conversation_key(messages))
+
+
+def close_draft(llama: Any) -> None:
+    """Closes a draft model's own Llama (Llama.close() leaves its draft_model alone)."""
+    draft = getattr(llama, "draft_model", None)
+    if draft is not None and hasattr(draft, "close"):
+        draft.close()
+        llama.draft_model = None
+
+
 def speculation_field(llama: Any, n_prompt: int, n_generated: int) -> dict[str, Any]:
     """{"speculation": {...drafted, accepted}} for a reply's receipt when the model drafts; else {}."""
     draft = getattr(llama, "draft_model", None)
-    return {"speculation": draft.take(llama, n_prompt, n_generated)} if isinstance(draft, PromptLookup) else {}
+    return {"speculation": draft.take(llama, n_prompt, n_generated)} if hasattr(draft, "take") else {}

@@ -1,0 +1,129 @@
+"""Speculative decoding with a draft model (core/engines/draft.py) through the real engine on generated models of the
+same vocabulary: the output at temperature 0 is exactly the same with and without the draft, the receipt counts
+drafted and accepted tokens, a draft with another vocabulary is refused with a sentence, and a conversation whose
+drafts are mostly rejected drafts no more (said in the receipt) while another conversation still drafts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from conftest import collect
+from gguf_factory import write_tiny_llama
+
+from llamadesk.core.engines import draft
+from llamadesk.core.engines.api import Done, LoadOptions, Message
+from llamadesk.core.engines.local import LlamaCppEngine
+from llamadesk.core.errors import ModelLoadError
+from llamadesk.core.sampling import SamplingParams
+
+N_CTX = 2048
+GREEDY = SamplingParams(max_tokens=48, seed=1, temperature=0.0)
+PLAIN_GREEDY = SamplingParams(max_tokens=48, seed=1, temperature=0.0, repeat_penalty=1.0)  # argmax, as drafts are
+A1: list[Message] = [{"role": "user", "content": "hello world the model answer " * 8}]
+B1: list[Message] = [{"role": "user", "content": "python qt window stream test " * 8}]
+LONG: list[Message] = [{"role": "user", "content": "the model answer is the reply to the question . " * 15}]
+
+
+@pytest.fixture(scope="module")
+def other_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same generator, so the same vocabulary; narrower and other weights: it mostly drafts the wrong tokens."""
+    return write_tiny_llama(tmp_path_factory.mktemp("draft") / "draft-other.gguf", n_embd=32, n_head=1, seed=99)
+
+
+@pytest.fixture(scope="module")
+def other_vocab(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its word pieces' letters upper-cased in place: as many tokens, other texts."""
+    dst = tmp_path_factory.mktemp("draft") / "draft-other-vocab.gguf"
+    dst.write_bytes(tiny_model.read_bytes())
+    reader = gguf.GGUFReader(dst, "r+")
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    for index in tokens.data:
+        part = tokens.parts[index]
+        if not bytes(part).startswith(b"<"):
+            part[:] = np.frombuffer(bytes(part).upper(), dtype=part.dtype)
+    reader.data.flush()
+    del reader
+    return dst
+
+
+def _engine(model: Path, **options: object) -> LlamaCppEngine:
+    engine = LlamaCppEngine()
+    engine.load(LoadOptions(model, n_ctx=N_CTX, n_threads=1, prompt_cache_mb=0, **options))  # type: ignore[arg-type]
+    return engine
+
+
+def _turn(engine: LlamaCppEngine, messages: list[Message], params: SamplingParams = GREEDY) -> tuple[str, Done]:
+    return collect(engine.stream(messages, params))
+
+
+@pytest.mark.parametrize("which", ["identical", "other seed"])
+def test_a_draft_model_gives_the_same_output_at_temperature_0(tiny_model: Path, other_seed: Path, which: str) -> None:
+    plain = _engine(tiny_model)
+    spec = _engine(tiny_model, draft_model=tiny_model if which == "identical" else other_seed)
+    drafted = accepted = 0
+    try:
+        history: list[Message] = []
+        for messages, params in ((A1, GREEDY), (B1, PLAIN_GREEDY), (LONG, PLAIN_GREEDY)):  # LONG: > a batch (512)
+            expected, ref = _turn(plain, messages, params)
+            text, done = _turn(spec, messages, params)
+            assert text == expected
+            assert done.stats.generated_tokens == ref.stats.generated_tokens
+            field = done.receipt["speculation"]
+            assert field["method"] == "draft model" and 0 <= field["accepted"] <= field["drafted"]
+            assert "speculation" not in ref.receipt
+            if params is PLAIN_GREEDY:  # the draft drafts the argmax; a repeat penalty makes the model pick otherwise
+                drafted, accepted = drafted + field["drafted"], accepted + field["accepted"]
+            history = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": "yes no"}]
+        assert _turn(spec, history)[0] == _turn(plain, history)[0]  # a second turn: the draft reuses its prefix
+    finally:
+        plain.close()
+        spec.close()
+    assert drafted > 0
+    if which == "identical":  # the same weights draft what the model picks (a float tie may flip now and then)
+        assert accepted >= 0.8 * drafted
+
+
+def test_a_draft_model_with_another_vocabulary_is_refused(tiny_model: Path, other_vocab: Path) -> None:
+    engine = LlamaCppEngine()
+    with pytest.raises(ModelLoadError, match="vocabularies differ") as refused:
+        engine.load(LoadOptions(tiny_model, n_ctx=N_CTX, n_threads=1, prompt_cache_mb=0, draft_model=other_vocab))
+    assert str(refused.value).count(". ") == 0 and "draft model of the same family" in str(refused.value)
+    assert engine.info is None
+    engine.load(LoadOptions(tiny_model, n_ctx=N_CTX, n_threads=1, prompt_cache_mb=0))  # nothing was left behind
+    engine.close()
+
+
+def test_prompt_lookup_and_a_draft_model_together_are_refused(tiny_model: Path) -> None:
+    with pytest.raises(ModelLoadError, match="choose one"):
+        LlamaCppEngine().load(LoadOptions(tiny_model, prompt_lookup=True, draft_model=tiny_model))
+
+
+def test_drafting_is_switched_off_for_a_conversation_where_it_loses(tiny_model: Path, other_seed: Path) -> None:
+    params = SamplingParams(max_tokens=96, seed=1, temperature=0.0)
+    plain = _engine(tiny_model)
+    spec = _engine(tiny_model, draft_model=other_seed)
+    try:
+        turns: list[dict] = []
+        messages = A1
+        for _ in range(4):
+            text, done = _turn(spec, messages, params)
+            assert text == _turn(plain, messages, params)[0]
+            turns.append(done.receipt["speculation"])
+            messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": "more"}]
+            if "off" in turns[-1]:
+                break
+        total = sum(t["drafted"] for t in turns), sum(t["accepted"] for t in turns)
+        assert total[1] < draft.BREAK_EVEN * total[0], f"the other-seed draft was accepted too often: {total}"
+        assert "during this reply" in turns[-1]["off"] and "break-even" in turns[-1]["off"]
+        text, done = _turn(spec, messages, params)  # the same conversation, later: no drafting
+        later = done.receipt["speculation"]
+        assert later["drafted"] == 0 and "earlier" in later["off"]
+        assert text == _turn(plain, messages, params)[0]
+        other = _turn(spec, B1, params)[1].receipt["speculation"]  # another conversation drafts again (its own tally)
+        assert other["drafted"] > 0 and "earlier" not in other.get("off", "")
+    finally:
+        plain.close()
+        spec.close()
