@@ -48,6 +48,7 @@ from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
 from llamadesk.ui.settings.response_format import ResponseFormatKeeper
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.settings.server_page import ServerControl
+from llamadesk.ui.settings.tools_box import ToolsKeeper
 from llamadesk.ui.shortcuts import MenuId, build_menus
 from llamadesk.ui.sidebar import Sidebar
 from llamadesk.ui.theme import ThemeManager, UiPrefs
@@ -177,6 +178,9 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         # the panel's response format (Text, JSON, a schema) kept with each conversation, where the session reads it
         self.response_formats = ResponseFormatKeeper(self.state, self.panel.response_format, self.history, self)
+        # the panel's Tools kept with each conversation; each reply's calls asked about first (tools_box.py)
+        self.tools = ToolsKeeper(self.state, self.panel.tools, self.history, self)
+        self.session.tools_for = self.tools.tool_use
         self.prefill = PromptPrefill(  # Chat → Prepare Replies While Typing: the prompt read ahead
             self.state, session=self.session, host=self.host, picker=self.picker, chat_model=self.chat_model,
             composer=self.composer, panel=self.panel, notebook=self.notebook, prefs=self.prefs, menus=self.menus,
@@ -454,6 +458,7 @@ class MainWindow(QMainWindow):
         self.documents.shutdown()  # cancels indexing (a paused run too) and waits for it
         self.server.shutdown()  # before the engine thread ends: the server's requests are cancelled first
         self.host.shutdown()
+        self.tools.close()  # the MCP servers' processes end
         self.idle_gc.stop()
         # Deliver what the worker sent before it stopped (the last tokens, the cancelled reply's receipt, a load).
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)

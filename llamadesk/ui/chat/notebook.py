@@ -147,7 +147,7 @@ class NotebookController(QObject):
                 stored = self._history.get_conversation(cid).sampling
             except LlamaDeskError:
                 stored = {}
-        kept = {k: stored[k] for k in (DOCS_KEY, FORMAT_KEY) if k in stored}  # the Documents pane's, the format's
+        kept = {k: stored[k] for k in (DOCS_KEY, FORMAT_KEY, "tools") if k in stored}  # Documents pane, format, Tools
         return {**sampling, MODE_KEY: NOTEBOOK, **kept} if self.is_notebook(cid) else {**sampling, **kept}
 
     def set_notebook(self, on: bool) -> None:

@@ -74,6 +74,8 @@ class ChatSession(QObject, NotebookRequests):
         self.active_request: int | None = None
         self.planner = Planner()  # the context the prompts must fit (core/conversation/turn.py)
         self.record_probs = False  # ask the engine for each token's probability and alternatives
+        # The conversation's tools (a ToolUse, None when none is on): ui/settings/tools_box.py's keeper sets this.
+        self.tools_for: Callable[[int], Any] = lambda _cid: None
         self._records: dict[int, list[TokenProb]] = {}  # message id → token records read from its receipt
         # Searching a conversation's documents reads SQLite and may embed the query (loading the embedding model the
         # first time): one thread that lives as long as the session does it, so the GUI never waits and the thread's
@@ -260,6 +262,10 @@ class ChatSession(QObject, NotebookRequests):
         except LlamaDeskError:
             return None
 
+    def _tools(self, cid: int, mode: str) -> Any:
+        """The tools a chat reply may call (the engine thread runs the loop: ui/workers/tool_steps.py)."""
+        return None if mode == notebook.COMPLETION else self.tools_for(cid)
+
     def documents_budget(self, cid: int, max_tokens: int) -> int:
         """The tokens the conversation's documents may take in a reply's prompt (0: it uses none)."""
         if not collections_of(self.history.get_conversation(cid).sampling):
@@ -368,7 +374,8 @@ class ChatSession(QObject, NotebookRequests):
         continued: dict[str, Any] | None = None, mode: str = "chat",
     ) -> PendingReply:  # fmt: skip
         request_id, cancel = self.host.generate(plan.messages, params, mode=mode, token_probs=self.record_probs,
-                                                response_format=self.response_format(cid))  # fmt: skip
+                                                response_format=self.response_format(cid),
+                                                tools=self._tools(cid, mode))  # fmt: skip
         pending = PendingReply(cid, ReplyWriter(reply), list(plan.messages), mode, extra, continued, plan.excluded,
                                len(reply.content), cancel=cancel, params=params)  # fmt: skip
         self._records.pop(reply.message_id, None)
@@ -406,7 +413,8 @@ class ChatSession(QObject, NotebookRequests):
         self.requests.pop(request_id, None)
         new_id, pending.cancel = self.host.generate(pending.messages, pending.params, mode=pending.mode,
                                                     token_probs=self.record_probs,
-                                                    response_format=self.response_format(pending.cid))  # fmt: skip
+                                                    response_format=self.response_format(pending.cid),
+                                                    tools=self._tools(pending.cid, pending.mode))  # fmt: skip
         self.requests[new_id] = pending
         self.active_request = new_id
         self._announce(pending.excluded_ids)
@@ -506,6 +514,9 @@ class ChatSession(QObject, NotebookRequests):
         if pending is None:
             return
         reason = stats.finish_reason
+        if "tool_calls" in receipt and "tool_steps" in receipt:  # the engine thread's tool loop ran calls
+            receipt = dict(receipt)
+            pending.tool_records, pending.tool_steps = list(receipt.pop("tool_calls")), receipt.pop("tool_steps") - 1
         if reason == FinishReason.ERROR:
             message = stats.error or "Generation failed."
             self._finish(pending, reason, receipt, error=message)

@@ -34,6 +34,7 @@ from llamadesk.core.sampling import MAX_SEED, RANGES, SEED_HELP, Range, Sampling
 from llamadesk.ui.settings.general import AppearanceBox, ContextBox
 from llamadesk.ui.settings.presets_bar import CUSTOM, PresetBar
 from llamadesk.ui.settings.response_format import ResponseFormatBox
+from llamadesk.ui.settings.tools_box import ToolsBox
 
 __all__ = ["BASIC", "CUSTOM", "SamplingPanel", "SettingsDock"]
 N_CTX_MIN, N_CTX_MAX, N_CTX_STEP = 256, 131072, 256
@@ -324,6 +325,8 @@ class SamplingPanel(QWidget):
         layout.addWidget(prompt_box)
         self.response_format = ResponseFormatBox(self)  # Text, JSON or a JSON schema (response_format.py)
         layout.addWidget(self.response_format)
+        self.tools = ToolsBox(self)  # the tools the model may call in this conversation (tools_box.py)
+        layout.addWidget(self.tools)
         layout.addWidget(sampling_box)
         layout.addWidget(self.appearance_box)
         layout.addWidget(self.show_all_button, 0, Qt.AlignmentFlag.AlignLeft)

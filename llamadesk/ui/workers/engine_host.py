@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import threading
@@ -17,6 +18,7 @@ from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, Token
 from llamadesk.core.engines.choice import engine_kind, make_engine
 from llamadesk.core.errors import GenerationError, LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
+from llamadesk.ui.workers.tool_steps import stream_with_tools
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,15 @@ class EngineWorker(QObject):
             # This thread and llama.cpp's pool (which inherits its niceness) yield the cores to the GUI thread.
             priority.yield_to()
             engine = self._get_engine()
-            events = engine.stream(messages, params, cancel, **_stream_options(engine, options or {}))
+            options = dict(options or {})
+            tools = options.pop("tools", None)  # a ToolUse: the reply's steps may call tools (tool_steps.py)
+            kwargs = _stream_options(engine, options)
+            if tools is None:
+                events = engine.stream(messages, params, cancel, **kwargs)
+            elif "tools" not in inspect.signature(engine.stream).parameters:
+                raise GenerationError("This engine cannot call tools; use the local llama.cpp engine for them.")
+            else:
+                events = stream_with_tools(engine.stream, messages, params, cancel, tools, **kwargs)
             for event in events:
                 if isinstance(event, Token):
                     pending.append(event.text)
@@ -301,11 +311,12 @@ class EngineHost(QObject):
 
     def generate(
         self, messages: Sequence[Message], params: SamplingParams, *, mode: str = "chat", token_probs: bool = False,
-        response_format: Any = None,
+        response_format: Any = None, tools: Any = None,
     ) -> tuple[int, threading.Event]:  # fmt: skip
         """Queues a reply. `mode` "continue" extends the last (assistant) message; "completion" continues the
         messages' text as raw text; `token_probs` records each token's probability and alternatives;
-        `response_format` (a structured.ResponseFormat that is not text) holds the reply to JSON or a schema."""
+        `response_format` (a structured.ResponseFormat that is not text) holds the reply to JSON or a schema;
+        `tools` (a core.tools.use.ToolUse with tools switched on) lets the reply call them (tool_steps.py)."""
         self._prefill_cancel.set()  # a prompt being prepared gives way at once
         request_id = next(self._ids)
         cancel = threading.Event()
@@ -313,6 +324,8 @@ class EngineHost(QObject):
         options = {"mode": mode, "token_probs": token_probs}
         if response_format is not None and not response_format.is_text:
             options["response_format"] = response_format
+        if tools is not None and tools.box:
+            options["tools"] = tools
         self._generateRequested.emit(request_id, [dict(m) for m in messages], params, cancel, options)
         return request_id, cancel
 

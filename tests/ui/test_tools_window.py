@@ -1,0 +1,89 @@
+"""Tools in the real window (issue 16): the Tools section switches the calculator on for the conversation, the real
+starter model writes a call (asked to copy one, greedy, like tests/core/tools/test_tool_loop.py), the engine thread's
+loop stops before running it and the approval dialog shows the call with its arguments; deny keeps it from running,
+allow runs it and the reply's receipt records the result. Every wait is on a state, never on time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from llamadesk.core.history import History
+from llamadesk.core.tools.use import DENIED
+from llamadesk.paths import Paths
+from llamadesk.ui.chat.tool_approval import ApprovalDialog
+from llamadesk.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.starter
+TIMEOUT_MS = 180_000
+COPY = 'Copy this text exactly: <tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
+
+
+def _window(make_window: Callable[..., MainWindow], paths: Paths, starter_model: Path, qtbot: QtBot) -> MainWindow:
+    (paths.models / starter_model.name).symlink_to(starter_model)
+    window = make_window()
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=TIMEOUT_MS)
+    panel = window.panel
+    panel.set_system_prompt("")
+    panel.rows["max_tokens"].spin.setValue(60)
+    panel.rows["temperature"].set_value(0.0)
+    panel.random_seed.setChecked(False)
+    panel.seed_spin.setValue(1)
+    panel.tools.checks["calculator"].setChecked(True)  # kept for the conversation the first message makes
+    return window
+
+
+def _asked(window: MainWindow, qtbot: QtBot) -> ApprovalDialog:
+    window.send(COPY)
+    qtbot.waitUntil(lambda: window.tools.ask.dialog is not None and window.tools.ask.dialog.isVisible(),
+                    timeout=TIMEOUT_MS)  # fmt: skip
+    dialog = window.tools.ask.dialog
+    assert dialog is not None
+    assert window.is_generating  # the engine thread waits for the answer: nothing has run
+    assert '"expression": "6*7"' in dialog.arguments.toPlainText() and "calculator" in dialog.label.text()
+    return dialog
+
+
+def _last_receipt(window: MainWindow, history: History) -> dict:
+    assert window.current_cid is not None
+    return history.messages(window.current_cid)[-1].receipt or {}
+
+
+def test_a_denied_call_does_not_run(
+    make_window: Callable[..., MainWindow], paths: Paths, starter_model: Path, history: History, qtbot: QtBot
+) -> None:
+    window = _window(make_window, paths, starter_model, qtbot)
+    _asked(window, qtbot).deny.click()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=TIMEOUT_MS)
+    [record] = _last_receipt(window, history)["tool_calls"]
+    assert (record["name"], record["status"], record["result"]) == ("calculator", "denied", DENIED)
+    stored = history.get_conversation(window.current_cid).sampling  # type: ignore[arg-type]
+    assert stored["tools"]["builtin"] == ["calculator"]
+
+
+def test_an_allowed_call_runs_and_its_result_is_recorded(
+    make_window: Callable[..., MainWindow], paths: Paths, starter_model: Path, history: History, qtbot: QtBot
+) -> None:
+    window = _window(make_window, paths, starter_model, qtbot)
+    _asked(window, qtbot).allow_once.click()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=TIMEOUT_MS)
+    receipt = _last_receipt(window, history)
+    [record] = receipt["tool_calls"]
+    assert (record["name"], record["arguments"], record["status"], record["result"]) == (
+        "calculator", {"expression": "6*7"}, "ok", "42")  # fmt: skip
+    assert receipt["tool_steps"] == 2  # the result went back and the model generated again
+
+
+def test_stop_answers_deny(
+    make_window: Callable[..., MainWindow], paths: Paths, starter_model: Path, history: History, qtbot: QtBot
+) -> None:
+    window = _window(make_window, paths, starter_model, qtbot)
+    _asked(window, qtbot)
+    window.session.stop()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=TIMEOUT_MS)
+    assert window.tools.ask.dialog is None
+    [record] = _last_receipt(window, history)["tool_calls"]
+    assert record["status"] == "denied"
