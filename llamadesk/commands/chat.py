@@ -209,7 +209,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"llamadesk chat: {exc}", file=sys.stderr)
         return EXIT_LOAD
     chat_images.show_notes(images)
-    engine = chat_images.wrap(engine, images)  # this turn's message carries the images
     if info.rpc_servers:  # where llama.cpp put the layers (stderr: stdout is the reply)
         from llamadesk.core.rpc import split_text
 
@@ -221,13 +220,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     try:
-        return _converse(args, engine, info, prompt, params, sources, response_format)
+        return _converse(args, engine, info, prompt, params, sources, response_format, images.refs)
     finally:
         engine.close()
 
 
 def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, params: SamplingParams,
-              sources: list[Any], response_format: Any = None) -> int:  # fmt: skip
+              sources: list[Any], response_format: Any = None, images: tuple[Any, ...] = ()) -> int:  # fmt: skip
     """The turn (core/conversation/turn.py): planned over the conversation's branch, streamed to stdout, saved."""
     from llamadesk.core.conversation import notebook
     from llamadesk.core.conversation.lifecycle import NEW_TITLE
@@ -265,7 +264,7 @@ def _converse(args: argparse.Namespace, engine: Any, info: Any, prompt: str, par
                 sampled = [{"role": "user", "content": sample}]
                 planner.calibrate(engine.count_tokens(sampled), sampled)
             turn = begin_turn(history, planner, conv.id, prompt, params, system, sources=sources,
-                              source_budget=budget, prompt_sources=documents)  # fmt: skip
+                              source_budget=budget, prompt_sources=documents, images=images)  # fmt: skip
         tools = chat_tools(args, history.search, host)
     except LlamaDeskError as exc:  # a full disk, a conversation that is not there, a file too large for the context
         if host is not None:

@@ -1,18 +1,19 @@
 """`llamadesk chat --image PATH… [--mmproj P]`: images in the message, for a vision model with its projector.
 
 Kept apart from chat.py, which calls three functions: the arguments, the images read before the model loads (so a bad
-file costs no load), and the engine wrapped so that this turn's message carries them."""
+file costs no load), and the notes on stderr. The images are saved with the user message (`ChatImages.refs`, passed to
+turn.begin_turn), so the history sends them again in every later turn and exports them."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.core.history.models import MessageImage
 
 
 def add_arguments(chat: Any) -> None:
@@ -28,9 +29,9 @@ def add_arguments(chat: Any) -> None:
 
 @dataclass(frozen=True)
 class ChatImages:
-    """The images of this message (ImageStore hashes) and the projector to load."""
+    """The images of this message (in the ImageStore) and the projector to load."""
 
-    hashes: tuple[str, ...] = ()
+    refs: tuple[MessageImage, ...] = ()
     projector: Path | None = None
     notes: tuple[str, ...] = field(default=())  # what normalizing changed, per image, for stderr
     projector_gpu: bool = True
@@ -43,7 +44,8 @@ def prepare(args: argparse.Namespace) -> ChatImages:
 
     paths: list[Path] = list(getattr(args, "image", None) or [])
     projector: Path | None = getattr(args, "mmproj", None)
-    if not paths and projector is None:
+    earlier = not paths and projector is None and _conversation_has_images(args)
+    if not paths and projector is None and not earlier:
         return ChatImages()
     if getattr(args, "endpoint", None):
         raise LlamaDeskError("--image and --mmproj work with a local model; leave out --endpoint.")
@@ -52,54 +54,41 @@ def prepare(args: argparse.Namespace) -> ChatImages:
     if projector is None:
         projector = library.projector_for(Path(args.model))
         if projector is None:
+            why = f"conversation {args.conversation} holds images" if earlier else "it cannot read images"
             raise LlamaDeskError(
-                f"No projector (mmproj-*.gguf) sits next to {Path(args.model).name}, so it cannot read images; "
+                f"No projector (mmproj-*.gguf) sits next to {Path(args.model).name}, so {why}; "
                 "name the model's projector with --mmproj."
             )
     store = ImageStore()
-    hashes: list[str] = []
+    refs: list[MessageImage] = []
     notes: list[str] = []
     for path in paths:
         image = store.add(path)
-        hashes.append(image.sha256)
+        refs.append(MessageImage(image.sha256, image.mime, image.width, image.height))
         if image.notes:
             notes.append(f"{path.name}: {', '.join(image.notes)}")
-    return ChatImages(tuple(hashes), projector, tuple(notes), not getattr(args, "mmproj_cpu", False))
+    return ChatImages(tuple(refs), projector, tuple(notes), not getattr(args, "mmproj_cpu", False))
+
+
+def _conversation_has_images(args: argparse.Namespace) -> bool:
+    """Whether the conversation being continued (--conversation) sends images on its branch: every later turn sends
+    them again, so the projector is loaded for it as when --image names one."""
+    cid = getattr(args, "conversation", None)
+    if cid is None or getattr(args, "no_history", False) or getattr(args, "endpoint", None):
+        return False
+    from llamadesk.core.history import History
+    from llamadesk.paths import get_paths
+
+    db = get_paths().history_db
+    if not db.exists():
+        return False
+    with History(db) as history:
+        try:
+            return any(m.images for m in history.messages(cid))
+        except LlamaDeskError:
+            return False  # an unknown conversation is said where chat.py opens it
 
 
 def show_notes(images: ChatImages) -> None:
     for note in images.notes:
         print(f"[{note}]", file=sys.stderr)
-
-
-class ImagesEngine:
-    """The loaded engine, with this turn's images added to the last user message it is given (what the conversation
-    core hands the engine is text; the history does not keep images yet)."""
-
-    def __init__(self, engine: Any, images: ChatImages) -> None:
-        self._engine = engine
-        self._images = images
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    def _with_images(self, messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
-        from llamadesk.core.engines.vision import with_images
-
-        out = list(messages)
-        for i in range(len(out) - 1, -1, -1):
-            if out[i].get("role") == "user":
-                out[i] = with_images(out[i], self._images.hashes)
-                break
-        return out
-
-    def stream(self, messages: Sequence[dict[str, str]], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        events: Iterator[Any] = self._engine.stream(self._with_images(messages), *args, **kwargs)
-        return events
-
-    def count_tokens(self, messages: Sequence[dict[str, str]]) -> int:
-        return int(self._engine.count_tokens(self._with_images(messages)))
-
-
-def wrap(engine: Any, images: ChatImages) -> Any:
-    return ImagesEngine(engine, images) if images.hashes else engine

@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"# {conv.title}")
                 for m in msgs:
                     print(f"\n[{m.role}{'' if m.status == 'complete' else ', ' + m.status}]\n{m.content}")
+                    for image in m.images:  # where the picture is kept (the data folder), or its hash when gone
+                        where = history.images.path(image.sha256) or f"{image.sha256} (no longer stored)"
+                        print(f"[image {image.width}×{image.height}: {where}]")
         elif command == "search":
             hits = history.search(args.query, limit=args.limit, offset=args.offset, order=args.order)
             for hit in hits:

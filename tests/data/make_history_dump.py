@@ -9,6 +9,7 @@ a 'rebuild' of their index, then indexes and triggers (last, so loading the rows
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import sys
 import tempfile
@@ -19,6 +20,7 @@ sys.path.insert(0, str(DATA.parent.parent))
 
 from llamadesk.core.history import History  # noqa: E402
 from llamadesk.core.history.migrations import LATEST_VERSION  # noqa: E402
+from llamadesk.core.history.models import MessageImage  # noqa: E402
 
 
 def literal(value: object) -> str:
@@ -57,14 +59,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "history.sqlite3"
         conn = sqlite3.connect(db)
-        # The previous dump (v2: the v1 rows, a conversation in the trash, a reply left streaming), upgraded.
+        # The previous dump (v3: the v1 rows, a conversation in the trash, a reply left streaming, a server
+        # request), upgraded.
         conn.executescript((DATA / f"history_v{LATEST_VERSION - 1}.sql").read_text(encoding="utf-8"))
         conn.close()
         with History(db, trash_retention_s=None) as h:
-            # v3 adds conversations.source: one request kept from LlamaDesk's OpenAI-compatible server.
-            served = h.create_conversation("Server: haiku about rain", model="tiny.gguf", source="server")
-            asked = h.add_message(served.id, "user", "Write a haiku about rain.")
-            h.add_message(served.id, "assistant", "Soft rain on the roof", parent_id=asked.id)
+            # v4 adds message_images: a question about two images (by hash; the files are not part of a dump).
+            served = h.create_conversation("What is in this picture?", model="tiny-vision.gguf")
+            pictures = [
+                MessageImage(hashlib.sha256(name).hexdigest(), "image/png", 64, 48) for name in (b"cat", b"dog")
+            ]
+            asked = h.add_message(served.id, "user", "What is in these pictures?", images=pictures)
+            h.add_message(served.id, "assistant", "A cat and a dog.", parent_id=asked.id)
         conn = sqlite3.connect(db, isolation_level=None)
         conn.execute("BEGIN")
         conn.execute(

@@ -53,6 +53,7 @@ class Entry(NamedTuple):
     role: str
     content: str
     position: int = 0
+    images: tuple[str, ...] = ()  # ImageStore hashes of the message's images, sent with it (engines/vision.py)
 
 
 @dataclass
@@ -176,8 +177,18 @@ def _still_left_out(previous: set[int], ids: Sequence[int], droppable: Sequence[
 
 def _plan(system: str, kept: list[Entry], excluded: set[int], total: int, spans: list[list[int]]) -> Plan:
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
-    messages += [{"role": e.role, "content": e.content} for e in kept]
+    messages += [_message(e) for e in kept]
     return Plan(messages, excluded, total, spans)
+
+
+def _message(entry: Entry) -> Message:
+    message: Message = {"role": entry.role, "content": entry.content}
+    if not entry.images:
+        return message
+    from llamadesk.core.engines.vision import with_images  # only for a branch with images
+
+    # Every later turn sends the image again: the engine keeps its encoding, so that costs no new encode.
+    return with_images(message, entry.images)
 
 
 def ratio_after_overflow(message: str, prompt_chars: int, current: float) -> float:

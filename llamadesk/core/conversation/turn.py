@@ -40,6 +40,7 @@ from llamadesk.core.conversation.tool_calls import tool_calls
 from llamadesk.core.engines.api import Done, FinishReason, Message, StreamEvent, Token
 from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
+from llamadesk.core.history.models import MessageImage
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.tools.prompt import tool_message
 from llamadesk.core.tools.use import STEP_LIMIT
@@ -71,13 +72,21 @@ def entries_of(
     """The messages of a branch that a prompt may send (sent roles, with text, not failed or still streaming);
     replies without their reasoning (parts.py), except the last one when it is `open_reply` (Continue extends it)."""
     entries = [  # inlined checks: this runs over the whole branch at Enter (10,000 messages: ~10 ms)
-        Entry(id_of(m), m.role, answer_of(m.content) if m.role == "assistant" else m.content, position)
+        Entry(
+            id_of(m), m.role, answer_of(m.content) if m.role == "assistant" else m.content, position, _image_hashes(m)
+        )
         for position, m in enumerate(branch)
-        if m.content and m.role in SENT_ROLES and m.status not in UNSENT_STATUSES
+        if (m.content or getattr(m, "images", ())) and m.role in SENT_ROLES and m.status not in UNSENT_STATUSES
     ]
     if open_reply and entries and entries[-1].role == "assistant":
         entries[-1] = entries[-1]._replace(content=branch[entries[-1].position].content)
     return entries
+
+
+def _image_hashes(message: Any) -> tuple[str, ...]:
+    """The ImageStore hashes of a stored message's images (history.MessageImage); a row on screen has none."""
+    images = getattr(message, "images", ())
+    return tuple(i.sha256 for i in images) if images else ()
 
 
 def left_out(receipt: dict[str, Any], branch_ids: list[int]) -> set[int]:
@@ -275,14 +284,15 @@ class Turn:
 def begin_turn(
     history: History, planner: Planner, cid: int, text: str, params: SamplingParams, system_prompt: str,
     *, sources: Sequence[ContextSource] = (), source_budget: int = 0, prompt_sources: Sequence[PromptSource] = (),
+    images: Sequence[MessageImage] = (),
 ) -> Turn:  # fmt: skip
-    """Your message (with its sources) at the end of the conversation's branch, and a reply to it planned and begun;
-    the prompt sources (your documents' passages) join its prompt only."""
+    """Your message (with its sources and `images`, already in `history.images`) at the end of the conversation's
+    branch, and a reply to it planned and begun; the prompt sources (your documents' passages) join its prompt only."""
     message, records = with_sources(text, sources, source_budget, planner.tokens_per_char)
     budget = prompt_source_budget(planner.n_ctx, params.max_tokens)
     block, prompt_records = prompt_blocks(text, prompt_sources, budget, planner.tokens_per_char)
     branch = history.messages(cid)
-    user = history.add_message(cid, "user", message, parent_id=branch[-1].id if branch else None)
+    user = history.add_message(cid, "user", message, parent_id=branch[-1].id if branch else None, images=images)
     name_new_conversation(history, cid, text or message)
     branch = [*branch, user]
     entries = with_block(entries_of(branch, lambda m: m.id), block)

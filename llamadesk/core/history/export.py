@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -17,10 +19,14 @@ from llamadesk import __version__
 from llamadesk.core.attachments import fence_for
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history.importer import FORMAT_NAME, FORMAT_VERSION
-from llamadesk.core.history.models import FullConversation, Message
+from llamadesk.core.history.models import FullConversation, Message, MessageImage
 
 if TYPE_CHECKING:
     from llamadesk.core.history.repository import History
+    from llamadesk.core.images import ImageStore
+
+#: How Markdown names an image: a link target (a path relative to the export, or a file: URL of the store's copy)
+ImageLink = Callable[[MessageImage], str]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,33 @@ def _finite(value: Any, where: str) -> Any:
     return value
 
 
-def conversation_to_json(full: FullConversation) -> dict[str, Any]:
-    """One conversation as the export format's object: every message of every branch, parents first."""
+def _image_bytes(image: MessageImage, store: ImageStore | None) -> bytes | None:
+    """The stored bytes of a message's image; None (logged) when the store no longer has them or has none, so one
+    lost file leaves the rest of an export whole."""
+    from llamadesk.core.images import ImageError
+
+    if store is None:
+        return None
+    try:
+        return store.read(image.sha256)
+    except (ImageError, OSError) as exc:
+        log.warning("Image %s left out of the export: %s", image.sha256[:12], exc)
+        return None
+
+
+def _json_images(m: Message, store: ImageStore | None) -> dict[str, Any]:
+    images = []
+    for i in m.images:
+        data = _image_bytes(i, store)
+        if data is not None:
+            images.append({"sha256": i.sha256, "mime": i.mime, "width": i.width, "height": i.height,
+                           "data": base64.b64encode(data).decode("ascii")})  # fmt: skip
+    return {"images": images} if images else {}
+
+
+def conversation_to_json(full: FullConversation, images: ImageStore | None = None) -> dict[str, Any]:
+    """One conversation as the export format's object: every message of every branch, parents first; a message's
+    images (from `images`) in base64 with their hash, type and size."""
     c = full.conversation
     return {
         "id": c.id,
@@ -65,13 +96,17 @@ def conversation_to_json(full: FullConversation) -> dict[str, Any]:
                 "status": "interrupted" if m.status == "streaming" else m.status,
                 "finish_reason": m.finish_reason,
                 "receipt": _finite(m.receipt, f"message {m.id}"),
+                **_json_images(m, images),
             }
             for m in full.messages
         ],
     }
 
 
-def write_json(conversations: Iterable[FullConversation], out: TextIO, *, now: float | None = None) -> None:
+def write_json(
+    conversations: Iterable[FullConversation], out: TextIO, *, now: float | None = None,
+    images: ImageStore | None = None,
+) -> None:  # fmt: skip
     """The export document, written one conversation at a time so exporting everything needs little memory."""
     header = {
         "format": FORMAT_NAME,
@@ -84,7 +119,7 @@ def write_json(conversations: Iterable[FullConversation], out: TextIO, *, now: f
         out.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
     out.write('  "conversations": [')
     for i, full in enumerate(conversations):
-        text = json.dumps(conversation_to_json(full), ensure_ascii=False, allow_nan=False, indent=2)
+        text = json.dumps(conversation_to_json(full, images), ensure_ascii=False, allow_nan=False, indent=2)
         out.write(("," if i else "") + "\n    " + text.replace("\n", "\n    "))
     out.write("\n  ]\n}\n")
 
@@ -167,7 +202,23 @@ def _branch(full: FullConversation) -> list[Message]:
     return path[::-1]
 
 
-def conversation_to_markdown(full: FullConversation) -> str:
+def _markdown_image(image: MessageImage, link: ImageLink) -> str:
+    # Angle brackets keep a path with spaces or parentheses one link target (CommonMark).
+    target = link(image).replace("<", "%3C").replace(">", "%3E")
+    return f"![image {image.sha256[:12]}, {image.width}×{image.height}](<{target}>)"
+
+
+def store_link(store: ImageStore) -> ImageLink:
+    """Markdown written to a stream links the images where LlamaDesk keeps them (a file: URL)."""
+
+    def link(image: MessageImage) -> str:
+        path = store.path(image.sha256)
+        return path.resolve().as_uri() if path is not None else image.sha256
+
+    return link
+
+
+def conversation_to_markdown(full: FullConversation, link: ImageLink | None = None) -> str:
     c = full.conversation
     title = " ".join(c.title.split()) or "Untitled"
     lines = [f"# {title}", ""]
@@ -179,6 +230,8 @@ def conversation_to_markdown(full: FullConversation) -> str:
         lines += ["**System prompt:**", "", *(f"> {line}" for line in c.system_prompt.splitlines()), ""]
     for m in _branch(full):
         lines += [f"## {_heading(m)}", "", m.content, ""]
+        if m.images and link is not None:
+            lines += [*(_markdown_image(i, link) for i in m.images), ""]
         receipt = _receipt_line(m) if m.role == "assistant" else ""
         if receipt:
             lines += [f"*{receipt}*", ""]
@@ -195,9 +248,9 @@ def conversation_to_markdown(full: FullConversation) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(conversations: Iterable[FullConversation], out: TextIO) -> None:
+def write_markdown(conversations: Iterable[FullConversation], out: TextIO, *, link: ImageLink | None = None) -> None:
     for i, full in enumerate(conversations):
-        out.write(("\n---\n\n" if i else "") + conversation_to_markdown(full))
+        out.write(("\n---\n\n" if i else "") + conversation_to_markdown(full, link))
 
 
 # Inline only: the page loads nothing (the CSP below forbids it as a second line of defence).
@@ -210,6 +263,7 @@ h1 { font-size: 1.5rem; margin: 2.5rem 0 .25rem; } nav li { margin: .2rem 0; }
 .user { background: #e8f0fe; } .assistant { background: #f5f5f7; } .system { background: #fff8e1; }
 .role { font-weight: 600; font-size: .85rem; margin-bottom: .25rem; }
 .content { white-space: pre-wrap; overflow-wrap: anywhere; font-family: inherit; margin: 0; }
+.images img { max-width: 100%; max-height: 24rem; margin: .4rem .4rem 0 0; border-radius: .3rem; }
 @media (prefers-color-scheme: dark) {
   body { color: #f5f5f7; background: #1d1d1f; } .user { background: #1e3050; } .assistant { background: #2c2c2e; }
   .system { background: #3a3320; } .meta, .receipt, .note, .source { color: #a1a1a6; }
@@ -222,7 +276,20 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def conversation_to_html(full: FullConversation) -> str:
+def _html_images(m: Message, store: ImageStore | None) -> str:
+    """A message's images as data: URLs (the page stays self-contained); the mime type is one the store wrote,
+    and is escaped anyway, like everything else that reaches the page."""
+    tags = []
+    for i in m.images:
+        data = _image_bytes(i, store)
+        if data is not None:
+            src = f"data:{i.mime};base64,{base64.b64encode(data).decode('ascii')}"
+            tags.append(f'<img src="{_esc(src)}" width="{int(i.width)}" height="{int(i.height)}" '
+                        f'alt="{_esc(f"image {i.sha256[:12]}")}">')  # fmt: skip
+    return f'<div class="images">{"".join(tags)}</div>' if tags else ""
+
+
+def conversation_to_html(full: FullConversation, images: ImageStore | None = None) -> str:
     c = full.conversation
     meta = [f"Created {_when(c.created_at)}", f"last active {_when(c.updated_at)}"]
     if c.model:
@@ -242,6 +309,7 @@ def conversation_to_html(full: FullConversation) -> str:
         parts.append(
             f'<div class="message {_esc(m.role)}" id="message-{m.id}"><div class="role">{_esc(_heading(m))}</div>'
             f'<div class="content">{_esc(m.content)}</div>'
+            + _html_images(m, images)
             + (f'<div class="receipt">{_esc(receipt)}</div>' if receipt else "")
             + "".join(f'<div class="source">{_esc(source)}</div>' for source in _sources(m))
             + "".join(_tool_block(heading, result) for heading, result in _tool_calls(m))
@@ -257,13 +325,15 @@ def conversation_to_html(full: FullConversation) -> str:
 
 
 def write_html(
-    conversations: Iterable[FullConversation], out: TextIO, *, contents: Sequence[tuple[int, str]] | None = None
-) -> None:
+    conversations: Iterable[FullConversation], out: TextIO, *, contents: Sequence[tuple[int, str]] | None = None,
+    images: ImageStore | None = None,
+) -> None:  # fmt: skip
     """One page; `contents` (id, title) adds a table of contents, so conversations can stream in after it."""
     page_title = contents[0][1] if contents and len(contents) == 1 else f"{len(contents or ())} conversations"
     out.write(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="LlamaDesk {_esc(__version__)}">\n'
         f"<title>{_esc(page_title)} — LlamaDesk</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
@@ -274,7 +344,7 @@ def write_html(
             out.write(f'<li><a href="#conversation-{cid}">{_esc(title or "Untitled")}</a></li>\n')
         out.write("</ul></nav>\n")
     for full in conversations:
-        out.write(conversation_to_html(full) + "\n")
+        out.write(conversation_to_html(full, images) + "\n")
     out.write("</body>\n</html>\n")
 
 
@@ -286,8 +356,13 @@ def _conversations(history: History, cids: Sequence[int]) -> Iterable[FullConver
         yield history.full_conversation(cid)
 
 
-def export_conversations(history: History, cids: Sequence[int] | None, fmt: str, out: TextIO) -> int:
+def export_conversations(
+    history: History, cids: Sequence[int] | None, fmt: str, out: TextIO, *, link: ImageLink | None = None
+) -> int:
     """Writes conversations `cids` (None: every one not in the trash, oldest first) to `out`; returns how many.
+
+    Images: JSON and HTML carry them (base64, data: URLs); Markdown links them through `link` (by default to
+    the files in LlamaDesk's data folder; `export_to_path` copies them beside the export instead).
 
     Everything is read from one snapshot, so a reply finishing meanwhile cannot make the file inconsistent.
     """
@@ -301,17 +376,28 @@ def export_conversations(history: History, cids: Sequence[int] | None, fmt: str,
             listed = [history.get_conversation(cid) for cid in dict.fromkeys(cids)]
         cids = [c.id for c in listed]
         if fmt == "json":
-            write_json(_conversations(history, cids), out)
+            write_json(_conversations(history, cids), out, images=history.images)
         elif fmt == "md":
-            write_markdown(_conversations(history, cids), out)
+            write_markdown(_conversations(history, cids), out, link=link or store_link(history.images))
         else:
-            write_html(_conversations(history, cids), out, contents=[(c.id, c.title) for c in listed])
+            write_html(_conversations(history, cids), out, contents=[(c.id, c.title) for c in listed],
+                       images=history.images)  # fmt: skip
     return len(cids)
 
 
 def export_to_path(history: History, cids: Sequence[int] | None, fmt: str, path: Path) -> int:
-    """Like `export_conversations`, into `path`, which appears whole or not at all (written beside, then renamed)."""
+    """Like `export_conversations`, into `path`, which appears whole or not at all (written beside, then renamed).
+
+    Markdown's images are copied into the folder `<name>_images/` beside it and linked by relative paths, so the
+    export opens the same anywhere it is moved with its folder (what a saved web page does)."""
     path = Path(path)
+    copies: dict[str, MessageImage] = {}
+    folder = path.with_name(f"{path.stem}_images")
+
+    def link(image: MessageImage) -> str:
+        copies[image.sha256] = image
+        return f"{folder.name}/{image.sha256}{_suffix(image)}"
+
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
@@ -321,7 +407,8 @@ def export_to_path(history: History, cids: Sequence[int] | None, fmt: str, path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            count = export_conversations(history, cids, fmt, out)
+            count = export_conversations(history, cids, fmt, out, link=link if fmt == "md" else None)
+        _copy_images(history, copies.values(), folder)
         os.replace(tmp, path)
     except OSError as exc:
         raise HistoryError(
@@ -330,3 +417,21 @@ def export_to_path(history: History, cids: Sequence[int] | None, fmt: str, path:
     finally:
         tmp.unlink(missing_ok=True)
     return count
+
+
+def _suffix(image: MessageImage) -> str:
+    from llamadesk.core.images import SUFFIXES
+
+    return SUFFIXES.get(image.mime, ".png")
+
+
+def _copy_images(history: History, images: Iterable[MessageImage], folder: Path) -> None:
+    """Copies the images a Markdown export links into `folder` (made when there is one); a lost file is left out
+    (its link then points at nothing, as the image itself is gone)."""
+    for image in images:
+        source = history.images.path(image.sha256)
+        if source is None:
+            log.warning("Image %s left out of the export: it is no longer stored", image.sha256[:12])
+            continue
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(source, folder / f"{image.sha256}{_suffix(image)}")

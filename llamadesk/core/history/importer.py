@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llamadesk.core.errors import HistoryError
-from llamadesk.core.history.models import ROLES, SOURCES, STATUSES, Conversation, FullConversation, Message, dump_json
+from llamadesk.core.history.models import (
+    ROLES,
+    SOURCES,
+    STATUSES,
+    Conversation,
+    FullConversation,
+    Message,
+    MessageImage,
+    dump_json,
+)
+
+if TYPE_CHECKING:
+    from llamadesk.core.images import ImageStore
 
 
 class ImportTarget(Protocol):
@@ -230,6 +245,62 @@ def _message(value: Any, field: str, earlier_ids: set[int]) -> Message:
         status="interrupted" if status == "streaming" else status,
         finish_reason=None if finish_reason is None else _text(finish_reason, f"{field}.finish_reason"),
         receipt=_json_object(obj.get("receipt"), f"{field}.receipt", nullable=True),
+        images=_images(obj.get("images", []), f"{field}.images"),
+    )
+
+
+def _images(value: Any, field: str) -> tuple[MessageImage, ...]:
+    """A message's images as the export writes them ({sha256, mime, width, height, data: base64}), each read
+    and normalized like an attached file: the picture is what counts, so its hash, type and size are those of
+    the normalized bytes, whatever the file claims."""
+    from llamadesk.core.images import ImageError, read_image
+
+    if not isinstance(value, list):
+        raise _Invalid(field, f"must be an array, not {_kind(value)}")
+    images: list[MessageImage] = []
+    for k, item in enumerate(value):
+        obj = _object(item, f"{field}[{k}]")
+        data = _text(_require(obj, "data", f"{field}[{k}]"), f"{field}[{k}].data")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _Invalid(f"{field}[{k}].data", "must be the image's bytes in base64") from exc
+        try:
+            image = read_image(raw, name="the image")
+        except ImageError as exc:
+            problem = f"is not an image LlamaDesk can read ({str(exc).rstrip('.')})"
+            raise _Invalid(f"{field}[{k}].data", problem) from exc
+        images.append(MessageImage(image.sha256, image.mime, image.width, image.height, data=image.data))
+    return tuple(images)
+
+
+def store_images(conversations: Sequence[FullConversation], store: ImageStore) -> list[FullConversation]:
+    """Puts the images read from a file into `store` (before the insert: a stored image nothing refers to is
+    collected later, a reference to an image not stored would be a hole) and drops their bytes."""
+    from llamadesk.core.images import NormalizedImage
+
+    out: list[FullConversation] = []
+    for full in conversations:
+        if not any(m.images for m in full.messages):
+            out.append(full)
+            continue
+        messages = []
+        for m in full.messages:
+            kept = []
+            for i in m.images:
+                if i.data is not None:
+                    store.put(NormalizedImage(i.data, i.sha256, i.mime, i.width, i.height, "", i.width, i.height))
+                kept.append(MessageImage(i.sha256, i.mime, i.width, i.height))
+            messages.append(replace(m, images=tuple(kept)) if kept else m)
+        out.append(FullConversation(full.conversation, messages))
+    return out
+
+
+def insert_images(db: sqlite3.Connection, message_id: int, images: Iterable[MessageImage]) -> None:
+    """The rows of a message's images (schema v4), in order; the caller holds the write transaction."""
+    db.executemany(
+        "INSERT INTO message_images (message_id, position, sha256, mime, width, height) VALUES (?, ?, ?, ?, ?, ?)",
+        ((message_id, k, i.sha256, i.mime, i.width, i.height) for k, i in enumerate(images)),
     )
 
 
@@ -283,5 +354,8 @@ def insert_conversations(db: sqlite3.Connection, conversations: Sequence[FullCon
                 for m in full.messages
             ),
         )
+        for m in full.messages:
+            if m.images:
+                insert_images(db, remap[m.id], m.images)
         new_ids.append(cid)
     return new_ids

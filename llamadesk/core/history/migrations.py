@@ -137,10 +137,32 @@ _V2 = _statements(
 # OpenAI-compatible server, kept when the user asked for it). Rows already there came from the app.
 _V3 = _statements("ALTER TABLE conversations ADD COLUMN source TEXT NOT NULL DEFAULT 'app'")
 
+# v4: the images a message refers to, by the SHA-256 name of the normalized file in the ImageStore (core/images.py,
+# `images/` beside the database). A table rather than a column on messages: the hashes still referenced (what the
+# image garbage collection keeps) are one indexed read instead of a parse of every message; deleting a
+# conversation or a message drops its rows by ON DELETE CASCADE; and the messages table, its reads and its FTS
+# triggers stay as they were for the many messages that have no image. The mime type and the size let a view lay
+# out and an export describe an image without opening the file.
+_V4 = _statements(
+    """
+    CREATE TABLE message_images (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        PRIMARY KEY (message_id, position)
+    )
+    """,
+    "CREATE INDEX message_images_by_hash ON message_images (sha256)",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration("v1: conversations and messages (first release)", _V1),
     Migration("v2: full-text search (FTS5), trash (conversations.deleted_at), indexes for scale", _V2),
     Migration("v3: conversations.source ('app' or 'server')", _V3),
+    Migration("v4: message_images (the images a message refers to, by hash)", _V4),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

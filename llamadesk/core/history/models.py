@@ -6,7 +6,7 @@ import enum
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,19 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class MessageImage:
+    """An image a message refers to (schema v4's message_images): its name in the ImageStore and its shape.
+
+    `data` is only set on an image read from an export file, until the import puts it in the store."""
+
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class Message:
     """One message; `parent_id` links it into the conversation's tree of branches."""
 
@@ -57,6 +70,8 @@ class Message:
     status: str
     finish_reason: str | None
     receipt: dict[str, Any] | None
+    #: the images attached to it, in order (ImageStore hashes); empty for most messages
+    images: tuple[MessageImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class SearchHit:
 MESSAGE_COLUMNS: Final = (
     "id, conversation_id, parent_id, role, content, created_at, status, finish_reason, receipt_json"
 )
+IMAGE_COLUMNS: Final = "sha256, mime, width, height"  # message_images, after message_id (schema v4)
 CONVERSATION_COLUMNS: Final = (
     "id, title, created_at, updated_at, model, system_prompt, sampling_json, pinned, leaf_message_id, deleted_at,"
     " source"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 from llamadesk.core.errors import HistoryError
 from llamadesk.core.history import importer, search
+from llamadesk.core.history.importer import insert_images
 from llamadesk.core.history.models import (
     CONVERSATION_COLUMNS,
+    IMAGE_COLUMNS,
     MESSAGE_COLUMNS,
     ROLES,
     STATUSES,
@@ -19,6 +22,7 @@ from llamadesk.core.history.models import (
     Conversation,
     FullConversation,
     Message,
+    MessageImage,
     SearchHit,
     _Unset,
     conversation_from_row,
@@ -28,6 +32,7 @@ from llamadesk.core.history.models import (
 )
 from llamadesk.core.history.store import Store
 from llamadesk.core.history.streaming import DEFAULT_FLUSH_INTERVAL_S, StreamingReply
+from llamadesk.core.images import IMAGES_FOLDER, ImageStore
 
 #: How long a conversation stays in the trash before opening the history deletes it for good.
 TRASH_RETENTION_S: Final = 30 * 24 * 3600.0
@@ -60,6 +65,13 @@ WITH RECURSIVE down(id, depth) AS (
 SELECT id FROM down WHERE id IS NOT NULL ORDER BY depth DESC LIMIT 1
 """
 
+# The images of a conversation's messages: by messages_by_conversation, then message_images' primary key.
+_IMAGES_OF_CONVERSATION_SQL = f"""
+SELECT i.message_id, {", ".join("i." + c.strip() for c in IMAGE_COLUMNS.split(","))}
+FROM messages AS m JOIN message_images AS i ON i.message_id = m.id
+WHERE m.conversation_id = ? ORDER BY i.message_id, i.position
+"""
+
 _LIVE_ORDER = "WHERE deleted_at IS NULL ORDER BY pinned DESC, updated_at DESC, id DESC"
 
 
@@ -83,6 +95,9 @@ class History(Store):
         """Opens or creates the database and migrates it; marks replies left 'streaming' by a crash 'interrupted'
         and deletes conversations in the trash for longer than `trash_retention_s` (None: keep them)."""
         super().__init__(db_path)
+        #: the images messages refer to, beside the database (`images/` in the data folder, where the chat stores
+        #: them); a history in memory has none of its own, so it never collects garbage (see `collect_images`)
+        self.images = ImageStore(None if self._in_memory else self.path.parent / IMAGES_FOLDER)
         try:
             # Nothing is streaming when a process opens the file, except in a second process while the first
             # streams: its next flush writes 'streaming' back, so that case heals itself. Read first (an indexed
@@ -97,6 +112,10 @@ class History(Store):
         except BaseException:
             self.close()
             raise
+
+    @property
+    def _in_memory(self) -> bool:
+        return str(self.path) == ":memory:"
 
     @staticmethod
     def _leaf(db: sqlite3.Connection, cid: int) -> int | None:
@@ -217,13 +236,33 @@ class History(Store):
         """Deletes for good the conversations trashed more than `older_than_s` ago; returns how many."""
         cutoff = (time.time() if now is None else now) - older_than_s
         with self.write() as db:
-            return int(db.execute("DELETE FROM conversations WHERE deleted_at <= ?", (cutoff,)).rowcount)
+            purged = int(db.execute("DELETE FROM conversations WHERE deleted_at <= ?", (cutoff,)).rowcount)
+        if purged:
+            self.collect_images()
+        return purged
 
     def delete_conversation(self, cid: int) -> None:
         """Deletes the conversation for good (trashed or not) and, by ON DELETE CASCADE, all its messages."""
         with self.write() as db:
             if db.execute("DELETE FROM conversations WHERE id = ?", (cid,)).rowcount == 0:
                 raise _no_conversation(cid)
+        self.collect_images()
+
+    # -- images -----------------------------------------------------------------------------------------
+
+    def referenced_images(self) -> set[str]:
+        """The hashes of every image a message still refers to (conversations in the trash included)."""
+        return {r[0] for r in self._read("SELECT DISTINCT sha256 FROM message_images")}
+
+    def collect_images(self, *, grace_s: float = 3600.0) -> tuple[int, int]:
+        """Deletes the stored images no message refers to any more; returns (files, bytes) freed.
+
+        Called after a conversation is deleted for good. Images stored within `grace_s` stay (a message may be
+        about to refer to them: see ImageStore.collect_garbage). A history in memory frees nothing: the images
+        in the data folder belong to the history on disk."""
+        if self._in_memory:
+            return 0, 0
+        return self.images.collect_garbage(self.referenced_images(), grace_s=grace_s)
 
     # -- messages ---------------------------------------------------------------------------------------
 
@@ -237,8 +276,11 @@ class History(Store):
         status: str = "complete",
         finish_reason: str | None = None,
         receipt: Mapping[str, Any] | None = None,
+        images: Sequence[MessageImage] = (),
     ) -> Message:
-        """Adds a message under `parent_id` (default: the current leaf, None: a new root) and makes it the leaf."""
+        """Adds a message under `parent_id` (default: the current leaf, None: a new root) and makes it the leaf.
+
+        `images`: the images attached to it, already in `self.images` (ImageStore.add), in order."""
         if role not in ROLES:
             raise HistoryError(f"Unknown message role {role!r}; use one of {', '.join(ROLES)}.")
         if status not in STATUSES:
@@ -257,22 +299,28 @@ class History(Store):
             )
             mid = cur.lastrowid
             assert mid is not None  # an INSERT always sets it
+            insert_images(db, mid, images)
             db.execute("UPDATE conversations SET leaf_message_id = ?, updated_at = ? WHERE id = ?", (mid, now, cid))
-        return Message(mid, cid, parent, role, content, now, status, finish_reason, load_json(receipt_json, "receipt"))
+        kept = tuple(MessageImage(i.sha256, i.mime, i.width, i.height) for i in images)
+        return Message(
+            mid, cid, parent, role, content, now, status, finish_reason, load_json(receipt_json, "receipt"), kept
+        )
 
     def messages(self, cid: int) -> list[Message]:
         """The branch the user is looking at, root first: the leaf and its ancestors."""
-        rows = self._read(_BRANCH_SQL, (cid,))
-        if not rows:
-            self.get_conversation(cid)  # an empty branch is fine; an unknown conversation is an error
-        return [message_from_row(r) for r in rows]
+        with self.snapshot():
+            rows = self._read(_BRANCH_SQL, (cid,))
+            if not rows:
+                self.get_conversation(cid)  # an empty branch is fine; an unknown conversation is an error
+            return self._with_images(cid, [message_from_row(r) for r in rows])
 
     def all_messages(self, cid: int) -> list[Message]:
         """Every message of every branch, oldest first, so each parent comes before its replies."""
-        rows = self._read(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (cid,))
-        if not rows:
-            self.get_conversation(cid)
-        return [message_from_row(r) for r in rows]
+        with self.snapshot():
+            rows = self._read(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (cid,))
+            if not rows:
+                self.get_conversation(cid)
+            return self._with_images(cid, [message_from_row(r) for r in rows])
 
     def full_conversation(self, cid: int) -> FullConversation:
         """The conversation and all its messages, read from one snapshot (what an export writes)."""
@@ -280,10 +328,23 @@ class History(Store):
             return FullConversation(self.get_conversation(cid), self.all_messages(cid))
 
     def get_message(self, mid: int) -> Message:
-        rows = self._read(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (mid,))
-        if not rows:
-            raise _no_message(mid)
-        return message_from_row(rows[0])
+        with self.snapshot():
+            rows = self._read(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (mid,))
+            if not rows:
+                raise _no_message(mid)
+            images = self._read(f"SELECT {IMAGE_COLUMNS} FROM message_images WHERE message_id = ? ORDER BY position",
+                                (mid,))  # fmt: skip
+        message = message_from_row(rows[0])
+        return replace(message, images=tuple(MessageImage(*r) for r in images)) if images else message
+
+    def _with_images(self, cid: int, messages: list[Message]) -> list[Message]:
+        """`messages` of conversation `cid` with their images (one indexed read for the whole conversation)."""
+        by_message: dict[int, list[MessageImage]] = {}
+        for mid, *image in self._read(_IMAGES_OF_CONVERSATION_SQL, (cid,)):
+            by_message.setdefault(mid, []).append(MessageImage(*image))
+        if not by_message:
+            return messages
+        return [replace(m, images=tuple(by_message[m.id])) if m.id in by_message else m for m in messages]
 
     def children(self, cid: int, parent_id: int | None) -> list[Message]:
         """The replies to `parent_id` (None: the roots), oldest first: the alternatives at one branch point."""
@@ -293,7 +354,7 @@ class History(Store):
         )
         if not rows:
             self.get_conversation(cid)
-        return [message_from_row(r) for r in rows]
+        return self._with_images(cid, [message_from_row(r) for r in rows])
 
     def set_leaf(self, cid: int, message_id: int | None) -> None:
         """Switches the branch shown: `message_id` becomes the leaf (None: an empty conversation view)."""
@@ -370,7 +431,11 @@ class History(Store):
         """Adds the conversations with new ids, parents and leaves remapped, in ONE transaction: all or nothing.
 
         The ids inside `conversations` only link messages to each other. Returns the new conversation ids.
+        Images read from a file (`MessageImage.data`) are checked and stored in `self.images` first, each under
+        the hash of its normalized bytes (an untrusted file's picture goes through the same reading as an attached
+        one); an image that cannot be read refuses the import before anything is written.
         """
+        conversations = importer.store_images(conversations, self.images)
         with self.write() as db:
             return importer.insert_conversations(db, conversations)
 
