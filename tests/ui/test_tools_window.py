@@ -14,6 +14,8 @@ from pytestqt.qtbot import QtBot
 from llamadesk.core.history import History
 from llamadesk.core.tools.use import DENIED
 from llamadesk.paths import Paths
+from llamadesk.ui.chat.delegate import row_actions
+from llamadesk.ui.chat.model import ShownTextRole
 from llamadesk.ui.chat.tool_approval import ApprovalDialog
 from llamadesk.ui.main_window import MainWindow
 
@@ -75,6 +77,52 @@ def test_an_allowed_call_runs_and_its_result_is_recorded(
     assert (record["name"], record["arguments"], record["status"], record["result"]) == (
         "calculator", {"expression": "6*7"}, "ok", "42")  # fmt: skip
     assert receipt["tool_steps"] == 2  # the result went back and the model generated again
+    _assert_block(window, qtbot, "calculator", "42")
+
+
+def _assert_block(window: MainWindow, qtbot: QtBot, name: str, result: str) -> None:
+    """The reply shows the call folded to one line; its "Tool calls" action unfolds the arguments and the result,
+    rendered as literal text."""
+    model = window.chat_model
+    index = model.index(model.rowCount() - 1, 0)
+    row = model.row(model.rowCount() - 1)
+    qtbot.waitUntil(lambda: bool(model.row(model.rowCount() - 1).tools), timeout=TIMEOUT_MS)
+    folded = model.data(index, ShownTextRole)
+    assert f"🔧 {name}: done" in folded and "<tool_call>" not in folded and "Result:" not in folded
+    assert row_actions(model.row(model.rowCount() - 1))[0] == "tools"
+    window.chat_view.actionRequested.emit("tools", row.message_id)  # what the footer's "Tool calls" does
+    unfolded = model.data(index, ShownTextRole)
+    assert "Arguments:" in unfolded and f"Result:\n\n```\n{result}\n```" in unfolded
+    shown = model.row(model.rowCount() - 1)
+    rect = window.chat_view.visualRect(index)
+    doc, _info, _current = window.chat_view.delegate.document(shown, window.chat_view.delegate.text_width(rect.width()))
+    assert "Result:" in doc.toPlainText() and result in doc.toPlainText()
+    window.chat_view.actionRequested.emit("tools", row.message_id)
+    assert model.data(index, ShownTextRole) == folded
+
+
+def test_a_stored_reply_shows_its_calls_inert(make_window: Callable[..., MainWindow], history: History) -> None:
+    """A reply from the history (reopened): its call's block comes from the receipt; a hostile result (HTML, a
+    fence, markdown) stays literal text."""
+    conv = history.create_conversation("Tools")
+    history.add_message(conv.id, "user", "Read it")
+    reply = history.begin_reply(conv.id)
+    hostile = "<b>bold</b> ``` [link](http://x) # heading"
+    reply.append('<tool_call>{"name": "read_file", "arguments": {"path": "a.txt"}}</tool_call>\n\nIt says hello.')
+    reply.finish(receipt={"tool_calls": [{"name": "read_file", "arguments": {"path": "a.txt"}, "result": hostile,
+                                          "status": "ok", "seconds": 0.0}], "tool_steps": 2})  # fmt: skip
+    window = make_window(auto_load=False)
+    window.refresh_conversations()
+    window.select_conversation(conv.id)
+    model = window.chat_model
+    index = model.index(1, 0)
+    assert model.data(index, ShownTextRole).startswith("\n\n*🔧 read_file: done*")
+    window.chat_view.actionRequested.emit("tools", model.row(1).message_id)
+    row = model.row(1)
+    rect = window.chat_view.visualRect(index)
+    doc, _info, _current = window.chat_view.delegate.document(row, window.chat_view.delegate.text_width(rect.width()))
+    text = doc.toPlainText()
+    assert hostile in text and '"path": "a.txt"' in text and "It says hello." in text  # literal, not formatted
 
 
 def test_stop_answers_deny(

@@ -41,6 +41,7 @@ class BranchMessage:
     alternatives: int = 1
     excluded: bool = False  # left out of the last prompt by the context policy
     sources: tuple[dict[str, Any], ...] = ()  # what a reply's citations [1], [2] refer to (its prompt's quotes)
+    tools: tuple[dict[str, Any], ...] = ()  # the calls its tool loop ran, with their results (the receipt's)
 
 
 def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
@@ -59,6 +60,14 @@ def cited(receipt: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
     if not isinstance(records, list):
         return ()
     return tuple(r for r in records if isinstance(r, dict) and isinstance(r.get("n"), int) and r.get("path"))
+
+
+def called(receipt: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
+    """The tool calls a reply's loop ran (or denied), with their results: the receipt's `tool_calls` that have one."""
+    records = (receipt or {}).get("tool_calls")
+    if not isinstance(records, list):
+        return ()
+    return tuple(r for r in records if isinstance(r, dict) and "result" in r)
 
 
 def stored_id(message: StoredMessage | BranchMessage) -> int:
@@ -157,6 +166,7 @@ class ShownBranch(Generic[M]):
             message.alternative, message.alternatives = tree.alternative(m)
             message.excluded = m.id in excluded
             message.sources = cited(receipt)
+            message.tools = called(receipt)
             if m.id in streaming:
                 message.content, message.status = streaming[m.id].reply.content, "streaming"
                 message.sources = cited(streaming[m.id].extra)

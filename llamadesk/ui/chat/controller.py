@@ -333,6 +333,12 @@ class ChatController(QObject):
         if row is not None:
             self._model.update_row(message_id, show_reasoning=not row.show_reasoning)
 
+    def toggle_tools(self, message_id: int) -> None:
+        """Unfolds a reply's tool calls (arguments and results), or folds them back to one line each."""
+        row = self._model.row_of(message_id)
+        if row is not None:
+            self._model.update_row(message_id, show_tools=not row.show_tools)
+
     def on_action(self, action: str, message_id: int) -> None:
         handlers = {
             "prev": lambda: self.switch(message_id, -1),
@@ -342,6 +348,7 @@ class ChatController(QObject):
             "continue": lambda: self.continue_reply(message_id),
             "receipt": lambda: self.show_receipt(message_id),
             "reasoning": lambda: self.toggle_reasoning(message_id),
+            "tools": lambda: self.toggle_tools(message_id),
             "branches": lambda: self.show_branches(),
         }
         handler = handlers.get(action)

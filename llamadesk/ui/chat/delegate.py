@@ -54,6 +54,7 @@ ACTION_LABELS = {
     "regenerate": "Regenerate",
     "continue": "Continue",
     "reasoning": "Reasoning",
+    "tools": "Tool calls",
 }
 
 
@@ -92,6 +93,8 @@ def row_actions(row: ChatRow, last: bool = True) -> list[str]:
     view = reasoning_view(row)
     if view is not None and view[1]:  # a line before the answer (not a harmony answer alone)
         actions.insert(0, "reasoning")  # show or hide what the model thought
+    if row.tools:
+        actions.insert(0, "tools")  # unfold or fold the calls' arguments and results (tool_blocks.py)
     return actions
 
 

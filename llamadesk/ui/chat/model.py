@@ -11,6 +11,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 
 from llamadesk.core.conversation.branch import BranchMessage
 from llamadesk.core.conversation.parts import CHANNEL, may_have_reasoning, split_reply
+from llamadesk.core.conversation.tool_calls import may_have_tool_calls
+from llamadesk.ui.chat.tool_blocks import with_tool_blocks
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -31,11 +33,12 @@ class ChatRow(BranchMessage):
 
     revision: int = field(default_factory=lambda: next(_REVISIONS))  # unique across rows: a layout cache key
     show_reasoning: bool = False  # a thinking model's reasoning shown (else one line: "Thought for 3.2 s")
+    show_tools: bool = False  # its tool calls unfolded: arguments and results (else one line per call)
 
 
 EXCLUDED_NOTE = "left out of the prompt"
 _SHOWN_FIELDS: tuple[str, ...] = ("role", "content", "status", "finish_reason", "stats", "error")
-_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded", "sources")
+_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded", "sources", "tools")
 
 
 def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
@@ -64,6 +67,8 @@ def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
 def shown_text(row: ChatRow) -> str:
     view = reasoning_view(row)
     text = row.content if view is None else view[0]
+    if row.role == "assistant" and may_have_tool_calls(text):
+        text = with_tool_blocks(text, row.tools, unfolded=row.show_tools)
     if row.status == "error" and row.error:
         return f"{text}\n\n⚠ {row.error}" if text else f"⚠ {row.error}"
     return text
@@ -181,7 +186,7 @@ class MessageListModel(QAbstractListModel):
             if old is new:
                 continue
             self._rows[i] = new  # the rows are the branch's messages: the new ones replace the old
-            new.show_reasoning = old.show_reasoning
+            new.show_reasoning, new.show_tools = old.show_reasoning, old.show_tools
             if any(getattr(old, f) != getattr(new, f) for f in _SHOWN_FIELDS):
                 self._changed(i)
             else:

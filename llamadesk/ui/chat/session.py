@@ -12,6 +12,7 @@ from llamadesk.core.conversation import notebook
 from llamadesk.core.conversation.branch import (
     BranchMessage,
     ShownBranch,
+    called,
     last_left_out,
     stats_from_receipt,
     stored_branch,
@@ -526,7 +527,8 @@ class ChatSession(QObject, NotebookRequests):
             return
         status = status_for(reason)
         full = self._finish(pending, reason, receipt)
-        self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full))
+        self._show_end(pending, status=status, finish_reason=reason.value, stats=stats_from_receipt(full),
+                       tools=called(full))  # fmt: skip
         self.replyEnded.emit(pending.cid, stats)
         if reason is FinishReason.LENGTH and "response_format" in receipt:  # the JSON never closed
             self.notice.emit(cut_off_sentence(pending.params.max_tokens if pending.params else None), 15000)
