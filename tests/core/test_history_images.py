@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from PIL import Image
 
@@ -199,6 +200,8 @@ def test_json_carries_the_images_and_imports_them_into_the_store(history: Histor
     history.add_message(cid, "assistant", "orange and blue")
     text = export_text(history, "json")
     document = json.loads(text)
+    schema = json.loads((DATA.parent.parent / "docs" / "history-export.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(document)
     images = document["conversations"][0]["messages"][0]["images"]
     assert [i["sha256"] for i in images] == [r.sha256 for r in refs]
     for image in images:
