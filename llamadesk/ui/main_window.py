@@ -45,6 +45,7 @@ from llamadesk.ui.panel_fit import PanelFit, sidebar_toggle
 from llamadesk.ui.rpc_dialog import RpcHostsAction
 from llamadesk.ui.settings.advanced_menu import AdvancedSettings
 from llamadesk.ui.settings.keeper import SettingsKeeper, safe_params
+from llamadesk.ui.settings.mcp_page import McpServersAction
 from llamadesk.ui.settings.response_format import ResponseFormatKeeper
 from llamadesk.ui.settings.sampling_panel import SamplingPanel, SettingsDock
 from llamadesk.ui.settings.server_page import ServerControl
@@ -181,6 +182,7 @@ class MainWindow(QMainWindow):
         # the panel's Tools kept with each conversation; each reply's calls asked about first (tools_box.py)
         self.tools = ToolsKeeper(self.state, self.panel.tools, self.history, self)
         self.session.tools_for = self.tools.tool_use
+        self.mcp_servers = McpServersAction(self, self.menus[MenuId.FILE], self.tools.servers)  # File → MCP Servers…
         self.prefill = PromptPrefill(  # Chat → Prepare Replies While Typing: the prompt read ahead
             self.state, session=self.session, host=self.host, picker=self.picker, chat_model=self.chat_model,
             composer=self.composer, panel=self.panel, notebook=self.notebook, prefs=self.prefs, menus=self.menus,

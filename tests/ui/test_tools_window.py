@@ -5,10 +5,14 @@ allow runs it and the reply's receipt records the result. Every wait is on a sta
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from llamadesk.core.history import History
@@ -135,3 +139,46 @@ def test_stop_answers_deny(
     assert window.tools.ask.dialog is None
     [record] = _last_receipt(window, history)["tool_calls"]
     assert record["status"] == "denied"
+
+
+SERVER = str(Path(__file__).resolve().parents[1] / "mcp_test_server.py")
+
+
+def server(name: str, mode: str) -> Any:
+    from llamadesk.core.tools import mcp_config
+
+    return mcp_config.ServerConfig.from_json(name, {"command": sys.executable, "args": [SERVER, mode]})
+
+
+def test_the_mcp_page_lists_a_real_server_as_ready_and_a_broken_one_as_failed(
+    make_window: Callable[..., MainWindow], paths: Paths, qtbot: QtBot, tmp_path: Path
+) -> None:
+    from llamadesk.core.tools import mcp_config
+
+    mcp_config.save([server("test", "stdio"), server("broken", "exit")])
+    window = make_window(auto_load=False)
+    assert set(window.panel.tools.mcp_checks) == {"test", "broken"}  # the Tools section offers each server's tools
+    page = window.mcp_servers.open()
+    qtbot.waitUntil(lambda: page.status_of("test") == "ready", timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: page.status_of("broken") == "failed", timeout=TIMEOUT_MS)
+    shown = {page.tree.topLevelItem(i).text(0): page.tree.topLevelItem(i).text(1)
+             for i in range(page.tree.topLevelItemCount())}  # fmt: skip
+    assert shown == {"test": "ready", "broken": "failed"}
+    page.tree.setCurrentItem(page.tree.findItems("test", Qt.MatchFlag.MatchExactly)[0])
+    assert "add: Add two integers." in page.details.toPlainText()
+    page.tree.setCurrentItem(page.tree.findItems("broken", Qt.MatchFlag.MatchExactly)[0])
+    assert "stderr" in page.details.toPlainText()
+
+    # One click imports LM Studio's servers; remove takes one away again (mcp.json is what the page shows).
+    page.home = tmp_path
+    (tmp_path / ".lmstudio").mkdir()
+    (tmp_path / ".lmstudio" / "mcp.json").write_text(
+        json.dumps({"mcpServers": {"lms": {"command": sys.executable, "args": [SERVER, "stdio"]}}}), encoding="utf-8"
+    )
+    assert page.import_from("lmstudio") == ["lms"]
+    qtbot.waitUntil(lambda: page.status_of("lms") == "ready", timeout=TIMEOUT_MS)
+    assert "lms" in window.panel.tools.mcp_checks
+    page.tree.setCurrentItem(page.tree.findItems("broken", Qt.MatchFlag.MatchExactly)[0])
+    page.remove_button.click()
+    assert [s.name for s in mcp_config.load()[0]] == ["test", "lms"]
+    assert page.tree.topLevelItemCount() == 2
