@@ -272,7 +272,11 @@ def check_chat_image(exe: Path, home: Path, _model: Path | None) -> str:
     tokens = [i.get("tokens") for i in receipt.get("images", [])]
     if tokens != [TOKENS_PER_IMAGE, TOKENS_PER_IMAGE] or receipt.get("projector", {}).get("file") != projector.name:
         raise CheckFailed(f"the reply's receipt should list two images of {TOKENS_PER_IMAGE} tokens: {receipt!r}")
-    return f"2 images of {TOKENS_PER_IMAGE} tokens through {projector.name}"
+    # The history keeps them with the question, and the bundle's HTML export carries them as data: URLs.
+    exported = _run(exe, home, "history", "export", str(conv.id), "--format", "html")
+    if exported.stdout.count('<img src="data:image/') != 2:
+        raise CheckFailed(f"history export --format html should carry the 2 images:\n{exported.stderr[-2000:]}")
+    return f"2 images of {TOKENS_PER_IMAGE} tokens through {projector.name}, kept in the history and exported"
 
 
 def check_tools(exe: Path, home: Path, model: Path | None) -> str:
