@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from llamadesk.core.conversation.plan import OverflowPolicy
 from llamadesk.core.conversation.turn import Planner, begin_turn, entries_of
@@ -331,3 +331,50 @@ def test_cli_saves_the_images_with_the_message_and_sends_them_again(tmp_path: Pa
     assert [i["sha256"] for i in images] == [image.sha256]
     assert base64.b64decode(images[0]["data"]) == (home / "data" / "images" / image.sha256[:2] /
                                                    f"{image.sha256}.png").read_bytes()  # fmt: skip
+
+
+def jpeg(exif: bytes = b"") -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((64, 48), 60).convert("RGB").save(out, "JPEG", **({"exif": exif} if exif else {}))
+    return out.getvalue()
+
+
+def one_image_document(data: bytes) -> str:
+    image = {"sha256": hashlib.sha256(data).hexdigest(), "data": base64.b64encode(data).decode()}
+    message = {"id": 1, "parent_id": None, "role": "user", "content": "x", "created_at": 1.0, "images": [image]}
+    conversation = {"title": "t", "created_at": 1.0, "updated_at": 1.0, "messages": [message]}
+    return json.dumps({"format": "llamadesk-history", "version": 1, "conversations": [conversation]})
+
+
+def test_a_stored_jpeg_round_trips_byte_for_byte(history: History, tmp_path: Path) -> None:
+    photo = history.images.add(jpeg())
+    assert photo.mime == "image/jpeg"
+    cid = history.create_conversation().id
+    history.add_message(cid, "user", "a photo", images=[MessageImage(photo.sha256, photo.mime, 64, 48)])
+    text = export_text(history, "json")
+    with History(tmp_path / "other" / "history.sqlite3") as other:
+        (new_cid,) = other.import_conversations(parse_export(text))
+        assert other.messages(new_cid)[0].images[0].sha256 == photo.sha256
+        assert other.images.read(photo.sha256) == photo.data
+        assert without_ids(json.loads(export_text(other, "json"))) == without_ids(json.loads(text))
+
+
+def test_import_strips_what_a_file_hides_beside_the_pixels(history: History) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8825)[1] = "N"  # a GPS position
+    with_gps = jpeg(exif.tobytes())
+    plain = png((9, 9, 9))
+    trailing = plain + b"secret payload"
+    text_chunk = io.BytesIO()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "where I live")
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(text_chunk, "PNG", pnginfo=info)
+    for raw in (with_gps, trailing, text_chunk.getvalue()):
+        (full,) = parse_export(one_image_document(raw))
+        (image,) = full.messages[0].images
+        assert image.data is not None and image.sha256 != hashlib.sha256(raw).hexdigest()
+        assert hashlib.sha256(image.data).hexdigest() == image.sha256
+        assert b"secret" not in image.data and b"where I live" not in image.data
+        assert "exif" not in Image.open(io.BytesIO(image.data)).info
+    (full,) = parse_export(one_image_document(plain))  # already as the store keeps it: kept as is
+    assert full.messages[0].images[0].sha256 == hashlib.sha256(plain).hexdigest()

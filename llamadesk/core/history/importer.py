@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import io
 import json
 import math
 import sqlite3
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +28,7 @@ from llamadesk.core.history.models import (
 )
 
 if TYPE_CHECKING:
-    from llamadesk.core.images import ImageStore
+    from llamadesk.core.images import ImageStore, NormalizedImage
 
 
 class ImportTarget(Protocol):
@@ -252,7 +255,8 @@ def _message(value: Any, field: str, earlier_ids: set[int]) -> Message:
 def _images(value: Any, field: str) -> tuple[MessageImage, ...]:
     """A message's images as the export writes them ({sha256, mime, width, height, data: base64}), each read
     and normalized like an attached file: the picture is what counts, so its hash, type and size are those of
-    the normalized bytes, whatever the file claims."""
+    the stored bytes, whatever the file claims. Bytes already in the stored form (what an export of LlamaDesk
+    writes) are kept as they are, so a JPEG is not encoded again: export → import → export keeps every byte."""
     from llamadesk.core.images import ImageError, read_image
 
     if not isinstance(value, list):
@@ -270,8 +274,55 @@ def _images(value: Any, field: str) -> tuple[MessageImage, ...]:
         except ImageError as exc:
             problem = f"is not an image LlamaDesk can read ({str(exc).rstrip('.')})"
             raise _Invalid(f"{field}[{k}].data", problem) from exc
-        images.append(MessageImage(image.sha256, image.mime, image.width, image.height, data=image.data))
+        if _already_normalized(raw, image):
+            sha = hashlib.sha256(raw).hexdigest()
+            images.append(MessageImage(sha, image.mime, image.width, image.height, data=raw))
+        else:
+            images.append(MessageImage(image.sha256, image.mime, image.width, image.height, data=image.data))
     return tuple(images)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}  # all that core/images.py writes
+
+
+def _already_normalized(raw: bytes, image: NormalizedImage) -> bool:
+    """Whether `raw` is an image as the ImageStore keeps it: PNG or JPEG, RGB, the size it would be stored at,
+    and nothing but pixels (no EXIF, GPS, ICC, comments, text chunks or bytes after the end). Hand-written
+    because Pillow skips chunks and trailing bytes it does not know without saying so; anything unusual fails
+    the check and the picture is normalized again instead, which is always safe."""
+    from PIL import Image
+
+    if image.notes or (image.original_width, image.original_height) != (image.width, image.height):
+        return False
+    try:
+        with Image.open(io.BytesIO(raw)) as opened:
+            if opened.mode != "RGB" or opened.size != (image.width, image.height):
+                return False
+            if opened.format == "JPEG" and image.mime == "image/jpeg":
+                # Only the JFIF header segment, no comment, nothing after the end-of-image marker.
+                apps = getattr(opened, "applist", [])
+                return (
+                    all(m == "APP0" and d.startswith(b"JFIF\0") for m, d in apps)
+                    and "comment" not in opened.info
+                    and raw.endswith(b"\xff\xd9")
+                )
+            if opened.format != "PNG" or image.mime != "image/png":
+                return False
+    except (OSError, ValueError, SyntaxError):
+        return False
+    if not raw.startswith(_PNG_SIGNATURE):
+        return False
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(raw):
+        (length,) = struct.unpack(">I", raw[offset : offset + 4])
+        kind = raw[offset + 4 : offset + 8]
+        if kind not in _PNG_CHUNKS:
+            return False
+        offset += 12 + length
+        if kind == b"IEND":
+            return offset == len(raw)
+    return False
 
 
 def store_images(conversations: Sequence[FullConversation], store: ImageStore) -> list[FullConversation]:
