@@ -49,6 +49,19 @@ class ShapeInfo:
 
 
 @dataclass(frozen=True)
+class DraftRef:
+    """A smaller size of the same family (the same vocabulary) that drafts tokens for a size (engines/draft.py)."""
+
+    size: str
+    quantization: str
+
+
+# llama.cpp's speculative decoding accepts vocabularies that differ by at most this many (padding) tokens
+# (SPEC_VOCAB_MAX_SIZE_DIFFERENCE): Qwen2.5 0.5B has 151,936 and 7B 152,064, the same tokens otherwise.
+DRAFT_VOCAB_SLACK = 128
+
+
+@dataclass(frozen=True)
 class Size:
     id: str
     label: str
@@ -59,6 +72,7 @@ class Size:
     license: str
     shape: ShapeInfo
     quantizations: tuple[Quantization, ...]
+    draft: DraftRef | None = None
 
     def quantization(self, name: str) -> Quantization:
         for q in self.quantizations:
@@ -83,10 +97,14 @@ class Size:
                                       head_dim=s.head_dim, n_vocab=s.n_vocab, n_ctx_train=self.context_length,
                                       weights_bytes=quant.size_bytes)
 
-    def fits(self, n_ctx: int, *, ram_free: int, vram_free: int = 0) -> list[tuple[Quantization, FitEstimate]]:
-        """Every quantization with its verdict at `n_ctx` (capped at the trained context)."""
+    def fits(
+        self, n_ctx: int, *, ram_free: int, vram_free: int = 0, draft: tuple[Size, Quantization] | None = None
+    ) -> list[tuple[Quantization, FitEstimate]]:
+        """Every quantization with its verdict at `n_ctx` (capped at the trained context); with `draft` (what
+        Family.draft_of gives) the draft model loaded beside it counts too."""
         n_ctx = min(n_ctx, self.context_length)
-        return [(q, estimate(self.model_shape(q), n_ctx, ram_free=ram_free, vram_free=vram_free))
+        beside = draft[0].model_shape(draft[1]) if draft else None
+        return [(q, estimate(self.model_shape(q), n_ctx, ram_free=ram_free, vram_free=vram_free, draft=beside))
                 for q in self.quantizations]
 
 
@@ -123,6 +141,13 @@ class Family:
                 return s
         raise CatalogError(f"{self.name} has no size '{size_id}'; choose one of "
                            f"{', '.join(s.id for s in self.sizes)}.")
+
+    def draft_of(self, size: Size) -> tuple[Size, Quantization] | None:
+        """The size and file that draft tokens for `size` (speculative decoding), if the catalog pairs one."""
+        if size.draft is None:
+            return None
+        draft = self.size(size.draft.size)
+        return draft, draft.quantization(size.draft.quantization)
 
     @property
     def is_chat(self) -> bool:
@@ -178,9 +203,22 @@ def _size(data: dict[str, Any], family_license: str) -> Size:
     shape = ShapeInfo(**{k: int(v) for k, v in data["shape"].items()})
     quants = sorted((_quant(q) for q in data["quantizations"]),
                     key=lambda q: QUANT_ORDER.index(q.name) if q.name in QUANT_ORDER else len(QUANT_ORDER))
+    draft = DraftRef(str(data["draft"]["size"]), str(data["draft"]["quantization"])) if "draft" in data else None
     return Size(str(data["id"]), str(data["label"]), int(data["params"]), int(data["context_length"]),
                 str(data["kind"]), str(data["architecture"]), str(data.get("license") or family_license), shape,
-                tuple(quants))
+                tuple(quants), draft)
+
+
+def _check_drafts(family: Family) -> None:
+    """A draft is a smaller size of the same family with (nearly) the same vocabulary, in a file the catalog has."""
+    for size in family.sizes:
+        pair = family.draft_of(size)  # CatalogError when the size or file is not there
+        if pair is None:
+            continue
+        draft = pair[0]
+        if draft.params >= size.params or abs(draft.shape.n_vocab - size.shape.n_vocab) > DRAFT_VOCAB_SLACK:
+            raise CatalogError(f"{family.name} {size.label}: its draft {draft.label} is not a smaller model with "
+                               "the same vocabulary; reinstall LlamaDesk.")
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
@@ -190,6 +228,8 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
                    str(f.get("description", "")), tuple(_size(s, str(f["license"])) for s in f["sizes"]))
             for f in data["families"]
         )
+        for family in families:
+            _check_drafts(family)
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"The model catalog is malformed ({type(exc).__name__}: {exc}); reinstall LlamaDesk.") \
             from exc

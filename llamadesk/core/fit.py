@@ -132,10 +132,11 @@ class FitEstimate:
     vram_needed: int
     max_ctx: int  # the largest context (a multiple of 256, at most the trained one) that fits at all; 0 if none
     output_on_gpu: bool = False  # the output layer, the first one llama.cpp offloads
+    draft_bytes: int = 0  # a draft model loaded beside it (engines/draft.py): weights, KV cache and compute buffer
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.draft_bytes
 
     @property
     def n_gpu_layers(self) -> int:
@@ -237,18 +238,29 @@ def max_context(
 
 def estimate(
     model: ModelShape | GGUFHeader, n_ctx: int, *, ram_free: int, vram_free: int = 0, type_k: str = "f16",
-    type_v: str = "f16", n_ubatch: int = DEFAULT_UBATCH, flash_attn: bool = False,
+    type_v: str = "f16", n_ubatch: int = DEFAULT_UBATCH, flash_attn: bool = False, draft: ModelShape | None = None,
 ) -> FitEstimate:
-    """The verdict at `n_ctx` for the given free RAM and VRAM (pure: pass hardware.snapshot() figures)."""
+    """The verdict at `n_ctx` for the given free RAM and VRAM (pure: pass hardware.snapshot() figures). A `draft`
+    model loads beside it with the same context, all on the GPU when the main model has layers there (local_load):
+    its needs come off the GPU's free memory when it fits there, else off the RAM, before the main model's."""
     shape = model if isinstance(model, ModelShape) else ModelShape.from_header(model)
     n_ubatch = min(n_ubatch, max(1, n_ctx))
+    draft_bytes = draft_ram = draft_vram = 0
+    if draft is not None:
+        draft_bytes = (draft.weights_bytes + kv_cache_bytes(draft, n_ctx, type_k, type_v)
+                       + compute_buffer_bytes(draft, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn))
+        if vram_free - VRAM_RESERVE > draft_bytes:
+            draft_vram, vram_free = draft_bytes, vram_free - draft_bytes
+        else:
+            draft_ram, ram_free = draft_bytes, ram_free - draft_bytes
     verdict, n_gpu, ram, vram = _fit_at(shape, n_ctx, ram_free, vram_free, type_k, type_v, n_ubatch, flash_attn)
+    ram, vram = ram + draft_ram, vram + draft_vram
     return FitEstimate(
         verdict=verdict, n_ctx=n_ctx, n_layers=shape.n_layers, gpu_layers=gpu_blocks(n_gpu, shape.n_layers),
         output_on_gpu=n_gpu > 0, weights_bytes=shape.weights_bytes,
         kv_bytes=kv_cache_bytes(shape, n_ctx, type_k, type_v),
         compute_bytes=compute_buffer_bytes(shape, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn),
-        ram_needed=ram, vram_needed=vram,
+        ram_needed=ram, vram_needed=vram, draft_bytes=draft_bytes,
         max_ctx=max_context(shape, ram_free=ram_free, vram_free=vram_free, type_k=type_k, type_v=type_v,
                             n_ubatch=n_ubatch, flash_attn=flash_attn),
     )

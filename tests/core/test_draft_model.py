@@ -127,3 +127,44 @@ def test_drafting_is_switched_off_for_a_conversation_where_it_loses(tiny_model: 
     finally:
         plain.close()
         spec.close()
+
+
+def test_the_catalog_pairs_families_with_a_draft_that_counts_in_the_fit() -> None:
+    from llamadesk.core.catalog import load_catalog
+    from llamadesk.core.fit import RAM_RESERVE, Verdict
+
+    cat = load_catalog()
+    for family, size, drafted_by in (("qwen-2.5", "7b", "0.5b"), ("qwen-2.5", "32b", "0.5b"),
+                                     ("llama-3", "8b", "1b"), ("smollm2", "1.7b", "135m")):  # fmt: skip
+        fam = cat.family(family)
+        pair = fam.draft_of(fam.size(size))
+        assert pair is not None and pair[0].id == drafted_by and pair[1].name == "Q8_0"
+        assert abs(pair[0].shape.n_vocab - fam.size(size).shape.n_vocab) <= draft.VOCAB_SLACK
+    assert cat.family("qwen-2.5").draft_of(cat.family("qwen-2.5").size("0.5b")) is None
+    fam = cat.family("llama-3")
+    size, pair = fam.size("8b"), fam.draft_of(fam.size("8b"))
+    alone = {q.name: e for q, e in size.fits(8192, ram_free=64 * 10**9)}["Q4_K_M"]
+    both = {q.name: e for q, e in size.fits(8192, ram_free=64 * 10**9, draft=pair)}["Q4_K_M"]
+    assert both.draft_bytes > pair[1].size_bytes and both.total_bytes == alone.total_bytes + both.draft_bytes
+    assert both.ram_needed == alone.ram_needed + both.draft_bytes
+    just_enough = alone.ram_needed + RAM_RESERVE + both.draft_bytes // 2  # enough for the model, not for both
+    verdicts = [
+        {q.name: e for q, e in size.fits(8192, ram_free=ram, draft=d)}["Q4_K_M"].verdict
+        for ram, d in ((just_enough, None), (just_enough, pair))
+    ]
+    assert verdicts[0] is not Verdict.TOO_LARGE and verdicts[1] is Verdict.TOO_LARGE
+
+
+def test_a_catalog_draft_that_is_not_a_smaller_model_of_the_family_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from llamadesk.core.catalog import CatalogError, catalog_path, load_catalog
+
+    data = json.loads(catalog_path().read_text(encoding="utf-8"))
+    sizes = next(f for f in data["families"] if f["id"] == "llama-3")["sizes"]
+    for broken in ({"size": "9000b", "quantization": "Q8_0"}, {"size": "70b", "quantization": "Q4_K_M"}):
+        next(s for s in sizes if s["id"] == "8b")["draft"] = broken
+        path = tmp_path / f"catalog-{broken['size']}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(CatalogError):
+            load_catalog(path)

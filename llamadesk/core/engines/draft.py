@@ -61,10 +61,16 @@ def conversation_key(messages: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Vocabularies may differ by this many tokens at their end, as llama.cpp's own speculative decoding allows
+# (SPEC_VOCAB_MAX_SIZE_DIFFERENCE): Qwen2.5 0.5B's GGUF has 151,936 tokens and 7B's 152,064 (padding).
+VOCAB_SLACK = 128
+
+
 def same_vocabulary(main: Any, draft: Any, samples: int = 64) -> bool:
-    """The same vocabulary size and the same texts for a sample of token ids spread over it (plus BOS/EOS)."""
-    n = main.n_vocab()
-    if draft.n_vocab() != n:
+    """Vocabulary sizes within VOCAB_SLACK, and the same texts for a sample of the token ids both have, spread over
+    them (plus BOS/EOS). A drafted id the main model does not have ends the draft (DraftModel._draft)."""
+    n = min(main.n_vocab(), draft.n_vocab())
+    if abs(draft.n_vocab() - main.n_vocab()) > VOCAB_SLACK:
         return False
     ids = {int(i) for i in np.linspace(0, n - 1, num=min(samples, n))} | {main.token_bos(), main.token_eos()}
     return all(main._model.token_get_text(i) == draft._model.token_get_text(i) for i in sorted(ids) if 0 <= i < n)
@@ -76,8 +82,8 @@ class DraftModel(LlamaDraftModel):
     Counts what it drafted and what the main model accepted: each draft against the tokens that came after it (the
     next call's input, or at the end of the reply the reply's tokens)."""
 
-    def __init__(self, llama: Any, path: Path, n_draft: int = N_DRAFT) -> None:
-        self.llama, self.path, self.n_draft = llama, path, n_draft
+    def __init__(self, llama: Any, path: Path, n_vocab: int, n_draft: int = N_DRAFT) -> None:
+        self.llama, self.path, self.n_draft, self.n_vocab = llama, path, n_draft, n_vocab  # n_vocab: the main model's
         self._tallies: OrderedDict[str, Tally] = OrderedDict()
         self._tally = Tally()  # the conversation now drafting (begin)
         self._reply = Tally()  # this reply's counts, for the receipt
@@ -106,7 +112,7 @@ class DraftModel(LlamaDraftModel):
                 f"{path.name} cannot draft for this model: their vocabularies differ "
                 f"({llama.n_vocab()} and {main.n_vocab()} tokens); choose a draft model of the same family."
             )
-        return cls(llama, path)
+        return cls(llama, path, main.n_vocab())
 
     def begin(self, key: str) -> None:
         """The reply about to be generated belongs to conversation `key`."""
@@ -144,6 +150,8 @@ class DraftModel(LlamaDraftModel):
         for i in range(n):
             logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(n_vocab,))
             token = int(np.argmax(logits))
+            if token >= self.n_vocab:
+                break
             out.append(token)
             if llama_cpp.llama_vocab_is_eog(vocab, token) or i == n - 1:
                 break
