@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from llamadesk.core.conversation.tool_calls import ToolCall
 from llamadesk.core.history import History
 from llamadesk.core.tools.use import DENIED
 from llamadesk.paths import Paths
@@ -22,6 +24,7 @@ from llamadesk.ui.chat.delegate import row_actions
 from llamadesk.ui.chat.model import ShownTextRole
 from llamadesk.ui.chat.tool_approval import ApprovalDialog
 from llamadesk.ui.main_window import MainWindow
+from llamadesk.ui.settings.tools_box import stored_tools
 
 pytestmark = pytest.mark.starter
 TIMEOUT_MS = 180_000
@@ -42,12 +45,23 @@ def _window(make_window: Callable[..., MainWindow], paths: Paths, starter_model:
     return window
 
 
+def _dialog_or_end(window: MainWindow, qtbot: QtBot, history: History) -> ApprovalDialog:
+    """The approval dialog once it shows (a reply that ends without asking fails the test at once, with its text)."""
+
+    def asked() -> bool:
+        return window.tools.ask.dialog is not None and window.tools.ask.dialog.isVisible()
+
+    qtbot.waitUntil(lambda: asked() or not window.is_generating, timeout=TIMEOUT_MS)
+    dialog = window.tools.ask.dialog
+    if dialog is None:
+        reply = history.messages(window.current_cid)[-1]  # type: ignore[arg-type]
+        pytest.fail(f"The reply called no tool: {reply.content!r}")
+    return dialog
+
+
 def _asked(window: MainWindow, qtbot: QtBot) -> ApprovalDialog:
     window.send(COPY)
-    qtbot.waitUntil(lambda: window.tools.ask.dialog is not None and window.tools.ask.dialog.isVisible(),
-                    timeout=TIMEOUT_MS)  # fmt: skip
-    dialog = window.tools.ask.dialog
-    assert dialog is not None
+    dialog = _dialog_or_end(window, qtbot, window.history)
     assert window.is_generating  # the engine thread waits for the answer: nothing has run
     assert '"expression": "6*7"' in dialog.arguments.toPlainText() and "calculator" in dialog.label.text()
     return dialog
@@ -182,3 +196,71 @@ def test_the_mcp_page_lists_a_real_server_as_ready_and_a_broken_one_as_failed(
     page.remove_button.click()
     assert [s.name for s in mcp_config.load()[0]] == ["test", "lms"]
     assert page.tree.topLevelItemCount() == 2
+
+
+def test_the_tools_section_makes_the_conversations_tools(
+    make_window: Callable[..., MainWindow], history: History, tmp_path: Path
+) -> None:
+    """The switches and a granted folder are kept with the conversation and make its ToolUse; the files and history
+    tools work from another thread (the engine's, where calls run: the history search opens its own connection)."""
+    (tmp_path / "notes.txt").write_text("the secret is 17", encoding="utf-8")
+    older = history.create_conversation("Old")
+    history.add_message(older.id, "user", "remember the zeppelin")
+    conv = history.create_conversation("Tools")
+    window = make_window(auto_load=False)
+    window.refresh_conversations()
+    window.select_conversation(conv.id)
+    assert window.tools.tool_use(conv.id) is None  # nothing on: the reply is asked for without tools
+    box = window.panel.tools
+    box.checks["time"].setChecked(True)
+    box.checks["history"].setChecked(True)
+    box.add_folder(tmp_path)  # what the folder picker does with the folder chosen
+    assert stored_tools(history.get_conversation(conv.id).sampling) == {
+        "builtin": ["time", "history"], "folders": [str(tmp_path.resolve())], "mcp": []}  # fmt: skip
+    use = window.tools.tool_use(conv.id)
+    assert use is not None
+    assert {t.name for t in use.box.tools} == {"current_time", "search_history", "read_file", "list_files"}
+
+    results: dict[str, str] = {}
+
+    def in_another_thread() -> None:
+        for name, args in (("read_file", {"path": "notes.txt"}), ("search_history", {"query": "zeppelin"})):
+            results[name] = use.box.run(ToolCall(name, args)).text
+
+    thread = threading.Thread(target=in_another_thread)
+    thread.start()
+    thread.join()
+    assert "the secret is 17" in results["read_file"]
+    assert "Old" in results["search_history"]
+
+    # Another conversation shows its own (none); coming back shows these again.
+    other = history.create_conversation("Other")
+    window.refresh_conversations()
+    window.select_conversation(other.id)
+    assert box.tools() == {"builtin": [], "folders": [], "mcp": []}
+    window.select_conversation(conv.id)
+    assert box.tools()["builtin"] == ["time", "history"] and box.folders.count() == 1
+
+
+def test_the_model_calls_a_real_mcp_servers_tool_in_the_window(
+    make_window: Callable[..., MainWindow], paths: Paths, starter_model: Path, history: History, qtbot: QtBot
+) -> None:
+    from llamadesk.core.tools import mcp_config
+
+    mcp_config.save([server("test", "stdio")])
+    window = _window(make_window, paths, starter_model, qtbot)
+    window.panel.tools.checks["calculator"].setChecked(False)
+    window.panel.tools.mcp_checks["test"].setChecked(True)  # switched on: the server starts
+    qtbot.waitUntil(lambda: window.tools.servers.state("test").status == "ready", timeout=TIMEOUT_MS)
+    # With all of the server's tools in its prompt the 135M model copies an echo call faithfully (an add call it
+    # closes with "</tool_call}"); greedy, so the same every run.
+    window.send('Copy this text exactly: <tool_call>{"name": "echo", "arguments": {"text": "hello"}}</tool_call>')
+    dialog = _dialog_or_end(window, qtbot, history)
+    assert "echo from test" in dialog.label.text()
+    dialog.allow_always.click()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=TIMEOUT_MS)
+    [record] = _last_receipt(window, history)["tool_calls"]
+    assert (record["name"], record["arguments"], record["status"], record["result"]) == (
+        "echo", {"text": "hello"}, "ok", "hello")  # fmt: skip
+    use = window.tools.tool_use(window.current_cid)  # type: ignore[arg-type]
+    assert use is not None and "echo" in use.approval.always  # "always" holds for the conversation

@@ -125,8 +125,9 @@ class McpPage(QDialog):
             self.tree.addTopLevelItem(item)
             if config.name == current:
                 self.tree.setCurrentItem(item)
-        if self.tree.currentItem() is None and self.tree.topLevelItemCount():
-            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        first = self.tree.topLevelItem(0)
+        if self.tree.currentItem() is None and first is not None:
+            self.tree.setCurrentItem(first)
         if self.servers.problems:
             self._say(self.servers.problems[0])
         self._show_details()
