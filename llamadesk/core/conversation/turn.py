@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,8 +42,7 @@ from llamadesk.core.errors import HistoryError, LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
 from llamadesk.core.history.models import MessageImage
 from llamadesk.core.sampling import SamplingParams
-from llamadesk.core.tools.prompt import tool_message
-from llamadesk.core.tools.use import STEP_LIMIT
+from llamadesk.core.tools.loop import stream_with_tools
 
 if TYPE_CHECKING:
     from llamadesk.core.tools.use import ToolUse
@@ -224,31 +223,17 @@ class Turn:
         times: call → run → result back → generate again. The steps are one reply; its receipt records each call
         with its result (`tool_calls`)."""
         options: dict[str, Any] = {} if self.mode == "chat" else {"mode": self.mode}  # no keyword where no modes
-        if tools is not None and tools.box:
-            options["tools"] = tools.box.definitions()
-        done = self._stream_step(stream, params, cancel, on_text, options)
-        step_start = self.base_chars
-        while tools is not None and tools.box and done.stats.finish_reason is FinishReason.STOP:
-            step_text = self.reply.content[step_start:]
-            calls = tool_calls(step_text)
-            if not calls:
-                break
-            skip = STEP_LIMIT if self.tool_steps >= tools.max_steps else ""
-            results = tools.run_calls(calls, len(self.tool_records), cancel, skip=skip)
-            self.tool_records += [r.record() for r in results]
-            if skip or cancel.is_set():
-                break
-            first = len(self.tool_records) - len(results)
-            self.tool_steps += 1
-            self.tool_messages += [{"role": "assistant", "content": step_text}]
-            self.tool_messages += [tool_message(r.name, r.text, first + k) for k, r in enumerate(results)]
-            separator = "" if step_text.endswith("\n") else "\n\n"  # the next step's text starts a paragraph
-            if on_text is not None and separator:
-                on_text(separator)
-            self.append(separator)
-            step_start = len(self.reply.content)
-            options.pop("mode", None)  # a continued reply's later steps are new replies to the results
-            done = self._stream_step(stream, params, cancel, on_text, options)
+        steps = stream
+        if tools is not None and tools.box:  # the steps come from the one tool loop (core/tools/loop.py)
+            use = tools
+
+            def steps(messages: Sequence[Message], params: SamplingParams, cancel: threading.Event,
+                      **options: Any) -> Iterator[StreamEvent]:  # fmt: skip
+                return stream_with_tools(stream, messages, params, cancel, use, **options)
+
+        done = self._stream_step(steps, params, cancel, on_text, options)
+        if "tool_calls" in done.receipt and "tool_steps" in done.receipt:  # the loop ran calls: the receipt's record
+            self.tool_records, self.tool_steps = list(done.receipt["tool_calls"]), int(done.receipt["tool_steps"]) - 1
         try:
             self.finish(done)
         except HistoryError as exc:

@@ -264,7 +264,7 @@ class ChatSession(QObject, NotebookRequests):
             return None
 
     def _tools(self, cid: int, mode: str) -> Any:
-        """The tools a chat reply may call (the engine thread runs the loop: ui/workers/tool_steps.py)."""
+        """The tools a chat reply may call (the engine thread runs the loop: core/tools/loop.py)."""
         return None if mode == notebook.COMPLETION else self.tools_for(cid)
 
     def documents_budget(self, cid: int, max_tokens: int) -> int:

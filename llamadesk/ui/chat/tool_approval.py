@@ -1,6 +1,6 @@
 """Every tool call is shown before it runs, with its arguments: allow once, always for this tool, or deny.
 
-The engine thread runs the reply's tool loop (ui/workers/tool_steps.py) and calls `WindowAsk` there; it shows the
+The engine thread runs the reply's tool loop (core/tools/loop.py) and calls `WindowAsk` there; it shows the
 question on the GUI thread (a queued signal) and waits on a threading.Event for the answer. Stop answers deny (the
 request's cancel event), and so does closing the dialog. The arguments are shown as plain text: inert, like replies.
 """
@@ -89,7 +89,7 @@ class ApprovalDialog(QDialog):
 class WindowAsk(QObject):
     """The window's Approval.ask: called in the engine thread, answered on the GUI thread."""
 
-    takes_cancel = True  # tool_steps.for_request gives it the request's cancel event
+    takes_cancel = True  # core/tools/loop.for_request gives it the request's cancel event
     asked = Signal(object)  # a Question (queued to the GUI thread)
     _ended = Signal(object)
 

@@ -18,7 +18,7 @@ from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, Token
 from llamadesk.core.engines.choice import engine_kind, make_engine
 from llamadesk.core.errors import GenerationError, LlamaDeskError
 from llamadesk.core.sampling import SamplingParams
-from llamadesk.ui.workers.tool_steps import stream_with_tools
+from llamadesk.core.tools.loop import stream_with_tools
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class EngineWorker(QObject):
             priority.yield_to()
             engine = self._get_engine()
             options = dict(options or {})
-            tools = options.pop("tools", None)  # a ToolUse: the reply's steps may call tools (tool_steps.py)
+            tools = options.pop("tools", None)  # a ToolUse: the reply's steps may call tools (core/tools/loop.py)
             kwargs = _stream_options(engine, options)
             if tools is None:
                 events = engine.stream(messages, params, cancel, **kwargs)
@@ -316,7 +316,7 @@ class EngineHost(QObject):
         """Queues a reply. `mode` "continue" extends the last (assistant) message; "completion" continues the
         messages' text as raw text; `token_probs` records each token's probability and alternatives;
         `response_format` (a structured.ResponseFormat that is not text) holds the reply to JSON or a schema;
-        `tools` (a core.tools.use.ToolUse with tools switched on) lets the reply call them (tool_steps.py)."""
+        `tools` (a core.tools.use.ToolUse with tools switched on) lets the reply call them (core/tools/loop.py)."""
         self._prefill_cancel.set()  # a prompt being prepared gives way at once
         request_id = next(self._ids)
         cancel = threading.Event()

@@ -1,10 +1,11 @@
-"""The window's tool loop, in the engine thread: one reply's generations with tool calls run between them.
+"""The tool loop, written once: one reply's generations with the calls it asks for run between them.
 
-The CLI and the server run Turn.run (core/conversation/turn.py), which also writes the history; in the window the
-history belongs to the GUI thread, which writes the reply from the engine's token signals. So the engine thread runs
-the same steps as a stream: each step's text goes out as Token events (a separator before the next step), the calls
-a step asks for are run (each approved first, on the GUI thread: ui/chat/tool_approval.py), and the one Done at the
-end carries the receipt's `tool_calls` (each call with its result) and `tool_steps`.
+It is a stream like an engine's: each step's text goes out as Token events (a paragraph break before the next step),
+the calls a step asks for are run (each approved first: core/tools/approval.py; the window asks on its GUI thread,
+ui/chat/tool_approval.py, the CLI on the terminal), and the one Done at the end carries the receipt's `tool_calls`
+(each call with its result) and `tool_steps`. Turn.run (core/conversation/turn.py) consumes it and writes the
+history as it streams (the CLI, the server); the window's engine thread (ui/workers/engine_host.py) sends it to the
+GUI thread, which writes the history from its signals.
 """
 
 from __future__ import annotations
