@@ -28,6 +28,7 @@ from llamadesk.core.engines.api import Done, FinishReason, Token
 from llamadesk.core.engines.local_stream import StopText
 from llamadesk.server.backend import Backend, Failed, Job, JobEvent
 from llamadesk.server.protocol import (
+    CallSplitter,
     ChatRequest,
     RequestError,
     chunk_body,
@@ -35,6 +36,7 @@ from llamadesk.server.protocol import (
     error_body,
     finish_reason,
     models_body,
+    openai_tool_calls,
     parse_chat_request,
     usage_chunk,
 )
@@ -85,6 +87,8 @@ def build_app(backend: Backend, *, api_key: str | None = None, loopback_only: bo
             body = json.loads(raw)
         except ValueError as exc:
             raise RequestError(f"The request body is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise RequestError("The request body nests too deep.") from None
         req = parse_chat_request(body, backend.default_params())
         model = backend.model_id()
         if model is None:
@@ -97,7 +101,8 @@ def build_app(backend: Backend, *, api_key: str | None = None, loopback_only: bo
             with contextlib.suppress(RuntimeError):  # RuntimeError: the event loop is closed, the server stopped
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = Job(req.messages, req.params, emit, response_format=req.response_format)
+        job = Job(req.messages, req.params, emit, response_format=req.response_format, tools=list(req.tools),
+                  request_id=req.id)  # fmt: skip
         backend.submit(job)
         if req.stream:
             return StreamingResponse(_stream(req, model, job, events), media_type="text/event-stream",
@@ -139,6 +144,7 @@ async def _read_body(request: Request) -> bytes:
 async def _complete(req: ChatRequest, model: str, job: Job, events: asyncio.Queue[JobEvent]) -> Response:
     """Waits for the whole reply. A client that goes away cancels this coroutine: the job is cancelled too."""
     stops = StopText(req.stops)
+    calls = CallSplitter(bool(req.tools))
     parts: list[str] = []
     by_stop = False
     try:
@@ -147,16 +153,20 @@ async def _complete(req: ChatRequest, model: str, job: Job, events: asyncio.Queu
             if isinstance(event, Token):
                 if not by_stop:
                     text, by_stop = stops.feed(event.text)
-                    parts.append(text)
+                    parts.append(calls.feed(text))
                     if by_stop:
                         job.cancel.set()
             elif isinstance(event, Done):
                 if event.stats.finish_reason is FinishReason.ERROR:
                     return _error(500, event.stats.error or "Generation failed.", kind="server_error")
                 if not by_stop:
-                    parts.append(stops.flush())
+                    parts.append(calls.feed(stops.flush()))
+                rest, found = calls.finish()
+                parts.append(rest)
                 reason = "stop" if by_stop else finish_reason(event.stats.finish_reason)
-                return JSONResponse(completion_body(req, model, "".join(parts), reason, event.stats))
+                if found:
+                    reason = "tool_calls"
+                return JSONResponse(completion_body(req, model, "".join(parts), reason, event.stats, found))
             elif isinstance(event, Failed):
                 return _error(500, event.message, kind="server_error")
     except asyncio.CancelledError:
@@ -171,6 +181,7 @@ def _sse(data: dict[str, Any] | str) -> str:
 async def _stream(req: ChatRequest, model: str, job: Job, events: asyncio.Queue[JobEvent]) -> AsyncIterator[str]:
     """Server-sent events as OpenAI sends them; an error after the start is sent as {"error": ...}."""
     stops = StopText(req.stops)
+    calls = CallSplitter(bool(req.tools))
     by_stop = False
     done = False
     try:
@@ -183,6 +194,7 @@ async def _stream(req: ChatRequest, model: str, job: Job, events: asyncio.Queue[
                 text, by_stop = stops.feed(event.text)
                 if by_stop:
                     job.cancel.set()
+                text = calls.feed(text)
                 if text:
                     yield _sse(chunk_body(req, model, {"content": text}))
             elif isinstance(event, Done):
@@ -191,10 +203,16 @@ async def _stream(req: ChatRequest, model: str, job: Job, events: asyncio.Queue[
                 if stats.finish_reason is FinishReason.ERROR:
                     yield _sse(error_body(stats.error or "Generation failed.", kind="server_error"))
                     return
-                tail = "" if by_stop else stops.flush()
+                tail = "" if by_stop else calls.feed(stops.flush())
+                rest, found = calls.finish()
+                tail += rest
                 if tail:
                     yield _sse(chunk_body(req, model, {"content": tail}))
                 reason = "stop" if by_stop else finish_reason(stats.finish_reason)
+                if found:  # each call in one chunk: its index, id, name and whole arguments
+                    reason = "tool_calls"
+                    for call in openai_tool_calls(req.id, found, streamed=True):
+                        yield _sse(chunk_body(req, model, {"tool_calls": [call]}))
                 yield _sse(chunk_body(req, model, {}, reason))
                 if req.include_usage:
                     yield _sse(usage_chunk(req, model, stats))

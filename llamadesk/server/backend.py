@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from llamadesk.core.engines.api import Done, Engine, LoadOptions, Message, ModelInfo, Token
 from llamadesk.core.errors import GenerationError, LlamaDeskError, ModelLoadError
@@ -40,6 +40,8 @@ class Job:
     emit: Callable[[JobEvent], None]  # called from the engine's thread; Done or Failed comes last, once
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop between tokens (or skip if queued)
     response_format: ResponseFormat | None = None  # the request's JSON or JSON schema; None for text
+    tools: list[dict[str, Any]] = field(default_factory=list)  # function definitions offered to the model
+    request_id: str = ""  # the reply's id: its tool calls' ids derive from it (protocol.response_call_id)
 
 
 class Backend(Protocol):
@@ -64,17 +66,27 @@ def run_job(engine: Engine, job: Job, recorder: ServerRecorder | None = None) ->
     reply = recorder.begin(job.messages, job.params) if recorder is not None else None
     ended = False
     try:
-        options = {"response_format": job.response_format} if job.response_format is not None else {}
+        options: dict[str, Any] = {"response_format": job.response_format} if job.response_format is not None else {}
         if options and not engine.capabilities().get("response_format"):
             raise GenerationError("This engine cannot hold replies to a response format.")
-        for event in engine.stream(job.messages, job.params, job.cancel, **options):
+        if job.tools:
+            options["tools"] = job.tools
+        try:
+            events = engine.stream(job.messages, job.params, job.cancel, **options)
+        except TypeError:
+            if not job.tools:
+                raise
+            raise GenerationError(
+                "This engine cannot offer tools to the model; use the local llama.cpp engine."
+            ) from None
+        for event in events:
             if isinstance(event, Token):
                 if reply is not None and event.text:
                     reply.append(event.text)
             elif isinstance(event, Done):
                 ended = True
                 if recorder is not None and reply is not None:
-                    recorder.finish(reply, event)
+                    recorder.finish(reply, event, request_id=job.request_id)
             job.emit(event)
             if ended:
                 break

@@ -159,7 +159,7 @@ def test_bad_requests_get_openai_errors(server: tuple[EngineThreadBackend, Serve
         ({"messages": []}, 400, "non-empty list"),
         ({"messages": HI, "n": 2}, 400, "one choice"),
         ({"messages": HI, "temperature": 99}, 400, "emperature"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, 400, "no tools"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, 400, "answers no tool call"),
         ({"messages": HI, "stop": [1]}, 400, "'stop'"),
     ]
     for body, status, phrase in cases:
