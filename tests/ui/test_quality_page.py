@@ -75,8 +75,8 @@ def test_make_two_quants_then_compare_them(qtbot: QtBot, page: QualityPage, path
         assert "free there" in dialog.space_label.text() and dialog.start_button.isEnabled()
         with qtbot.waitSignal(dialog.quantized, timeout=WAIT_MS), qtbot.waitSignal(page.modelsChanged):
             dialog.start_button.click()
-        assert dialog.result is not None and "in your library, its source recorded" in dialog.message.text()
-        notes = library.read_sidecar(dialog.result.path)
+        assert dialog.made is not None and "in your library, its source recorded" in dialog.message.text()
+        notes = library.read_sidecar(dialog.made.path)
         assert notes["source"] == f"quantized by LlamaDesk from tiny-F32.gguf (F32) to {type_name}"
         dialog.close()
         qtbot.waitUntil(lambda t=type_name: f"tiny-{t}.gguf" in {f.path.name for f in page.files}, timeout=WAIT_MS)
@@ -321,8 +321,8 @@ def test_make_an_iq2_quant_with_an_importance_matrix(
     dialog.progress.valueChanged.connect(lambda _v: formats.append(dialog.progress.format()))
     with qtbot.waitSignal(dialog.quantized, timeout=WAIT_MS):
         dialog.start_button.click()
-    assert dialog.result is not None and dialog.result.type == "IQ2_XS"
+    assert dialog.made is not None and dialog.made.type == "IQ2_XS"
     assert any(f.startswith("importance matrix: window") for f in formats)
-    notes = library.read_sidecar(dialog.result.path)
+    notes = library.read_sidecar(dialog.made.path)
     assert notes["imatrix"]["chunks"] >= 1 and notes["source"].endswith("to IQ2_XS")
     dialog.close()

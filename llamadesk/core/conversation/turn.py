@@ -75,7 +75,7 @@ def entries_of(
             id_of(m), m.role, answer_of(m.content) if m.role == "assistant" else m.content, position, _image_hashes(m)
         )
         for position, m in enumerate(branch)
-        if (m.content or getattr(m, "images", ())) and m.role in SENT_ROLES and m.status not in UNSENT_STATUSES
+        if (m.content or getattr(m, "images", None)) and m.role in SENT_ROLES and m.status not in UNSENT_STATUSES
     ]
     if open_reply and entries and entries[-1].role == "assistant":
         entries[-1] = entries[-1]._replace(content=branch[entries[-1].position].content)

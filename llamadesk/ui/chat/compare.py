@@ -159,7 +159,8 @@ class CompareDialog(QDialog):
     def fit_to_window(self) -> None:
         """Never larger than the main window: 980 × 640 when there is room, else a little smaller than the window, so
         that it still shows behind (the parts wrap or elide rather than widen it: model names, figures, the note)."""
-        owner = self.parentWidget().window() if self.parentWidget() is not None else None
+        parent = self.parentWidget()
+        owner = parent.window() if parent is not None else None
         if owner is None:
             return
         limit = owner.size()

@@ -283,7 +283,7 @@ class ChatController(QObject):
             st.warn("Message not sent", str(exc))
             return
         st.save_conversation_settings()
-        kwargs = {"parent_id": parent} if editing is not None else {}
+        kwargs: dict[str, object] = {"parent_id": parent} if editing is not None else {}
         if busy is not None:
             self._queue_message(cid, text, kwargs)
             return

@@ -352,7 +352,7 @@ class MessageDelegate(HighlightMixin, QStyledItemDelegate):
             if allowed < fm.horizontalAdvance("0 tok/s…"):
                 del pieces[at], widths[at]
             else:
-                pieces[at] = (fm.elidedText(stats, Qt.TextElideMode.ElideRight, allowed), None, True)
+                pieces[at] = (fm.elidedText(stats, Qt.TextElideMode.ElideRight, int(allowed)), None, True)
                 widths[at] = fm.horizontalAdvance(pieces[at][0])
             total = sum(widths) + ITEM_GAP * max(len(pieces) - 1, 0)
         y = bubble.bottom() + FOOTER_GAP

@@ -83,7 +83,7 @@ class QuantizeDialog(QDialog):
         self.setWindowTitle(f"Make a quant of {source.name}")
         self.source, self.source_type, self.models_dir, self.runner = source, source_type, models_dir, runner
         self.info: SourceInfo | None = None
-        self.result: QuantizeResult | None = None
+        self.made: QuantizeResult | None = None  # not `result`: QDialog.result() is the exit code
         self._task: Task[QuantizeResult] | None = None
         self._output_edited = False
 
@@ -284,7 +284,7 @@ class QuantizeDialog(QDialog):
 
     def _done(self, result: QuantizeResult) -> None:
         self._set_running(False)
-        self.result = result
+        self.made = result
         self.start_button.setEnabled(False)
         self.message.show_note(
             f"{result.path.name} is made ({human_size(result.size_bytes)} in "
