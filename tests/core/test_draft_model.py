@@ -168,3 +168,24 @@ def test_a_catalog_draft_that_is_not_a_smaller_model_of_the_family_is_refused(tm
         path.write_text(json.dumps(data), encoding="utf-8")
         with pytest.raises(CatalogError):
             load_catalog(path)
+
+
+def test_prefill_reads_the_prompt_into_the_draft_too_and_the_reply_is_the_same(tiny_model: Path) -> None:
+    import threading
+
+    plain = _engine(tiny_model)
+    spec = _engine(tiny_model, draft_model=tiny_model)
+    try:
+        expected = _turn(plain, B1, PLAIN_GREEDY)[0]
+        stop = threading.Event()
+        stop.set()
+        spec.prefill(B1, stop)  # stopped before it starts: neither model reads anything
+        assert spec._llama.draft_model.llama.n_tokens == 0
+        assert spec.prefill(B1) > 0
+        n_prompt = spec.count_tokens(B1)
+        assert spec._llama.draft_model.llama.n_tokens == n_prompt  # the draft read the prompt before the reply
+        text, done = _turn(spec, B1, PLAIN_GREEDY)
+        assert text == expected and done.receipt["speculation"]["accepted"] > 0
+    finally:
+        plain.close()
+        spec.close()

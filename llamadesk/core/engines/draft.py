@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ N_DRAFT = 8  # tokens drafted per step; bench/bench_speculative.py measures the 
 # switching off.
 BREAK_EVEN = 0.40
 JUDGED_AFTER = 48  # drafted tokens of a conversation before its rate is judged (fewer: one short reply's noise)
+PREFILL_CHUNK = 128  # tokens the draft reads between looks at the cancel event (engine.prefill)
 CONVERSATIONS = 256  # conversations whose tallies are kept (least recently drafted for dropped first)
 
 
@@ -141,12 +143,7 @@ class DraftModel(LlamaDraftModel):
         import llama_cpp
 
         llama = self.llama
-        shared = 0
-        for a, b in zip(llama.input_ids[: llama.n_tokens].tolist(), ids, strict=False):
-            if a != b:
-                break
-            shared += 1
-        llama.n_tokens = min(shared, len(ids) - 1)  # the last token again, for its logits; eval() drops the rest
+        self._keep_prefix(ids)
         llama.eval(ids[llama.n_tokens :])
         vocab, n_vocab = llama._model.vocab, llama.n_vocab()
         out: list[int] = []
@@ -160,6 +157,27 @@ class DraftModel(LlamaDraftModel):
                 break
             llama.eval([token])
         return out
+
+    def _keep_prefix(self, ids: list[int]) -> None:
+        """Keeps the longest prefix of the draft's KV cache that `ids` shares, less the last token (evaluated again
+        for its logits); the next eval() drops the rest."""
+        llama = self.llama
+        shared = 0
+        for a, b in zip(llama.input_ids[: llama.n_tokens].tolist(), ids, strict=False):
+            if a != b:
+                break
+            shared += 1
+        llama.n_tokens = min(shared, len(ids) - 1)
+
+    def prefill(self, tokens: list[int], cancel: threading.Event) -> None:
+        """Reads a prompt ahead of its reply (engine.prefill), as the main model does: else the draft reads it
+        after the reply's first token, a pause before the second. In chunks, so that `cancel` stops it soon."""
+        llama = self.llama
+        if not tokens or len(tokens) >= llama.n_ctx() - 1:
+            return
+        self._keep_prefix(tokens)
+        while llama.n_tokens < len(tokens) and not cancel.is_set():
+            llama.eval(tokens[llama.n_tokens : llama.n_tokens + PREFILL_CHUNK])
 
     def _settle(self, truth: Any) -> None:
         if self._pending is None:

@@ -45,6 +45,7 @@ from llamadesk.core.engines.local_load import (
     drafts,
     llama_log_lines,
     load_failure_sentence,
+    prefill_draft,
     register_rpc,
     speculation_field,
 )
@@ -360,6 +361,7 @@ class LlamaCppEngine:
         finally:
             self._abort_in_decode(False)
             self._cancel = None
+        prefill_draft(llama, tokens, cancel)
         return int(llama.n_tokens) - before
 
     def _abort_in_decode(self, on: bool) -> None:

@@ -210,6 +210,13 @@ def begin_reply(llama: Any, messages: Sequence[Any]) -> None:
         draft.begin(conversation_key(messages))
 
 
+def prefill_draft(llama: Any, tokens: list[int], cancel: threading.Event) -> None:
+    """A draft model reads the prompt that the main model has just prepared (engine.prefill)."""
+    draft = getattr(llama, "draft_model", None)
+    if draft is not None and hasattr(draft, "prefill"):
+        draft.prefill(tokens, cancel)
+
+
 def close_draft(llama: Any) -> None:
     """Closes a draft model's own Llama (Llama.close() leaves its draft_model alone)."""
     draft = getattr(llama, "draft_model", None)
