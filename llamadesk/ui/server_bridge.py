@@ -116,6 +116,9 @@ class ServerBridge(QObject):
         if job.cancel.is_set():
             job.emit(Failed("The request was cancelled before it started."))
             return
+        if job.tools:  # the EngineHost's generate takes no tools yet: refused, rather than silently not offered
+            job.emit(Failed("The window's server does not offer tools yet; use 'llamadesk serve' for tool calls."))
+            return
         reply = None
         recorder = self._recorder()
         if recorder is not None:

@@ -68,6 +68,9 @@ def test_off_by_default_then_serves_the_loaded_model(
     chunks = in_thread(qtbot, lambda: list(client.chat.completions.create(
         model="x", messages=HI, max_tokens=6, seed=1, stream=True)))  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
+    tools: Any = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    with pytest.raises(openai.InternalServerError, match="llamadesk serve"):  # refused, not silently left out
+        in_thread(qtbot, lambda: client.chat.completions.create(model="x", messages=HI, tools=tools))
     with pytest.raises(openai.AuthenticationError):
         in_thread(qtbot, lambda: openai.OpenAI(base_url=url, api_key="bad", max_retries=0).models.list())
     window.server.apply(ServerSettings(enabled=False), "gui-key")
