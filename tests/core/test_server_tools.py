@@ -24,6 +24,7 @@ from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.tools.builtin import calculator_tool
 from llamadesk.paths import get_paths
 from llamadesk.server.backend import EngineThreadBackend
+from llamadesk.server.protocol import CallSplitter
 from llamadesk.server.runner import ServerConfig, ServerRunner
 
 KEY = "test-key-tools"
@@ -199,3 +200,30 @@ def test_a_tool_result_must_answer_a_call(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         create(client, messages=[*ASK, {"role": "tool", "tool_call_id": "nope", "content": "sunny"}])
     assert isinstance(info.value.body, dict) and info.value.body["param"] == "messages[1].tool_call_id"
+
+
+SPLITS = [
+    # (the reply, the content a client gets, the calls)
+    ('Sure. <tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>', "Sure. ", [("f", {"a": 1})]),
+    (
+        '[TOOL_CALLS][{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"b": "x"}}]',
+        "",
+        [("f", {}), ("g", {"b": "x"})],
+    ),
+    ('<|channel|>commentary to=functions.f <|constrain|>json<|message|>{"q": 2}<|call|>', "", [("f", {"q": 2})]),
+    ("a < b and [TOOL not a call", "a < b and [TOOL not a call", []),
+    ('<tool_call>\n{"name": "f", "argu', '<tool_call>\n{"name": "f", "argu', []),  # cut off: kept as text
+]
+
+
+@pytest.mark.parametrize(("reply", "content", "calls"), SPLITS)
+def test_call_text_never_reaches_the_content(reply: str, content: str, calls: list[Any]) -> None:
+    """Fed a character at a time (the worst split of a marker): the content that goes out before the end and at
+    the end holds no call's text; the calls are parsed in every format core's parser reads."""
+    splitter = CallSplitter(True)
+    sent = "".join(splitter.feed(ch) for ch in reply)
+    rest, found = splitter.finish()
+    assert sent + rest == content
+    assert [(c.name, c.arguments) for c in found] == calls
+    off = CallSplitter(False)  # tools not offered: the text is the content, as written
+    assert "".join(off.feed(ch) for ch in reply) + off.finish()[0] == reply
