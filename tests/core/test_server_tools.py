@@ -22,10 +22,12 @@ from llamadesk.core.engines.local import LlamaCppEngine
 from llamadesk.core.history import History
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.tools.builtin import calculator_tool
+from llamadesk.core.tools.prompt import call_id
 from llamadesk.paths import get_paths
 from llamadesk.server.backend import EngineThreadBackend
-from llamadesk.server.protocol import CallSplitter
+from llamadesk.server.protocol import CallSplitter, parse_messages
 from llamadesk.server.runner import ServerConfig, ServerRunner
+from tests.core.tools.test_tools_prompt import NATIVE, renderer
 
 KEY = "test-key-tools"
 WEATHER_SCHEMA = {
@@ -227,3 +229,22 @@ def test_call_text_never_reaches_the_content(reply: str, content: str, calls: li
     assert [(c.name, c.arguments) for c in found] == calls
     off = CallSplitter(False)  # tools not offered: the text is the content, as written
     assert "".join(off.feed(ch) for ch in reply) + off.finish()[0] == reply
+
+
+def test_a_requests_calls_and_results_reach_a_template_that_knows_tools_as_its_own() -> None:
+    """The client's assistant tool_calls and tool result, through parse_messages and core/tools/prompt.py, come to a
+    template that knows tools (Qwen's way) as `tool_calls` with the id the result answers, and the result as role
+    tool; the call's text is not left in the assistant's content."""
+    messages = parse_messages([
+        {"role": "user", "content": "What is 6*7?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_client_1", "type": "function",
+         "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'}}]},
+        {"role": "tool", "tool_call_id": "call_client_1", "content": "42"},
+    ])  # fmt: skip
+    assert messages[-1] == {"role": "tool", "content": "42", "tool_call_id": call_id(0), "name": "calculator"}
+    prompt = renderer(NATIVE).render(messages, tools=[CALCULATOR])
+    assert (
+        "<|im_start|>assistant\n<tool_call>\n"
+        f'{{"name": "calculator", "arguments": {{"expression": "6*7"}}, "id": "{call_id(0)}"}}\n</tool_call><|im_end|>'
+    ) in prompt
+    assert "<tool_response>\n42\n</tool_response>" in prompt
