@@ -36,6 +36,7 @@ class AppSettings:
     use_mlock: bool = False
     prompt_cache_mb: int = 4096  # saved prompt states on disk (core/engines/prompt_cache.py); 0 turns them off
     prompt_lookup: bool = False  # speculative decoding by prompt lookup (measured in bench/bench_cache.py)
+    draft_model: str = ""  # a GGUF of the loaded model's family that drafts tokens (engines/draft.py); "": none
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -52,6 +53,7 @@ class AppSettings:
             "use_mlock": self.use_mlock,
             "prompt_cache_mb": self.prompt_cache_mb,
             "prompt_lookup": self.prompt_lookup,
+            "draft_model": Path(self.draft_model) if self.draft_model else None,
         }
 
     def _sanitized(self) -> AppSettings:
@@ -68,6 +70,7 @@ class AppSettings:
             "use_mlock": lambda v: isinstance(v, bool),
             "prompt_cache_mb": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             "prompt_lookup": lambda v: isinstance(v, bool),
+            "draft_model": lambda v: isinstance(v, str),
         }
         bad = {name: getattr(default, name) for name, ok in checks.items() if not ok(getattr(self, name))}
         if bad:

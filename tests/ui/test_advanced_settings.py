@@ -34,7 +34,7 @@ def test_the_box_shows_and_gives_back_every_setting(qtbot: QtBot, n_gpu_layers: 
     box.set_values(stored)
     assert box.values() == {
         "n_threads": 3, "n_gpu_layers": n_gpu_layers, "flash_attn": "on", "type_k": "q8_0", "type_v": "q4_0",
-        "use_mmap": False, "use_mlock": True, "prompt_lookup": True,
+        "use_mmap": False, "use_mlock": True, "prompt_lookup": True, "draft_model": "",
     }  # fmt: skip
     assert box.gpu_spin.isEnabled() is (n_gpu_layers > 0)  # the number matters only in manual mode
     assert box.problem() == ""
@@ -193,3 +193,16 @@ def test_changing_settings_with_a_model_loaded_offers_to_reload(
     else:
         assert window.model_info is first
         assert "next time a model is loaded" in window.statusBar().currentMessage()
+
+
+def test_a_draft_model_is_a_stored_setting_and_cannot_go_with_prompt_lookup(qtbot: QtBot, tmp_path: Path) -> None:
+    box = AdvancedModelBox()
+    qtbot.addWidget(box)
+    box.set_values(AppSettings(draft_model=str(tmp_path / "draft.gguf")))
+    assert box.values()["draft_model"] == str(tmp_path / "draft.gguf") and box.problem() == ""
+    assert AppSettings(draft_model=str(tmp_path / "d.gguf")).load_kwargs()["draft_model"] == tmp_path / "d.gguf"
+    assert AppSettings().load_kwargs()["draft_model"] is None
+    box.lookup_check.setChecked(True)
+    assert "choose one" in box.problem() and box.problem_label.isVisibleTo(box)
+    box.draft_edit.clear()
+    assert box.problem() == ""

@@ -14,10 +14,12 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSlider,
     QSpinBox,
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 MANUAL = 1  # the GPU-mode combo's data for "a number of layers" (auto, all and none are their n_gpu_layers)
 UNKNOWN_LAYERS = 128  # the slider's end before a model's layer count is known
 Preview = Callable[[dict[str, Any]], str]  # the box's values → a sentence on where the layers would go
-FIELDS = ("n_threads", "n_gpu_layers", "flash_attn", "type_k", "type_v", "use_mmap", "use_mlock", "prompt_lookup")
+FIELDS = ("n_threads", "n_gpu_layers", "flash_attn", "type_k", "type_v", "use_mmap", "use_mlock", "prompt_lookup",
+          "draft_model")
 
 GPU_MODES = (
     ("Auto", GPU_LAYERS_AUTO, "As many layers as fit in free GPU memory, with the KV cache at the chosen context."),
@@ -141,6 +144,19 @@ class AdvancedModelBox(QGroupBox):
             "Guess the next words from earlier text in the conversation and check the guesses in one step: faster "
             "when a reply repeats its prompt (edits, code rewrites), the same output, more memory for long contexts."
         )
+        self.draft_edit = QLineEdit(self)
+        self.draft_edit.setObjectName("draftModel")
+        self.draft_edit.setAccessibleName("Draft model file")
+        self.draft_edit.setPlaceholderText("None")
+        self.draft_edit.setToolTip(
+            "Speculative decoding with a draft model: a small GGUF of the same family as the model you load (for "
+            "Qwen2.5 7B, Qwen2.5 0.5B) guesses the next words and the model checks them in one step. The same "
+            "output; faster when the guesses are mostly right, and switched off by itself in a chat where they "
+            "are not. A draft of another family is refused when the model loads."
+        )
+        self.draft_button = QPushButton("Choose…", self)
+        self.draft_button.setObjectName("chooseDraftModel")
+        self.draft_button.clicked.connect(self._choose_draft)
         self.cache_button = QPushButton(self)
         self.cache_button.setObjectName("clearPromptCache")
         self.cache_button.setToolTip(
@@ -170,6 +186,10 @@ class AdvancedModelBox(QGroupBox):
         form.addRow(self.mmap_check)
         form.addRow(self.mlock_check)
         form.addRow(self.lookup_check)
+        draft_row = QHBoxLayout()
+        draft_row.addWidget(self.draft_edit, 1)
+        draft_row.addWidget(self.draft_button)
+        form.addRow("Draft model", draft_row)
         form.addRow("Prompt cache", self.cache_button)
         form.addRow(self.problem_label)
         self.setTabOrder(self.gpu_mode, self.gpu_slider)
@@ -185,6 +205,7 @@ class AdvancedModelBox(QGroupBox):
             signal.connect(self._emit)
         for check in (self.mmap_check, self.mlock_check, self.lookup_check):
             check.toggled.connect(self._emit)
+        self.draft_edit.textChanged.connect(self._emit)
         self.set_layer_count(None)
         self._on_mode()
 
@@ -223,9 +244,15 @@ class AdvancedModelBox(QGroupBox):
             self.mmap_check.setChecked(settings.use_mmap)
             self.mlock_check.setChecked(settings.use_mlock)
             self.lookup_check.setChecked(settings.prompt_lookup)
+            self.draft_edit.setText(settings.draft_model)
         finally:
             self.blockSignals(False)
         self._on_mode()
+
+    def _choose_draft(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Draft model", self.draft_edit.text(), "GGUF models (*.gguf)")
+        if path:
+            self.draft_edit.setText(path)
 
     def _show_cache_size(self) -> None:
         from llamadesk.core.engines import prompt_cache
@@ -255,6 +282,7 @@ class AdvancedModelBox(QGroupBox):
             "use_mmap": self.mmap_check.isChecked(),
             "use_mlock": self.mlock_check.isChecked(),
             "prompt_lookup": self.lookup_check.isChecked(),
+            "draft_model": self.draft_edit.text().strip(),
         }
 
     def problem(self) -> str:
@@ -263,7 +291,8 @@ class AdvancedModelBox(QGroupBox):
         options = LoadOptions(
             Path(), n_threads=values["n_threads"], n_gpu_layers=values["n_gpu_layers"],
             flash_attn=FLASH_ATTN[values["flash_attn"]], type_k=values["type_k"], type_v=values["type_v"],
-            use_mmap=values["use_mmap"], use_mlock=values["use_mlock"],
+            use_mmap=values["use_mmap"], use_mlock=values["use_mlock"], prompt_lookup=values["prompt_lookup"],
+            draft_model=Path(values["draft_model"]) if values["draft_model"] else None,
         )  # fmt: skip
         try:
             options.check()
