@@ -132,7 +132,7 @@ class FitEstimate:
     vram_needed: int
     max_ctx: int  # the largest context (a multiple of 256, at most the trained one) that fits at all; 0 if none
     output_on_gpu: bool = False  # the output layer, the first one llama.cpp offloads
-    draft_bytes: int = 0  # a draft model loaded beside it (engines/draft.py): weights, KV cache and compute buffer
+    draft_bytes: int = 0  # a draft model beside it (engines/draft.py): weights, KV cache, compute buffer, logits
 
     @property
     def total_bytes(self) -> int:
@@ -242,17 +242,22 @@ def estimate(
 ) -> FitEstimate:
     """The verdict at `n_ctx` for the given free RAM and VRAM (pure: pass hardware.snapshot() figures). A `draft`
     model loads beside it with the same context, all on the GPU when the main model has layers there (local_load):
-    its needs come off the GPU's free memory when it fits there, else off the RAM, before the main model's."""
+    its needs come off the GPU's free memory when it fits there, else off the RAM, before the main model's; the main
+    model's logits for every position come off the RAM."""
     shape = model if isinstance(model, ModelShape) else ModelShape.from_header(model)
     n_ubatch = min(n_ubatch, max(1, n_ctx))
     draft_bytes = draft_ram = draft_vram = 0
     if draft is not None:
+        # and the main model then keeps every position's logits (float32 rows of n_vocab; llama-cpp-python's
+        # Llama.generate checks a draft against them): 2.5 GB for Qwen2.5 7B at 4,096 tokens, in RAM
+        logits = n_ctx * shape.n_vocab * 4
         draft_bytes = (draft.weights_bytes + kv_cache_bytes(draft, n_ctx, type_k, type_v)
                        + compute_buffer_bytes(draft, n_ctx, n_ubatch=n_ubatch, flash_attn=flash_attn))
         if vram_free - VRAM_RESERVE > draft_bytes:
             draft_vram, vram_free = draft_bytes, vram_free - draft_bytes
         else:
             draft_ram, ram_free = draft_bytes, ram_free - draft_bytes
+        draft_ram, ram_free, draft_bytes = draft_ram + logits, ram_free - logits, draft_bytes + logits
     verdict, n_gpu, ram, vram = _fit_at(shape, n_ctx, ram_free, vram_free, type_k, type_v, n_ubatch, flash_attn)
     ram, vram = ram + draft_ram, vram + draft_vram
     return FitEstimate(
