@@ -122,7 +122,7 @@ def parse_messages(raw: Any) -> list[Message]:
             if not ours:
                 raise RequestError(f"messages[{i}] answers no tool call of an earlier assistant message; give it "
                                    "the 'tool_call_id' of that call.", param=f"messages[{i}].tool_call_id")  # fmt: skip
-            messages.append({"role": "tool", "content": content, "tool_call_id": ours, "name": name})  # type: ignore[typeddict-unknown-key]
+            messages.append({"role": "tool", "content": content, "tool_call_id": ours, "name": name})
             continue
         messages.append({"role": role, "content": content})
     return messages

@@ -98,8 +98,8 @@ def test_a_named_function_is_a_call_whose_arguments_validate_streamed_and_not(cl
         assert choice.finish_reason == "tool_calls"
         assert choice.message.content is None  # the call's text is not also the content
         [call] = choice.message.tool_calls or []
-        assert call.type == "function" and call.function.name == "get_weather" and call.id  # type: ignore[union-attr]
-        arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
+        assert call.type == "function" and call.function.name == "get_weather" and call.id
+        arguments = json.loads(call.function.arguments)
         jsonschema.validate(arguments, WEATHER_SCHEMA)
 
         content, calls, reasons = streamed(
@@ -116,7 +116,7 @@ def test_required_calls_one_of_the_tools(client: openai.OpenAI) -> None:
         reply = create(client, tools=[WEATHER, CALCULATOR], tool_choice="required", seed=seed, temperature=1.0)
         [call] = reply.choices[0].message.tool_calls or []
         assert reply.choices[0].finish_reason == "tool_calls"
-        jsonschema.validate(json.loads(call.function.arguments), tools[call.function.name])  # type: ignore[union-attr]
+        jsonschema.validate(json.loads(call.function.arguments), tools[call.function.name])
 
 
 def test_auto_parses_the_call_the_model_writes_and_none_offers_no_tools(client: openai.OpenAI) -> None:
@@ -125,8 +125,8 @@ def test_auto_parses_the_call_the_model_writes_and_none_offers_no_tools(client: 
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     [call] = choice.message.tool_calls or []
-    assert call.function.name == "calculator"  # type: ignore[union-attr]
-    assert json.loads(call.function.arguments) == {"expression": "6*7"}  # type: ignore[union-attr]
+    assert call.function.name == "calculator"
+    assert json.loads(call.function.arguments) == {"expression": "6*7"}
     assert "<tool_call>" not in (choice.message.content or "") and "6*7" not in (choice.message.content or "")
 
     content, calls, reasons = streamed(
@@ -146,7 +146,7 @@ def test_an_agent_loop_sends_the_result_back_and_gets_an_answer(client: openai.O
     named = {"type": "function", "function": {"name": "calculator"}}
     first = create(client, messages=ask, tools=[CALCULATOR], temperature=0, tool_choice=named)
     [call] = first.choices[0].message.tool_calls or []
-    assert "expression" in json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert "expression" in json.loads(call.function.arguments)
     messages: list[Any] = [*ask, first.choices[0].message.model_dump(exclude_none=True),
                            {"role": "tool", "tool_call_id": call.id, "content": "6*7 = 1234567"}]  # fmt: skip
     final = create(client, messages=messages, tools=[CALCULATOR], temperature=0)
@@ -159,7 +159,7 @@ def test_an_agent_loop_sends_the_result_back_and_gets_an_answer(client: openai.O
         [record] = (history.messages(first_conv.id)[-1].receipt or {})["tool_calls"]
         sent = history.messages(final_conv.id)
     assert record["id"] == call.id and record["name"] == "calculator"
-    assert record["arguments"] == json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert record["arguments"] == json.loads(call.function.arguments)
     assert "<tool_call>" in sent[-3].content and "1234567" in sent[-2].content  # the call and the result, as sent
 
 
