@@ -189,3 +189,19 @@ def test_prefill_reads_the_prompt_into_the_draft_too_and_the_reply_is_the_same(t
     finally:
         plain.close()
         spec.close()
+
+
+def test_with_sampling_each_token_is_still_the_models_own_draw(tiny_model: Path) -> None:
+    """Llama.generate samples every position once from the main model's distribution and keeps a drafted token
+    only where it equals that draw: at a fixed seed the reply is the very one sampled without a draft."""
+    plain = _engine(tiny_model)
+    spec = _engine(tiny_model, draft_model=tiny_model)
+    try:
+        for seed, messages in enumerate((A1, B1, LONG)):
+            params = SamplingParams(max_tokens=48, seed=seed, temperature=0.9)
+            text, done = _turn(spec, messages, params)
+            assert text == _turn(plain, messages, params)[0]
+            assert done.receipt["speculation"]["drafted"] > 0
+    finally:
+        plain.close()
+        spec.close()
