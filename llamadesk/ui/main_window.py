@@ -20,7 +20,7 @@ from llamadesk.core.conversation.lifecycle import NEW_TITLE
 from llamadesk.core.engines.api import LoadOptions, ModelInfo
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History
-from llamadesk.core.library import LocalModel
+from llamadesk.core.library import LocalModel, projector_for
 from llamadesk.core.presets import PresetStore
 from llamadesk.core.settings import AppSettings, load_settings
 from llamadesk.paths import Paths
@@ -299,7 +299,9 @@ class MainWindow(QMainWindow):
             path=model.path,
             n_ctx=self.panel.n_ctx(),
             chat_template=s.chat_template,
+            mmproj=projector_for(model.path),  # a vision model's projector beside it: its messages may carry images
             **s.load_kwargs(),  # threads, GPU layers, flash attention, KV cache types, mmap/mlock
+            draft_required=False,  # the setting's draft model serves its own family only; others load without it
         )
 
     def _auto_load(self) -> None:
@@ -323,7 +325,8 @@ class MainWindow(QMainWindow):
         self.settings.last_model = str(model.path if model else info.path)
         self.keeper.save_timer.start()
         if not self.is_loading:
-            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s", 5000)
+            note = f" · {info.offload_note}" if info.offload_note.startswith("Loaded without") else ""
+            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s{note}", 15000 if note else 5000)
         self._refresh_context()
         self._update_state()
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QPalette
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from llamadesk.core.images import ImageError
+from llamadesk.ui.chat import attachments
+from llamadesk.ui.chat.attachments import Attachment, AttachmentStrip
 
 MIN_LINES = 2
 MAX_LINES = 10
@@ -15,6 +21,7 @@ class ComposerEdit(QPlainTextEdit):
 
     submitted = Signal()
     stopRequested = Signal()
+    imagePasted = Signal(QImage)  # Ctrl+V of a picture (a screenshot): it is attached, not typed
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +50,17 @@ class ComposerEdit(QPlainTextEdit):
             event.accept()
             return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasImage() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasImage() and not source.hasText():
+            image = source.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.imagePasted.emit(image)
+                return
+        super().insertFromMimeData(source)
 
     def _height_for_lines(self, lines: int) -> int:
         margins = self.contentsMargins()
@@ -84,6 +102,11 @@ class Composer(QWidget):
         self.stop_button.setAccessibleName("Stop")
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.setEnabled(False)
+        self.attach_button = QPushButton("Attach image…", self)
+        self.attach_button.setObjectName("attachButton")
+        self.attach_button.setAccessibleName("Attach image")
+        self.attach_button.setToolTip("Attach PNG, JPEG, WebP, GIF, BMP or TIFF images to the message (or paste one)")
+        self.attachments = AttachmentStrip(self)
         self.edit_banner = QWidget(self)
         self.edit_banner.setObjectName("editBanner")
         banner = QHBoxLayout(self.edit_banner)
@@ -112,6 +135,7 @@ class Composer(QWidget):
         buttons.setSpacing(6)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.attach_button)
         buttons.addStretch(1)
         row = QHBoxLayout()
         row.setSpacing(8)
@@ -122,6 +146,7 @@ class Composer(QWidget):
         layout.setSpacing(4)
         layout.addWidget(self.edit_banner)
         layout.addWidget(self.note)
+        layout.addWidget(self.attachments)
         layout.addLayout(row)
 
         self.edit.submitted.connect(self._submit)
@@ -129,6 +154,8 @@ class Composer(QWidget):
         self.cancel_edit_button.clicked.connect(self.cancel_edit)
         self.send_button.clicked.connect(self._submit)
         self.stop_button.clicked.connect(self.stopRequested)
+        self.attach_button.clicked.connect(self.pick_images)
+        self.edit.imagePasted.connect(self.paste_image)
         self._can_send = False
 
     def text(self) -> str:
@@ -136,7 +163,33 @@ class Composer(QWidget):
 
     def clear(self) -> None:
         self.edit.clear()
+        self.attachments.clear()
         self._end_edit()
+
+    def images(self) -> list[Attachment]:
+        """The images attached to the message being typed, in order."""
+        return self.attachments.attachments()
+
+    def pick_images(self) -> None:
+        """Attach image…: the files chosen are attached; one that is not an image says why (the others stay)."""
+        for path in attachments.choose_images(self):
+            self.attach(path, path.name)
+
+    def paste_image(self, image: QImage) -> None:
+        self.attach(attachments.png_of(image), attachments.PASTED_NAME)
+
+    def attach(self, source: Path | bytes, name: str) -> bool:
+        try:
+            self.attachments.add(source, name)
+        except ImageError as exc:
+            self.say(str(exc))
+            return False
+        self.say("")
+        return True
+
+    def say(self, text: str) -> None:
+        """One line above the box: why an image or a message was not taken (empty: the usual hint)."""
+        self._show_note(text or self._hint)
 
     def begin_edit(self, message_id: int, text: str) -> None:
         """Puts an earlier message here for editing; what you were typing comes back if you cancel."""

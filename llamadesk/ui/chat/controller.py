@@ -6,7 +6,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
@@ -17,6 +17,7 @@ from llamadesk.core.conversation.plan import OverflowPolicy
 from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.engines.api import GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
+from llamadesk.ui.chat.attachments import store_all
 from llamadesk.ui.chat.branch_dialog import BranchDialog
 from llamadesk.ui.chat.receipt_dialog import ReceiptDialog
 from llamadesk.ui.chat.render import MessageRenderer
@@ -275,6 +276,11 @@ class ChatController(QObject):
         busy = self._session.busy_cid
         if busy is not None and (busy == st.current_cid or self.queued_for(st.current_cid) is not None):
             return  # the composer refuses and says why
+        attached = self._composer.images()
+        if attached and not (st.model_info is not None and st.model_info.projector):
+            self._composer.say(f"{self._model_name()} does not read images; load a vision model (a model with its "
+                               "mmproj projector beside it), or remove the images to send the text.")  # fmt: skip
+            return  # your text and images stay in the box
         editing = self._composer.editing_id
         try:
             cid = st.ensure_conversation()
@@ -282,8 +288,15 @@ class ChatController(QObject):
         except LlamaDeskError as exc:
             st.warn("Message not sent", str(exc))
             return
+        try:
+            images = store_all(self._history.images, attached)
+        except LlamaDeskError as exc:
+            st.warn("Message not sent", str(exc))
+            return
         st.save_conversation_settings()
-        kwargs: dict[str, object] = {"parent_id": parent} if editing is not None else {}
+        kwargs: dict[str, Any] = {"parent_id": parent} if editing is not None else {}
+        if images:
+            kwargs["images"] = images
         if busy is not None:
             self._queue_message(cid, text, kwargs)
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -27,7 +27,7 @@ from llamadesk.core.documents.context import DocumentsSource, collections_of
 from llamadesk.core.engines.api import FinishReason, GenerationStats, Message
 from llamadesk.core.errors import LlamaDeskError
 from llamadesk.core.history import History, StreamingReply
-from llamadesk.core.history.models import UNSET
+from llamadesk.core.history.models import UNSET, MessageImage
 from llamadesk.core.history.models import Message as StoredMessage
 from llamadesk.core.sampling import SamplingParams
 from llamadesk.core.structured import ResponseFormat, cut_off_sentence, stored_format
@@ -173,15 +173,16 @@ class ChatSession(QObject, NotebookRequests):
     # --- sending -------------------------------------------------------------------------------------------------
     def start(
         self, cid: int, text: str, params: SamplingParams, system_prompt: str, model: str | None,
-        *, parent_id: int | object | None = UNSET,
+        *, parent_id: int | object | None = UNSET, images: Sequence[MessageImage] = (),
     ) -> bool:  # fmt: skip
-        """Saves your message (under `parent_id`: editing starts a new branch) and asks for the reply (after searching
-        the conversation's documents in the background, when it uses some)."""
+        """Saves your message (under `parent_id`: editing starts a new branch; `images`: already in the history's
+        ImageStore) and asks for the reply (after searching the conversation's documents in the background, when it
+        uses some)."""
         if self.is_generating:
             return False
         try:
             kwargs: dict[str, Any] = {} if parent_id is UNSET else {"parent_id": parent_id}
-            user = self.history.add_message(cid, "user", text, **kwargs)
+            user = self.history.add_message(cid, "user", text, images=images, **kwargs)
             name_new_conversation(self.history, cid, text)
             self.history.update_conversation(cid, model=model)
         except LlamaDeskError as exc:
