@@ -301,7 +301,6 @@ class MainWindow(QMainWindow):
             chat_template=s.chat_template,
             mmproj=projector_for(model.path),  # a vision model's projector beside it: its messages may carry images
             **s.load_kwargs(),  # threads, GPU layers, flash attention, KV cache types, mmap/mlock
-            draft_required=False,  # the setting's draft model serves its own family only; others load without it
         )
 
     def _auto_load(self) -> None:
@@ -325,8 +324,7 @@ class MainWindow(QMainWindow):
         self.settings.last_model = str(model.path if model else info.path)
         self.keeper.save_timer.start()
         if not self.is_loading:
-            note = f" · {info.offload_note}" if info.offload_note.startswith("Loaded without") else ""
-            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s{note}", 15000 if note else 5000)
+            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s", 5000)
         self._refresh_context()
         self._update_state()
 
