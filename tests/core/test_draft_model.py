@@ -5,6 +5,7 @@ drafts are mostly rejected drafts no more (said in the receipt) while another co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -93,6 +94,19 @@ def test_a_draft_model_with_another_vocabulary_is_refused(tiny_model: Path, othe
     assert str(refused.value).count(". ") == 0 and "draft model of the same family" in str(refused.value)
     assert engine.info is None
     engine.load(LoadOptions(tiny_model, n_ctx=N_CTX, n_threads=1, prompt_cache_mb=0))  # nothing was left behind
+    engine.close()
+
+
+def test_the_windows_draft_setting_never_blocks_a_model_of_another_family(tiny_model: Path, other_vocab: Path) -> None:
+    """The window's one draft-model setting applies to every model loaded: one it cannot serve loads without it."""
+    engine = LlamaCppEngine()
+    options = LoadOptions(tiny_model, n_ctx=N_CTX, n_threads=1, prompt_cache_mb=0, draft_model=other_vocab)
+    info = engine.load(replace(options, draft_required=False))
+    assert "vocabularies differ" in info.draft_note and info.draft_note.startswith("Loaded without the draft model")
+    events = list(engine.stream([{"role": "user", "content": "Hello"}], SamplingParams(max_tokens=8, seed=1)))
+    done = events[-1]
+    assert isinstance(done, Done) and done.stats.generated_tokens > 0
+    assert not done.receipt.get("speculation")  # nothing drafted
     engine.close()
 
 

@@ -58,6 +58,9 @@ class LoadOptions:
     prompt_cache_mb: float = 4096  # saved prompt states on disk (engines/prompt_cache.py), all models together; 0: off
     prompt_lookup: bool = False  # speculative decoding by prompt lookup (local_load.PromptLookup)
     draft_model: Path | None = None  # a small GGUF of the same vocabulary that drafts tokens (engines/draft.py)
+    # False: a draft model that cannot serve this model (another family) is left out and ModelInfo.draft_note says
+    # why, instead of refusing the load: the window's one setting applies to every model you load
+    draft_required: bool = True
 
     def check(self) -> None:
         """Raises InvalidSetting with one sentence when the advanced settings cannot work together."""
@@ -104,6 +107,7 @@ class ModelInfo:
     load_seconds: float = 0.0
     n_gpu_layers_requested: int = 0  # what LoadOptions asked for (-1: all); n_gpu_layers is what was placed
     offload_note: str = ""  # one sentence on where the layers went, and why when fewer than asked
+    draft_note: str = ""  # why the draft model asked for was left out (LoadOptions.draft_required False), or ""
     flash_attn: str = "off"  # "on" or "off" as llama.cpp resolved it ("auto" if it did not say)
     type_k: str = "f16"
     type_v: str = "f16"

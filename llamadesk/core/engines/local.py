@@ -168,7 +168,14 @@ class LlamaCppEngine:
                 eos_token=llama._model.token_get_text(eos) if eos >= 0 else "",
             )
             self._vision = vision.Projector.load(options, llama, n_threads) if options.mmproj else None
-            attach_draft_model(llama, options, n_threads, n_gpu)  # refused when its vocabulary differs
+            draft_note = ""
+            try:
+                attach_draft_model(llama, options, n_threads, n_gpu)  # refused when its vocabulary differs
+            except ModelLoadError as exc:
+                if options.draft_required:
+                    raise
+                draft_note = f"Loaded without the draft model: {exc}"
+                log.info("%s", draft_note)
         except (TemplateError, ModelLoadError):
             if self._vision is not None:
                 self._vision.close()
@@ -207,6 +214,7 @@ class LlamaCppEngine:
                 out_of_memory=n_gpu != attempts[0],
                 auto_note=auto_note,
             ),
+            draft_note=draft_note,
             flash_attn=placement.flash_attn if options.flash_attn is None else ("on" if options.flash_attn else "off"),
             type_k=options.type_k,
             type_v=options.type_v,
