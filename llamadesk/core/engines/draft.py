@@ -123,7 +123,7 @@ class DraftModel(LlamaDraftModel):
         """The reply about to be generated belongs to conversation `key`."""
         self._pending = None
         self._reply, self._turned_off = Tally(), False
-        self._tally = self._tallies.pop(key, None) or Tally()
+        self._tally = self._tallies.pop(key) if key in self._tallies else Tally()
         self._tallies[key] = self._tally
         while len(self._tallies) > CONVERSATIONS:
             self._tallies.popitem(last=False)

@@ -256,7 +256,7 @@ class LlamaCppEngine:
                     type_v=GGML_TYPES[options.type_v],
                     use_mmap=options.use_mmap,
                     use_mlock=options.use_mlock,
-                    draft_model=draft_for(options),
+                    draft_model=draft_for(options),  # type: ignore[arg-type]  # duck-typed: __call__(input_ids)
                     # a draft is checked against every position's logits; without logits_all the library keeps
                     # only n_batch rows of them and fails on a longer prompt
                     logits_all=drafts(options),

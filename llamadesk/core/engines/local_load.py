@@ -227,5 +227,5 @@ def close_draft(llama: Any) -> None:
 
 def speculation_field(llama: Any, n_prompt: int, n_generated: int) -> dict[str, Any]:
     """{"speculation": {...drafted, accepted}} for a reply's receipt when the model drafts; else {}."""
-    draft = getattr(llama, "draft_model", None)
+    draft: Any = getattr(llama, "draft_model", None)
     return {"speculation": draft.take(llama, n_prompt, n_generated)} if hasattr(draft, "take") else {}
