@@ -18,6 +18,7 @@ from vision_factory import write_tiny_vision_pair
 from llamadesk.core.settings import AppSettings, save_settings
 from llamadesk.paths import Paths
 from llamadesk.ui.chat import attachments
+from llamadesk.ui.chat.model import shown_text
 from llamadesk.ui.main_window import MainWindow
 
 LOAD_TIMEOUT_MS = 180_000
@@ -87,6 +88,15 @@ def test_picked_and_pasted_images_go_with_the_message_to_the_vision_model(
     assert [i["sha256"] for i in reply.receipt["images"]] == [i.sha256 for i in user.images]
     assert all(i["tokens"] > 0 for i in reply.receipt["images"])
     assert composer.images() == [] and not composer.attachments.isVisible()
+    assert shown_text(w.chat_model.rows()[0]).splitlines() == ["What is in these?", "🖼 64×48", "🖼 40×30"]
+
+    type_and_send(qtbot, w, "And now?")  # a later turn: the images held on screen are sent again
+    qtbot.waitUntil(lambda: not w.is_generating and len(w.history.messages(w.current_cid or 0)) == 4,
+                    timeout=REPLY_TIMEOUT_MS)  # fmt: skip
+    later = w.history.messages(w.current_cid)[-1]  # type: ignore[arg-type]
+    assert later.receipt is not None
+    assert [i["sha256"] for i in later.receipt["images"]] == [i.sha256 for i in user.images]
+    assert shown_text(w.chat_model.rows()[2]) == "And now?"
 
 
 def test_a_chip_is_removed_with_its_cross(

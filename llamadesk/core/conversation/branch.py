@@ -17,6 +17,7 @@ from llamadesk.core.conversation.tree import Tree
 from llamadesk.core.conversation.turn import left_out
 from llamadesk.core.history import History
 from llamadesk.core.history.models import Message as StoredMessage
+from llamadesk.core.history.models import MessageImage
 
 if TYPE_CHECKING:
     from llamadesk.core.conversation.turn import Turn
@@ -42,6 +43,7 @@ class BranchMessage:
     excluded: bool = False  # left out of the last prompt by the context policy
     sources: tuple[dict[str, Any], ...] = ()  # what a reply's citations [1], [2] refer to (its prompt's quotes)
     tools: tuple[dict[str, Any], ...] = ()  # the calls its tool loop ran, with their results (the receipt's)
+    images: tuple[MessageImage, ...] = ()  # the images attached: every later turn's prompt sends them again
 
 
 def stats_from_receipt(receipt: dict[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +169,7 @@ class ShownBranch(Generic[M]):
             message.excluded = m.id in excluded
             message.sources = cited(receipt)
             message.tools = called(receipt)
+            message.images = m.images
             if m.id in streaming:
                 message.content, message.status = streaming[m.id].reply.content, "streaming"
                 message.sources = cited(streaming[m.id].extra)
@@ -187,6 +190,7 @@ class ShownBranch(Generic[M]):
             siblings = [s.id for s in history.children(turn.cid, m.parent_id)]
             message = self._make(m.id, m.role, m.content, m.status, m.finish_reason, parent_id=m.parent_id)
             message.alternative, message.alternatives = siblings.index(m.id) + 1, len(siblings)
+            message.images = m.images
             messages.append(message)
         kept = self.find(current) + 1
         self._set(messages)

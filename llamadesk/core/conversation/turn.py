@@ -83,7 +83,7 @@ def entries_of(
 
 
 def _image_hashes(message: Any) -> tuple[str, ...]:
-    """The ImageStore hashes of a stored message's images (history.MessageImage); a row on screen has none."""
+    """The ImageStore hashes of a message's images (history.MessageImage), stored or held by the shown branch."""
     images = getattr(message, "images", ())
     return tuple(i.sha256 for i in images) if images else ()
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from llamadesk.core.conversation.branch import BranchMessage
 from llamadesk.core.conversation.parts import CHANNEL, may_have_reasoning, split_reply
 from llamadesk.core.conversation.tool_calls import may_have_tool_calls
+from llamadesk.ui.chat.attachments import marker
 from llamadesk.ui.chat.tool_blocks import with_tool_blocks
 
 Index = QModelIndex | QPersistentModelIndex
@@ -38,7 +39,7 @@ class ChatRow(BranchMessage):
 
 EXCLUDED_NOTE = "left out of the prompt"
 _SHOWN_FIELDS: tuple[str, ...] = ("role", "content", "status", "finish_reason", "stats", "error")
-_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded", "sources", "tools")
+_SHOWN_FIELDS += ("parent_id", "alternative", "alternatives", "excluded", "sources", "tools", "images")
 
 
 def reasoning_view(row: ChatRow) -> tuple[str, int, int] | None:
@@ -69,6 +70,8 @@ def shown_text(row: ChatRow) -> str:
     text = row.content if view is None else view[0]
     if row.role == "assistant" and may_have_tool_calls(text):
         text = with_tool_blocks(text, row.tools, unfolded=row.show_tools)
+    if row.images:  # one line per attached image below your text (after it: offsets into the text stay true)
+        text = "\n".join([text, *(marker(i.width, i.height) for i in row.images)]).lstrip("\n")
     if row.status == "error" and row.error:
         return f"{text}\n\n⚠ {row.error}" if text else f"⚠ {row.error}"
     return text
