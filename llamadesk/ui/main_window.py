@@ -301,6 +301,7 @@ class MainWindow(QMainWindow):
             chat_template=s.chat_template,
             mmproj=projector_for(model.path),  # a vision model's projector beside it: its messages may carry images
             **s.load_kwargs(),  # threads, GPU layers, flash attention, KV cache types, mmap/mlock
+            draft_required=False,  # the setting's draft model serves its own family only; others load without it
         )
 
     def _auto_load(self) -> None:
@@ -324,7 +325,11 @@ class MainWindow(QMainWindow):
         self.settings.last_model = str(model.path if model else info.path)
         self.keeper.save_timer.start()
         if not self.is_loading:
-            self.statusBar().showMessage(f"Loaded {info.file_name} in {info.load_seconds:.1f} s", 5000)
+            loaded = f"Loaded {info.file_name} in {info.load_seconds:.1f} s"
+            if info.draft_note:  # the draft model of the settings is of another family: said, not a failed load
+                self.statusBar().showMessage(f"{loaded}. {info.draft_note}", 20000)
+            else:
+                self.statusBar().showMessage(loaded, 5000)
         self._refresh_context()
         self._update_state()
 

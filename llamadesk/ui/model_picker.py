@@ -18,7 +18,7 @@ from llamadesk.core import rpc
 from llamadesk.core.endpoints import Endpoint, EndpointStore, remote_options
 from llamadesk.core.engines.api import GPU_LAYERS_ALL, LoadOptions, ModelInfo
 from llamadesk.core.hub import quantization_of
-from llamadesk.core.library import LocalModel
+from llamadesk.core.library import LocalModel, is_projector
 from llamadesk.core.sampling import RANGES
 from llamadesk.ui.model_choice import (
     Choice,
@@ -227,7 +227,7 @@ class ModelPicker(QWidget):
         """Reads the models folder, the endpoint list (with the models they listed last) and the RPC hosts,
         keeping the loaded (or chosen) entry selected. No network: see `rescan`."""
         current = self.loaded_choice or self.current_choice()
-        found = list_models(self.models_dir)
+        found = [m for m in list_models(self.models_dir) if not is_projector(m.path)]  # a projector goes with its model
         chat = [m for m in found if m.path not in self._not_chat]
         self.set_models(chat, None, models_dir=self.models_dir)
         if current is not None:

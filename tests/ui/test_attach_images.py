@@ -137,3 +137,12 @@ def test_a_text_only_model_refuses_images_in_a_sentence_and_keeps_the_message(wi
     assert composer.text() == "Describe it" and len(composer.images()) == 1  # nothing lost
     assert window.current_cid is None or window.history.messages(window.current_cid) == []
     assert not window.is_generating
+
+
+def test_the_model_picker_lists_the_vision_model_but_not_its_projector(
+    make_window: Callable[..., MainWindow], paths: Paths, qtbot: QtBot
+) -> None:
+    model, projector = write_tiny_vision_pair(paths.models)
+    window = make_window(auto_load=False)
+    listed = [m.path for m in window.picker.models()]
+    assert model in listed and projector not in listed  # a projector is loaded with its model, never alone
