@@ -19,8 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llamadesk.core.errors import LlamaDeskError, StructuredOutputError
+from llamadesk.core.errors import StructuredOutputError
 from llamadesk.core.structured import FORMAT_KEY, MAX_SCHEMA_CHARS, FormatKind, ResponseFormat
+from llamadesk.ui.settings.per_conversation import ConversationChoice
 
 if TYPE_CHECKING:
     from llamadesk.core.history import History
@@ -165,45 +166,21 @@ class ResponseFormatBox(QGroupBox):
         self.error_label.setVisible(bool(text))
 
 
-class ResponseFormatKeeper(QObject):
+class ResponseFormatKeeper(ConversationChoice):
     """Stores the box's format with the shown conversation (its sampling JSON, FORMAT_KEY) and shows the stored one
     when another conversation is shown. A format chosen while no conversation is shown goes to the next new one."""
 
+    key, what = FORMAT_KEY, "Response format"
+
     def __init__(self, state: WindowState, box: ResponseFormatBox, history: History,
                  parent: QObject | None = None) -> None:  # fmt: skip
-        super().__init__(parent)
-        self.state, self.box, self.history = state, box, history
-        self._pending: ResponseFormat | None = None
-        state.conversationChanged.connect(self._on_conversation)
-        box.formatChanged.connect(self._on_changed)
+        super().__init__(state, history, parent)
+        self.box = box
+        box.formatChanged.connect(self.changed)
 
-    def _on_conversation(self, cid: int | None) -> None:
-        if cid is None:
-            return
-        try:
-            sampling = self.history.get_conversation(cid).sampling
-            pending, self._pending = self._pending, None
-            if FORMAT_KEY not in sampling and pending is not None and not self.history.messages(cid):
-                self._store(cid, pending)  # made for your first message: it takes what you chose
-                return
-        except LlamaDeskError:
-            return
+    def encode(self, value: Any) -> Any:
+        fmt: ResponseFormat = value
+        return None if fmt.is_text else fmt.to_dict()
+
+    def show(self, sampling: dict[str, Any]) -> None:
         self.box.set_response_format(ResponseFormat.from_dict(sampling.get(FORMAT_KEY)))
-
-    def _on_changed(self, fmt: ResponseFormat) -> None:
-        cid = self.state.current_cid
-        if cid is None:
-            self._pending = fmt
-            return
-        try:
-            self._store(cid, fmt)
-        except LlamaDeskError as exc:
-            self.state.warn("Response format not saved", str(exc))
-
-    def _store(self, cid: int, fmt: ResponseFormat) -> None:
-        sampling: dict[str, Any] = dict(self.history.get_conversation(cid).sampling)
-        if fmt.is_text:
-            sampling.pop(FORMAT_KEY, None)
-        else:
-            sampling[FORMAT_KEY] = fmt.to_dict()
-        self.history.update_conversation(cid, sampling=sampling)

@@ -36,6 +36,7 @@ from llamadesk.core.tools.mcp_host import READY, McpHost, ServerState
 from llamadesk.core.tools.spec import Tool, ToolBox
 from llamadesk.core.tools.use import ToolUse
 from llamadesk.ui.chat.tool_approval import WindowAsk
+from llamadesk.ui.settings.per_conversation import ConversationChoice
 
 if TYPE_CHECKING:
     from llamadesk.core.history import History
@@ -234,22 +235,22 @@ def history_search(path: Path) -> Callable[..., list[Any]]:
     return search
 
 
-class ToolsKeeper(QObject):
+class ToolsKeeper(ConversationChoice):
     """Stores the box's tools with the shown conversation and makes each reply's ToolUse."""
+
+    key, what = TOOLS_KEY, "Tools"
 
     def __init__(
         self, state: WindowState, box: ToolsBox, history: History, parent: QWidget,
         *, servers: McpServers | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(parent)
-        self.state, self.box, self.history = state, box, history
+        super().__init__(state, history, parent)
+        self.box = box
         self.servers = servers if servers is not None else McpServers(parent=self)
         self.ask = WindowAsk(parent)
         self._approvals: dict[int, Approval] = {}  # per conversation: its "always" answers
-        self._pending: dict[str, list[str]] | None = None
         box.set_servers(self.servers.names)
         self.servers.configChanged.connect(lambda: box.set_servers(self.servers.names))
-        state.conversationChanged.connect(self._on_conversation)
         box.toolsChanged.connect(self._on_changed)
 
     def tool_use(self, cid: int) -> ToolUse | None:
@@ -287,39 +288,17 @@ class ToolsKeeper(QObject):
         approval = self._approvals.setdefault(cid, Approval(self.ask))
         return ToolUse(ToolBox(tools), approval)
 
-    def _on_conversation(self, cid: int | None) -> None:
-        if cid is None:
-            return
-        try:
-            sampling = self.history.get_conversation(cid).sampling
-            pending, self._pending = self._pending, None
-            if TOOLS_KEY not in sampling and pending is not None and not self.history.messages(cid):
-                self._store(cid, pending)  # made for your first message: it takes what you chose
-                return
-        except LlamaDeskError:
-            return
+    def show(self, sampling: dict[str, Any]) -> None:
         chosen = stored_tools(sampling)
         self.servers.start(chosen["mcp"])  # ready by the time you send, usually
         self.box.set_tools(chosen)
 
+    def encode(self, value: Any) -> Any:
+        return value if any(value.values()) else None
+
     def _on_changed(self, tools: dict[str, list[str]]) -> None:
         self.servers.start(tools["mcp"])
-        cid = self.state.current_cid
-        if cid is None:
-            self._pending = tools
-            return
-        try:
-            self._store(cid, tools)
-        except LlamaDeskError as exc:
-            self.state.warn("Tools not saved", str(exc))
-
-    def _store(self, cid: int, tools: dict[str, list[str]]) -> None:
-        sampling: dict[str, Any] = dict(self.history.get_conversation(cid).sampling)
-        if any(tools.values()):
-            sampling[TOOLS_KEY] = tools
-        else:
-            sampling.pop(TOOLS_KEY, None)
-        self.history.update_conversation(cid, sampling=sampling)
+        self.changed(tools)
 
     def close(self) -> None:
         """At shutdown: the MCP servers' processes end."""
