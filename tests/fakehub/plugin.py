@@ -37,3 +37,28 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, loopback_only: None) -> Iterator[F
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         yield hub
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[Any]]:
+    """A loopback Hub address where nothing listens (HF_ENDPOINT points there), and the list of connection attempts
+    made to it; a connection beyond loopback fails the test."""
+    with FakeHub() as dead:
+        url = dead.url
+    port = int(url.rsplit(":", 1)[1].rstrip("/"))
+    attempts: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def counted(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] == port:
+            attempts.append(address)
+        elif isinstance(address, tuple) and address[0] not in LOOPBACK:
+            raise AssertionError(f"network traffic beyond loopback: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counted)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return url, attempts

@@ -3,13 +3,11 @@ sentence beside Retry, the footer no longer says it "is queued", and a Hub searc
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakehub import FakeHub
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -25,37 +23,13 @@ QUICK = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
 
 
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[Any]]:
-    """A loopback Hub address where nothing listens, and the connection attempts made to it."""
-    with FakeHub() as dead:
-        url = dead.url
-    port = int(url.rsplit(":", 1)[1].rstrip("/"))
-    attempts: list[Any] = []
-    real_connect = socket.socket.connect
-
-    def counted(self: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and len(address) >= 2 and address[1] == port:
-            attempts.append(address)
-        elif isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"network traffic beyond loopback: {address!r}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", counted)
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    return url, attempts
-
-
-@pytest.fixture
 def dialog(
-    qtbot: QtBot, paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: tuple[str, list[Any]]
+    qtbot: QtBot, paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_hub: tuple[str, list[Any]]
 ) -> Iterator[ModelManagerDialog]:
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     for var in ("HF_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS", "XDG_DATA_HOME", "LOCALAPPDATA"):
         monkeypatch.delenv(var, raising=False)
-    d = ModelManagerDialog(paths, endpoint=offline[0])
+    d = ModelManagerDialog(paths, endpoint=offline_hub[0])
     qtbot.addWidget(d)
     d.show()
     qtbot.waitUntil(lambda: d.machine.known and d.downloads.loaded and d.library_page.loaded, timeout=WAIT_MS)
@@ -83,7 +57,7 @@ def test_an_offline_download_says_one_plain_sentence_beside_retry(dialog: ModelM
 
 
 def test_an_offline_hub_search_says_so_after_one_try(
-    dialog: ModelManagerDialog, qtbot: QtBot, offline: tuple[str, list[Any]]
+    dialog: ModelManagerDialog, qtbot: QtBot, offline_hub: tuple[str, list[Any]]
 ) -> None:
     page = dialog.hub_page
     dialog.show_tab("hub")
@@ -91,4 +65,4 @@ def test_an_offline_hub_search_says_so_after_one_try(
     qtbot.mouseClick(page.search_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.search_button.isEnabled() and page.message.is_error, timeout=WAIT_MS)
     assert page.message.text() == hub.UNREACHABLE
-    assert len(offline[1]) == 1, f"the search tried {len(offline[1])} times"
+    assert len(offline_hub[1]) == 1, f"the search tried {len(offline_hub[1])} times"
