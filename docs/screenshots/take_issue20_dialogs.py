@@ -21,9 +21,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from take import settle, wait_until  # the screenshot scripts' shared helpers (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -50,23 +50,6 @@ FOLLOW_UP = "And youngest first?"
 FOLLOW_UP_EDITED = "Can I sort by name when the ages are equal?"
 FOLLOW_REPLY = "Drop `reverse=True`:\n\n```python\nsorted(people, key=lambda p: p.age)\n```"
 EDITED_REPLY = "### Two keys\n\n> Sort by a tuple.\n\n```python\nsorted(people, key=lambda p: (-p.age, p.name))\n```"
-
-
-def settle(seconds: float = 0.5) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not get there in time")
-        settle(0.05)
 
 
 def models_folder(models: Path) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from take import settle, wait_until  # the screenshot scripts' shared helpers (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -36,26 +36,6 @@ CODE_REPLY = (
     "Here is the query, with every column spelled out so the planner can use the covering index:\n\n"
     f"```sql\n{SQL}\n```\n\nAnd the same in Python:\n\n```python\n{PYTHON}\n```\n"
 )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not get there in time")
-        QApplication.processEvents()
-        time.sleep(0.01)
-
-
-def settle(seconds: float = 0.5) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
 
 
 def main(argv: list[str]) -> int:

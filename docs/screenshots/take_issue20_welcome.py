@@ -17,29 +17,13 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from take import settle, wait_until  # the screenshot scripts' shared helpers (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 STARTER_CACHE = Path(os.environ.get("LLAMADESK_TEST_CACHE", Path.home() / ".cache" / "llamadesk" / "test-models"))
 SIZES = ((1280, 800), (800, 600))
-
-
-def settle(seconds: float = 0.5) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not get there in time")
-        settle(0.05)
 
 
 def closed_port() -> str:
